@@ -1,0 +1,38 @@
+"""Endpoints: the addresses a cluster's load balancer picks from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Health(Enum):
+    """Envoy's endpoint health, reduced to what routing needs."""
+
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    DRAINING = "draining"
+
+    @property
+    def routable(self) -> bool:
+        # gRFC A27: only HEALTHY and UNKNOWN endpoints take traffic.
+        return self in (Health.UNKNOWN, Health.HEALTHY)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+    weight: int = 1
+    labels: tuple[tuple[str, str], ...] = ()
+    health: Health = Health.UNKNOWN
+    locality: str = ""
+    priority: int = 0
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def address(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,97 @@
+"""Load-balancing pickers, sans-IO.
+
+A picker is built once per endpoint set (on config load or an EDS update) and
+then asked for one endpoint per request. Building is where the work goes, so
+that ``pick`` stays a few operations.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from mesh.endpoint import Endpoint
+
+
+class NoEndpointError(LookupError):
+    """The cluster has no routable endpoint."""
+
+
+class Picker(Protocol):
+    def pick(self, hash_key: int | None = None) -> Endpoint: ...
+
+
+class RoundRobinPicker:
+    """Smooth weighted round robin (nginx's algorithm).
+
+    Spreads picks of a heavy endpoint evenly through the cycle instead of in a
+    burst, so weight 3:1 gives a a b a a a b ... rather than a a a b.
+    """
+
+    __slots__ = ("_current", "_endpoints", "_total", "_weights")
+
+    def __init__(self, endpoints: Sequence[Endpoint], rng: random.Random | None = None) -> None:
+        usable = [e for e in endpoints if e.health.routable and e.weight > 0]
+        if not usable:
+            raise NoEndpointError("no healthy endpoint")
+        self._endpoints = usable
+        self._weights = [e.weight for e in usable]
+        self._total = sum(self._weights)
+        # Start each worker at a random phase so N workers do not all hit the
+        # first endpoint with their first request.
+        start = (rng or random).randrange(len(usable))
+        self._current = [0] * len(usable)
+        self._current[start] = self._total
+
+    def pick(self, hash_key: int | None = None) -> Endpoint:
+        current = self._current
+        weights = self._weights
+        best = 0
+        for i in range(len(current)):
+            current[i] += weights[i]
+            if current[i] > current[best]:
+                best = i
+        current[best] -= self._total
+        return self._endpoints[best]
+
+
+class RandomPicker:
+    """Weighted random choice."""
+
+    __slots__ = ("_cumulative", "_endpoints", "_rng")
+
+    def __init__(self, endpoints: Sequence[Endpoint], rng: random.Random | None = None) -> None:
+        usable = [e for e in endpoints if e.health.routable and e.weight > 0]
+        if not usable:
+            raise NoEndpointError("no healthy endpoint")
+        self._endpoints = usable
+        total = 0
+        self._cumulative: list[int] = []
+        for e in usable:
+            total += e.weight
+            self._cumulative.append(total)
+        self._rng = rng or random.Random()
+
+    def pick(self, hash_key: int | None = None) -> Endpoint:
+        point = self._rng.randrange(self._cumulative[-1])
+        for i, edge in enumerate(self._cumulative):
+            if point < edge:
+                return self._endpoints[i]
+        raise AssertionError("unreachable: point below the last edge")
+
+
+PickerFactory = Callable[[Sequence[Endpoint]], Picker]
+
+PICKERS: dict[str, PickerFactory] = {
+    "round_robin": RoundRobinPicker,
+    "random": RandomPicker,
+}
+
+
+def build_picker(policy: str, endpoints: Sequence[Endpoint]) -> Picker:
+    try:
+        factory = PICKERS[policy]
+    except KeyError:
+        raise ValueError(f"unknown load-balancing policy {policy!r}") from None
+    return factory(endpoints)

@@ -1,0 +1,139 @@
+"""The tests' own gRPC backend: meshgate.test.v1.EchoService on grpc.aio.
+
+Run as a process so the gateway under test talks to it over real sockets::
+
+    python -m tests.support.backend --port 50051 --name v1
+
+Messages come from a descriptor set compiled at start-up, so no generated code
+is kept in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.descriptor_pool import DescriptorPool
+from google.rpc import error_details_pb2, status_pb2
+from grpc_reflection.v1alpha import reflection
+
+from tests.support.protos import echo_descriptor_set, load_pool, message_class
+
+SERVICE = "meshgate.test.v1.EchoService"
+
+
+def build_handler(pool: DescriptorPool, name: str) -> grpc.GenericRpcHandler:
+    request_cls = message_class(pool, "meshgate.test.v1.EchoRequest")
+    reply_cls = message_class(pool, "meshgate.test.v1.EchoReply")
+    empty_cls = message_class(pool, "google.protobuf.Empty")
+
+    async def fail_if_asked(request, context: grpc.aio.ServicerContext) -> None:  # type: ignore[no-untyped-def]
+        if request.reply_headers:
+            await context.send_initial_metadata(tuple(request.reply_headers.items()))
+        if request.reply_trailers:
+            context.set_trailing_metadata(tuple(request.reply_trailers.items()))
+        if request.delay_seconds:
+            await asyncio.sleep(request.delay_seconds)
+        if request.fail_code:
+            code = grpc.StatusCode(_code_tuple(request.fail_code))
+            message = request.fail_message or f"failed with {code.name}"
+            if request.fail_with_details:
+                detail = any_pb2.Any()
+                detail.Pack(
+                    error_details_pb2.BadRequest(
+                        field_violations=[
+                            error_details_pb2.BadRequest.FieldViolation(
+                                field="message", description="is not acceptable"
+                            )
+                        ]
+                    )
+                )
+                status = status_pb2.Status(code=request.fail_code, message=message, details=[detail])
+                context.set_trailing_metadata(
+                    (*tuple(request.reply_trailers.items()),
+                     ("grpc-status-details-bin", status.SerializeToString()))
+                )
+            await context.abort(code, message)
+
+    def reply_for(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        reply = reply_cls(served_by=name)
+        reply.request.CopyFrom(request)
+        if request.echo_metadata:
+            for key, value in context.invocation_metadata() or ():
+                text = value.hex() if isinstance(value, bytes) else value
+                if key in reply.metadata:
+                    reply.metadata[key] += "," + text
+                else:
+                    reply.metadata[key] = text
+        return reply
+
+    async def echo(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        await fail_if_asked(request, context)
+        return reply_for(request, context)
+
+    async def ping(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        return empty_cls()
+
+    async def server_stream(request, context: grpc.aio.ServicerContext) -> AsyncIterator[object]:  # type: ignore[no-untyped-def]
+        count = max(1, len(request.tags)) if request.tags else 3
+        for i in range(count):
+            reply = reply_for(request, context)
+            reply.request.message = f"{request.message}#{i}"
+            yield reply
+            if request.delay_seconds:
+                await asyncio.sleep(request.delay_seconds)
+        if request.fail_code:
+            await context.abort(grpc.StatusCode(_code_tuple(request.fail_code)),
+                                request.fail_message or "stream failed")
+
+    handlers = {
+        "Echo": grpc.unary_unary_rpc_method_handler(
+            echo, request_deserializer=request_cls.FromString,
+            response_serializer=reply_cls.SerializeToString),
+        "Ping": grpc.unary_unary_rpc_method_handler(
+            ping, request_deserializer=empty_cls.FromString,
+            response_serializer=empty_cls.SerializeToString),
+        "ServerStream": grpc.unary_stream_rpc_method_handler(
+            server_stream, request_deserializer=request_cls.FromString,
+            response_serializer=reply_cls.SerializeToString),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+def _code_tuple(code: int) -> tuple[int, str]:
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status.value  # type: ignore[no-any-return]
+    raise ValueError(f"not a gRPC status code: {code}")
+
+
+async def serve(port: int, name: str, host: str = "127.0.0.1") -> None:
+    server = grpc.aio.server()
+    pool = load_pool(echo_descriptor_set())
+    server.add_generic_rpc_handlers((build_handler(pool, name),))
+    reflection.enable_server_reflection((SERVICE, reflection.SERVICE_NAME), server, pool=pool)
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    print("READY", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace=0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--name", default="backend")
+    args = parser.parse_args()
+    asyncio.run(serve(args.port, args.name))
+
+
+if __name__ == "__main__":
+    main()
