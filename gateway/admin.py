@@ -1,0 +1,56 @@
+"""The admin endpoint: readiness, the effective config, clusters, metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from gateway.app import GatewayApp
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data, option=orjson.OPT_INDENT_2), status,
+                    media_type="application/json")
+
+
+def build_admin(gateway: GatewayApp) -> Starlette:
+    async def ready(request: Request) -> Response:
+        if gateway.ready:
+            return Response("LIVE\n", 200, media_type="text/plain")
+        return Response("NOT READY\n", 503, media_type="text/plain")
+
+    async def config_dump(request: Request) -> Response:
+        snapshot = gateway.active.snapshot
+        return _json({
+            "source": snapshot.loaded.source,
+            "config": snapshot.config.model_dump(mode="json"),
+            "services": list(snapshot.services),
+        })
+
+    async def clusters(request: Request) -> Response:
+        snapshot = gateway.active.snapshot
+        return _json({
+            name: {
+                "protocol": cluster.protocol,
+                "in_flight": cluster.in_flight,
+                "max_requests": cluster.max_requests,
+                "endpoints": [
+                    {"address": e.address, "weight": e.weight, "health": e.health.value,
+                     "labels": dict(e.labels)}
+                    for e in cluster.endpoints
+                ],
+            }
+            for name, cluster in snapshot.clusters.items()
+        })
+
+    return Starlette(routes=[
+        Route("/ready", ready),
+        Route("/config_dump", config_dump),
+        Route("/clusters", clusters),
+    ])

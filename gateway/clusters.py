@@ -1,0 +1,43 @@
+"""Static clusters at run time: a picker over endpoints and an in-flight cap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.config import Cluster, split_address
+from gateway.errors import UpstreamUnavailable
+from mesh.endpoint import Endpoint
+from mesh.lb import Picker, build_picker
+
+
+@dataclass(slots=True)
+class StaticCluster:
+    name: str
+    protocol: str
+    endpoints: tuple[Endpoint, ...]
+    picker: Picker
+    max_requests: int
+    in_flight: int = field(default=0)
+
+    @classmethod
+    def from_config(cls, config: Cluster) -> StaticCluster:
+        endpoints = tuple(
+            Endpoint(*split_address(e.address), weight=e.weight,
+                     labels=tuple(sorted(e.labels.items())))
+            for e in config.endpoints
+        )
+        return cls(config.name, config.protocol, endpoints, build_picker(config.lb, endpoints),
+                   config.max_requests)
+
+    def acquire(self) -> None:
+        """Count a request in; Envoy's circuit breaker answers 503 past the cap."""
+        if self.in_flight >= self.max_requests:
+            raise UpstreamUnavailable(
+                f"cluster {self.name!r} has {self.in_flight} requests in flight "
+                f"(max_requests {self.max_requests})",
+                headers=[("x-meshgate-overloaded", "true")],
+            )
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1

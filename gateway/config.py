@@ -1,0 +1,221 @@
+"""The YAML configuration model, validated once at load.
+
+Shapes follow DESIGN.md. Every model forbids unknown keys, so a typo is an
+error with its place in the file rather than a silently ignored setting.
+Checks that span sections (a route naming a missing cluster) live in
+:mod:`gateway.config_check`; loading and error formatting in
+:mod:`gateway.config_load`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|us)?\s*$")
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``5s``, ``250ms``, ``1.5m``, or a bare number of seconds, to seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number with a unit, like 5s or 250ms")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r}: use a number with a unit, like 5s or 250ms")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_address(value: Any) -> str:
+    """``host:port`` or ``[v6]:port``; the port must be 0-65535."""
+    if not isinstance(value, str):
+        raise ValueError("an address is a string host:port")
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"invalid address {value!r}: expected host:port")
+    return value
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Address = Annotated[str, BeforeValidator(parse_address)]
+MIB = 1024 * 1024
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdminConfig(Model):
+    address: Address = "127.0.0.1:9901"
+
+
+class ReflectionSource(Model):
+    cluster: str
+
+
+class DescriptorSource(Model):
+    """One source of protobuf schemas; exactly one of file, proto, reflection."""
+
+    file: Path | None = None
+    proto: Path | None = None
+    include: list[Path] = Field(default_factory=list)
+    reflection: ReflectionSource | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DescriptorSource:
+        given = [k for k in ("file", "proto", "reflection") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of file, proto or reflection")
+        if self.include and self.proto is None:
+            raise ValueError("include goes with proto")
+        return self
+
+
+class HeaderMatch(Model):
+    name: str
+    exact: str | None = None
+    prefix: str | None = None
+    suffix: str | None = None
+    regex: str | None = None
+    present: bool | None = None
+    invert: bool = False
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> HeaderMatch:
+        rules = [k for k in ("exact", "prefix", "suffix", "regex", "present")
+                 if getattr(self, k) is not None]
+        if len(rules) > 1:
+            raise ValueError(f"give one of exact, prefix, suffix, regex, present; got {rules}")
+        if self.regex is not None:
+            _check_regex(self.regex)
+        return self
+
+
+class QueryMatch(Model):
+    name: str
+    exact: str | None = None
+    present: bool | None = None
+
+
+class RouteMatch(Model):
+    prefix: str | None = None
+    path: str | None = None
+    regex: str | None = None
+    methods: list[str] = Field(default_factory=list)
+    headers: list[HeaderMatch] = Field(default_factory=list)
+    query: list[QueryMatch] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_path_rule(self) -> RouteMatch:
+        given = [k for k in ("prefix", "path", "regex") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of prefix, path or regex")
+        if self.regex is not None:
+            _check_regex(self.regex)
+        return self
+
+
+def _check_regex(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+
+
+class TranscodeConfig(Model):
+    services: list[str] = Field(default_factory=list)
+    auto_mapping: bool = False
+    ignore_unknown_fields: bool = False
+    preserve_proto_field_names: bool = False
+    always_print_primitive_fields: bool = False
+    enums_as_ints: bool = False
+
+    @model_validator(mode="after")
+    def _something_to_serve(self) -> TranscodeConfig:
+        if not self.services and not self.auto_mapping:
+            raise ValueError("give services, auto_mapping: true, or both")
+        return self
+
+
+RetryOn = Literal[
+    "cancelled", "deadline_exceeded", "internal", "resource_exhausted", "unavailable",
+    "unknown", "aborted", "data_loss",
+]
+
+
+class RetryPolicy(Model):
+    """Istio's HTTPRetry shape: ``attempts`` counts retries after the first try."""
+
+    attempts: int = Field(default=1, ge=0, le=10)
+    on: list[RetryOn] = Field(default_factory=lambda: list[RetryOn](["unavailable"]))
+    per_try_timeout: Duration | None = None
+    backoff: Duration = 0.025
+    max_backoff: Duration = 0.25
+
+
+class Route(Model):
+    name: str = ""
+    match: RouteMatch
+    transcode: TranscodeConfig | None = None
+    cluster: str
+    timeout: Duration = 15.0
+    retry: RetryPolicy | None = None
+    max_request_bytes: int = Field(default=4 * MIB, gt=0)
+
+
+class FilterConfig(Model):
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class Listener(Model):
+    name: str
+    address: Address
+    protocol: Literal["http", "grpc"] = "http"
+    filters: list[FilterConfig] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+
+
+class EndpointConfig(Model):
+    address: Address
+    weight: int = Field(default=1, ge=1, le=1_000_000)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Cluster(Model):
+    name: str
+    protocol: Literal["grpc", "triple", "dubbo", "http"] = "grpc"
+    lb: Literal["round_robin", "least_request", "random", "ring_hash", "maglev"] = "round_robin"
+    endpoints: list[EndpointConfig] = Field(default_factory=list)
+    max_requests: int = Field(default=1024, ge=1)
+
+
+class XdsConfig(Model):
+    bootstrap: Path | None = None
+
+
+class MeshConfig(Model):
+    xds: XdsConfig | None = None
+    interfaces: dict[str, str] = Field(default_factory=dict)
+    discover_interfaces: bool = False
+
+
+class GatewayConfig(Model):
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    descriptors: list[DescriptorSource] = Field(default_factory=list)
+    listeners: list[Listener] = Field(default_factory=list)
+    clusters: list[Cluster] = Field(default_factory=list)
+    mesh: MeshConfig = Field(default_factory=MeshConfig)

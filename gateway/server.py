@@ -1,0 +1,138 @@
+"""Running the gateway: one uvicorn server per worker process.
+
+Each worker binds every listener and the admin address itself with
+SO_REUSEPORT, so the kernel spreads connections over the workers and a dead
+worker takes none of the others' sockets with it. The parent only
+supervises: it restarts a worker that dies and forwards SIGHUP (reload) and
+SIGTERM/SIGINT (stop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import uvicorn
+
+from gateway.admin import build_admin
+from gateway.app import GatewayApp
+from gateway.config import split_address
+from gateway.config_load import ConfigError, load_config_file
+from gateway.snapshot import Snapshot, compile_snapshot
+
+log = logging.getLogger("meshgate")
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    return compile_snapshot(load_config_file(path))
+
+
+def bind(address: str, reuse_port: bool) -> socket.socket:
+    host, port = split_address(address)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_worker(config_path: Path, reuse_port: bool) -> None:
+    """One worker: load, bind, serve until told to stop."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    snapshot = load_snapshot(config_path)
+    admin_address = snapshot.config.admin.address
+    app = GatewayApp(snapshot, admin_port=split_address(admin_address)[1])
+    app.admin_app = build_admin(app)
+
+    def reload() -> None:
+        try:
+            app.activate(load_snapshot(config_path))
+            log.info("config reloaded from %s", config_path)
+        except ConfigError as exc:
+            # Last known good: the old snapshot keeps serving.
+            log.error("reload rejected, keeping the running config:\n%s", exc)
+
+    def install_reload() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+
+    app.on_startup.append(install_reload)
+    sockets = [bind(listener_address, reuse_port) for listener_address in
+               [admin_address, *(f"{lst.host}:{lst.port}" for lst in snapshot.listeners)]]
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    for listener in snapshot.listeners:
+        log.info("listener %s on %s:%d", listener.name, listener.host, listener.port)
+    log.info("admin on %s (pid %d)", admin_address, os.getpid())
+    server.run(sockets=sockets)
+
+
+def serve(config_path: Path, workers: int) -> int:
+    """Serve until stopped; returns the process exit code."""
+    try:
+        load_snapshot(config_path)
+    except ConfigError as exc:
+        print(f"{config_path}: invalid config\n{exc}", file=sys.stderr)
+        return 1
+    if workers <= 1:
+        run_worker(config_path, reuse_port=False)
+        return 0
+    return _supervise(config_path, workers)
+
+
+def _supervise(config_path: Path, workers: int) -> int:
+    context = multiprocessing.get_context("spawn")
+    children: list[multiprocessing.process.BaseProcess] = []
+    stopping = False
+
+    def start() -> multiprocessing.process.BaseProcess:
+        child = context.Process(target=run_worker, args=(config_path, True), daemon=False)
+        child.start()
+        return child
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.pid and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    def forward_reload(signum: int, frame: object) -> None:
+        for child in children:
+            if child.pid and child.is_alive():
+                os.kill(child.pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, forward_reload)
+    children.extend(start() for _ in range(workers))
+    while not stopping:
+        time.sleep(0.2)
+        for i, child in enumerate(children):
+            if not child.is_alive() and not stopping:
+                log.warning("worker %s exited with %s; starting another", child.pid, child.exitcode)
+                children[i] = start()
+    for child in children:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    return 0

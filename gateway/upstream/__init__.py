@@ -1,0 +1,1 @@
+"""Upstream invokers: how the router reaches a backend, one module per protocol."""

@@ -1,0 +1,106 @@
+"""HTTP headers <-> gRPC metadata, sans-IO.
+
+The rule, in both directions:
+
+* Request headers become metadata under the same (lower-cased) name, except
+  hop-by-hop headers (RFC 9110 7.6.1), pseudo headers, ``host`` (it is the
+  HTTP/2 ``:authority``), ``content-type``, ``content-length``, ``te``,
+  ``user-agent`` (gRPC sends its own) and the reserved ``grpc-*`` names.
+  ``x-request-timeout`` and ``grpc-timeout`` are read as deadlines instead
+  (see :func:`deadline_from_headers`) and not forwarded.
+* A ``-bin`` header carries base64 (padded or not) in HTTP and raw bytes in
+  gRPC; an undecodable value is a 400.
+* Response metadata, initial and trailing, becomes response headers, except
+  the reserved ``grpc-*`` names; ``-bin`` values are sent as base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Sequence
+
+from gateway.errors import BadRequest
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+DROPPED_REQUEST_HEADERS = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
+    "te", "trailer", "host", "content-type", "content-length", "user-agent",
+    "expect", "http2-settings", "x-request-timeout",
+})
+
+_GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
+_GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+_VISIBLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+
+
+def request_metadata(headers: Iterable[tuple[str, str]]) -> Metadata:
+    out: list[tuple[str, str | bytes]] = []
+    for name, value in headers:
+        if name in DROPPED_REQUEST_HEADERS or name.startswith((":", "grpc-")):
+            continue
+        if name.endswith("-bin"):
+            out.append((name, _decode_binary(name, value)))
+        elif _VISIBLE_ASCII.match(value):
+            out.append((name, value))
+        # Other values cannot travel as gRPC ASCII metadata; they are left out
+        # rather than failing the whole request over an incidental header.
+    return tuple(out)
+
+
+def _decode_binary(name: str, value: str) -> bytes:
+    text = value.strip()
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"header {name!r} must be base64") from None
+
+
+def response_headers(*metadata: Sequence[tuple[str, str | bytes]] | None) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for group in metadata:
+        for name, value in group or ():
+            if name.startswith("grpc-"):
+                continue
+            if isinstance(value, bytes):
+                out.append((name, base64.b64encode(value).decode("ascii")))
+            else:
+                out.append((name, value))
+    return out
+
+
+def parse_grpc_timeout(value: str) -> float | None:
+    """Seconds from a ``grpc-timeout`` value (``100m``, ``5S``); None if malformed."""
+    m = _GRPC_TIMEOUT.match(value.strip())
+    if m is None:
+        return None
+    return int(m.group(1)) * _GRPC_TIMEOUT_UNITS[m.group(2)]
+
+
+def parse_request_timeout(value: str) -> float | None:
+    """Seconds from ``x-request-timeout``: milliseconds as Envoy's
+    ``x-envoy-upstream-rq-timeout-ms``, or a duration with a unit."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text) / 1000.0
+    from gateway.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return None
+
+
+def deadline_from_headers(route_timeout: float | None, grpc_timeout: str | None,
+                          request_timeout: str | None) -> float | None:
+    """The call's timeout: the route's, shortened (never extended) by the client's."""
+    timeout = route_timeout if route_timeout else None
+    for asked in (
+        parse_grpc_timeout(grpc_timeout) if grpc_timeout else None,
+        parse_request_timeout(request_timeout) if request_timeout else None,
+    ):
+        if asked is not None and (timeout is None or asked < timeout):
+            timeout = asked
+    return timeout
