@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -29,6 +30,7 @@ def build_admin(gateway: GatewayApp) -> Starlette:
         snapshot = gateway.active.snapshot
         return _json({
             "source": snapshot.loaded.source,
+            "pid": os.getpid(),
             "config": snapshot.config.model_dump(mode="json"),
             "services": list(snapshot.services),
         })

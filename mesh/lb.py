@@ -38,11 +38,11 @@ class RoundRobinPicker:
         self._endpoints = usable
         self._weights = [e.weight for e in usable]
         self._total = sum(self._weights)
-        # Start each worker at a random phase so N workers do not all hit the
-        # first endpoint with their first request.
-        start = (rng or random).randrange(len(usable))
         self._current = [0] * len(usable)
-        self._current[start] = self._total
+        # Start each worker at a random point of the cycle, so N workers do
+        # not all send their first request to the same endpoint.
+        for _ in range((rng or random).randrange(min(self._total, 64))):
+            self.pick()
 
     def pick(self, hash_key: int | None = None) -> Endpoint:
         current = self._current

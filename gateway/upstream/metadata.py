@@ -51,7 +51,8 @@ def request_metadata(headers: Iterable[tuple[str, str]]) -> Metadata:
 
 
 def _decode_binary(name: str, value: str) -> bytes:
-    text = value.strip()
+    # Accept the URL-safe alphabet too; clients disagree on which to send.
+    text = value.strip().replace("-", "+").replace("_", "/")
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):

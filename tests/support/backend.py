@@ -52,7 +52,8 @@ def build_handler(pool: DescriptorPool, name: str) -> grpc.GenericRpcHandler:
                         ]
                     )
                 )
-                status = status_pb2.Status(code=request.fail_code, message=message, details=[detail])
+                status = status_pb2.Status(code=request.fail_code, message=message,
+                                           details=[detail])
                 context.set_trailing_metadata(
                     (*tuple(request.reply_trailers.items()),
                      ("grpc-status-details-bin", status.SerializeToString()))

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,9 +51,11 @@ class Process:
         while not self._ready.wait(0.05):
             if self.proc.poll() is not None:
                 time.sleep(0.1)
-                raise RuntimeError(f"{self.args[:3]} exited with {self.proc.returncode}:\n{self.output}")
+                raise RuntimeError(
+                    f"{self.args[:3]} exited with {self.proc.returncode}:\n{self.output}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no {marker!r} from {self.args[:3]} in {timeout}s:\n{self.output}")
+                raise TimeoutError(
+                    f"no {marker!r} from {self.args[:3]} in {timeout}s:\n{self.output}")
 
     @property
     def output(self) -> str:
@@ -61,15 +63,16 @@ class Process:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, 15)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(timeout=5)
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 @contextmanager

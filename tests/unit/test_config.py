@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import parse_address, parse_duration
+from gateway.config_load import ConfigError, load_config_text
+from gateway.snapshot import compile_snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """
+descriptors:
+  - proto: demo/greeter.proto
+    include: [demo]
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+    routes:
+      - match: {prefix: /}
+        transcode: {auto_mapping: true}
+        cluster: greeter
+        timeout: 250ms
+clusters:
+  - name: greeter
+    endpoints: [{address: "127.0.0.1:50051", weight: 2}]
+"""
+
+
+def issues_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        compile_snapshot(load_config_text(text, base_dir=REPO / "config"))
+    return [str(i) for i in caught.value.issues]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("5s", 5.0), ("250ms", 0.25), ("1.5m", 90.0), ("2h", 7200.0), ("10us", 1e-5), (3, 3.0),
+])
+def test_durations(text: str | int, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["5", "fast", "-1s", "5 parsecs", True])
+def test_bad_durations(text: object) -> None:
+    if text == "5":
+        assert parse_duration(text) == 5.0  # a bare number is seconds
+        return
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["localhost", ":80", "host:http", "host:70000", 80])
+def test_bad_addresses(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_address(text)
+
+
+def test_good_config_compiles() -> None:
+    snapshot = compile_snapshot(load_config_text(GOOD, base_dir=REPO / "config"))
+    route = snapshot.listeners[0].routes.entries[0][1]
+    assert route.timeout == 0.25
+    assert "/demo.greeter.v1.Greeter/SayHello" in route.methods
+    assert snapshot.services == ("demo.greeter.v1.Greeter",)
+
+
+def test_unknown_cluster_is_reported_with_its_place() -> None:
+    assert issues_of(GOOD.replace("cluster: greeter", "cluster: shop2")) == [
+        "listeners[0].routes[0].cluster (line 11): unknown cluster 'shop2'"
+    ]
+
+
+def test_unknown_keys_and_bad_values_are_all_listed() -> None:
+    text = GOOD.replace("timeout: 250ms", "timeout: soon\n        retries: 3")
+    assert issues_of(text) == [
+        "listeners[0].routes[0].timeout (line 12): invalid duration 'soon': "
+        "use a number with a unit, like 5s or 250ms",
+        "listeners[0].routes[0].retries (line 13): unknown key",
+    ]
+
+
+def test_unknown_service_in_transcode() -> None:
+    text = GOOD.replace("{auto_mapping: true}", "{services: [demo.greeter.v1.Nope]}")
+    assert issues_of(text) == [
+        "listeners[0].routes[0].transcode.services[0]: "
+        "unknown service 'demo.greeter.v1.Nope': not in any descriptor"
+    ]
+
+
+def test_exactly_one_path_rule() -> None:
+    text = GOOD.replace("{prefix: /}", "{prefix: /, path: /x}")
+    assert issues_of(text) == [
+        "listeners[0].routes[0].match (line 9): give exactly one of prefix, path or regex"
+    ]
+
+
+def test_bad_regex_is_a_config_error() -> None:
+    text = GOOD.replace("{prefix: /}", "{regex: '/(unclosed'}")
+    [issue] = issues_of(text)
+    assert issue.startswith("listeners[0].routes[0].match (line 9): invalid regex '/(unclosed'")
+
+
+def test_missing_proto_file() -> None:
+    [issue] = issues_of(GOOD.replace("demo/greeter.proto", "demo/missing.proto"))
+    assert issue.startswith("descriptors[0].proto: ")
+    assert "missing.proto" in issue
+
+
+def test_broken_proto_file(tmp_path: Path) -> None:
+    (tmp_path / "broken.proto").write_text('syntax = "proto3"; message {')
+    text = GOOD.replace("demo/greeter.proto", str(tmp_path / "broken.proto")).replace(
+        "include: [demo]", f"include: [{tmp_path}]")
+    [issue] = issues_of(text)
+    assert "protoc failed" in issue and "broken.proto:1" in issue
+
+
+def test_duplicate_ports_and_clusters() -> None:
+    text = GOOD + """
+  - name: greeter
+    endpoints: [{address: "127.0.0.1:50052"}]
+"""
+    text = text.replace("listeners:\n", "listeners:\n  - {name: other, address: 127.0.0.1:8080}\n")
+    assert issues_of(text) == [
+        "clusters (line 14): cluster name 'greeter' is used 2 times",
+        "listeners[1].address (line 8): port 8080 is already used by 'other'",
+    ]
+
+
+def test_xds_cluster_needs_mesh_config() -> None:
+    text = GOOD.replace("cluster: greeter", "cluster: xds:///shop.default.svc.cluster.local:50051")
+    assert issues_of(text) == [
+        "listeners[0].routes[0].cluster: an xds:/// cluster needs mesh.xds in the config"
+    ]
+
+
+def test_not_yaml() -> None:
+    assert issues_of("listeners: [oops") == [
+        "(top level) (line 1): not valid YAML: expected ',' or ']', but got '<stream end>'"
+    ]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=60, check=False)
+
+
+def test_validate_command(tmp_path: Path) -> None:
+    ok = run_cli("validate", "-c", "config/demo.yaml")
+    assert ok.returncode == 0, ok.stderr
+    assert "ok (1 listener(s)" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "config/demo.yaml").read_text().replace(
+        "cluster: greeter", "cluster: shop2"))
+    result = run_cli("validate", "-c", str(bad))
+    assert result.returncode == 1
+    assert "listeners[0].routes[0].cluster" in result.stderr
+    assert "unknown cluster 'shop2'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_schema_command_matches_the_committed_schema() -> None:
+    result = run_cli("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {"admin", "descriptors", "listeners", "clusters", "mesh"}
+    committed = json.loads((REPO / "config" / "schema.json").read_text())
+    assert committed == schema, "run `meshgate schema > config/schema.json`"
+
+
+def test_example_configs_validate() -> None:
+    for example in sorted((REPO / "config" / "examples").glob("*.yaml")):
+        result = run_cli("validate", "-c", str(example))
+        assert result.returncode == 0, f"{example.name}: {result.stderr}"
