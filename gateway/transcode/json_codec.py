@@ -17,6 +17,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
 from gateway.errors import BadRequest
+from gateway.transcode.bytes_check import check_bytes_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,7 @@ class MessageCodec:
     def merge_dict(self, message: Message, data: Any) -> None:
         if not isinstance(data, dict):
             raise BadRequest(f"expected a JSON object for {self.full_name}, got {_json_kind(data)}")
+        check_bytes_fields(data, message.DESCRIPTOR)
         try:
             json_format.ParseDict(
                 data,

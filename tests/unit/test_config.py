@@ -175,3 +175,14 @@ def test_example_configs_validate() -> None:
     for example in sorted((REPO / "config" / "examples").glob("*.yaml")):
         result = run_cli("validate", "-c", str(example))
         assert result.returncode == 0, f"{example.name}: {result.stderr}"
+
+
+def test_yaml_12_booleans_keep_the_retry_on_key() -> None:
+    retry_yaml = "retry: {attempts: 2, on: [unavailable, internal]}"
+    text = GOOD.replace("timeout: 250ms", f"timeout: 250ms\n        {retry_yaml}")
+    snapshot = compile_snapshot(load_config_text(text, base_dir=REPO / "config"))
+    retry = snapshot.listeners[0].routes.entries[0][1].retry
+    assert retry is not None and retry.on == ["unavailable", "internal"]
+    with pytest.raises(ConfigError, match="flag"):
+        load_config_text(GOOD.replace("auto_mapping: true", "auto_mapping: yes, flag: 1"),
+                         base_dir=REPO / "config")

@@ -56,3 +56,16 @@ def test_unknown_fields_rejected_or_ignored() -> None:
 def test_invalid_input_is_bad_request(body: bytes) -> None:
     with pytest.raises(BadRequest):
         codec().parse_json(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"data": "!!!"}', b'{"data": "AAE"}x', b'{"nested": {}, "data": "a b"}',
+])
+def test_bytes_must_be_base64(body: bytes) -> None:
+    with pytest.raises(BadRequest):
+        codec().parse_json(body)
+
+
+@pytest.mark.parametrize("value", ["AAE=", "AAE", "-_8=", ""])
+def test_bytes_accept_both_alphabets_padded_or_not(value: str) -> None:
+    codec().parse_json(orjson.dumps({"data": value}))
