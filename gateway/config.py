@@ -136,12 +136,27 @@ def _check_regex(pattern: str) -> None:
 
 
 class TranscodeConfig(Model):
+    """How a route turns HTTP into RPCs.
+
+    ``services`` serve their ``google.api.http`` bindings; ``auto_mapping``
+    serves ``POST /pkg.Service/Method`` for every method (of ``services``, or
+    of every descriptor when none are listed).
+    """
+
     services: list[str] = Field(default_factory=list)
     auto_mapping: bool = False
     ignore_unknown_fields: bool = False
     preserve_proto_field_names: bool = False
     always_print_primitive_fields: bool = False
     enums_as_ints: bool = False
+    stream: Literal["array", "ndjson", "sse"] = "array"
+    ignore_unknown_query_parameters: bool = False
+    ignored_query_parameters: list[str] = Field(default_factory=list)
+    url_unescape_spec: Literal[
+        "all_characters_except_reserved", "all_characters_except_slash", "all_characters"
+    ] = "all_characters_except_reserved"
+    query_param_unescape_plus: bool = False
+    match_unregistered_custom_verb: bool = False
 
     @model_validator(mode="after")
     def _something_to_serve(self) -> TranscodeConfig:
@@ -174,6 +189,7 @@ class Route(Model):
     timeout: Duration = 15.0
     retry: RetryPolicy | None = None
     max_request_bytes: int = Field(default=4 * MIB, gt=0)
+    max_response_bytes: int = Field(default=64 * MIB, gt=0)
 
 
 class FilterConfig(Model):

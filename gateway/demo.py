@@ -31,6 +31,8 @@ meshgate demo is up. Try:
   curl -s -X POST http://127.0.0.1:8080/demo.greeter.v1.Greeter/SayHello \\
        -H 'content-type: application/json' -d '{"name": "world", "times": 2}'
 
+  curl -s http://127.0.0.1:8080/v1/greet/world
+
   curl -s http://127.0.0.1:9901/ready
   curl -s http://127.0.0.1:9901/config_dump
 """

@@ -1,35 +1,30 @@
 """The router: the last handler of a listener's filter chain.
 
-Matches the route, binds the method, turns the JSON body into protobuf,
-calls the cluster with the route's deadline and retry policy, and renders
-the reply. Every failure becomes a JSON error response here, innermost, so
-the filters around the router see errors as ordinary responses.
+Matches the route, finds the RPC (auto-mapped path or ``google.api.http``
+binding), builds the request message, calls the cluster with the route's
+deadline and retry policy, and renders the reply. Every failure becomes a
+JSON error response here, innermost, so the filters around the router see
+errors as ordinary responses.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
+from collections.abc import AsyncIterator
+
+from google.protobuf.message import Message
 
 from filters.http import BodyTooLarge, HttpRequest, HttpResponse
-from gateway.errors import (
-    GatewayError,
-    MethodNotAllowed,
-    PayloadTooLarge,
-    RouteNotFound,
-    UpstreamUnavailable,
-)
-from gateway.retry import backoff_delay, retryable_codes
-from gateway.snapshot import CompiledListener, CompiledRoute, MethodBinding, Snapshot
-from gateway.upstream.grpc import GrpcUpstream, UnaryReply
-from gateway.upstream.metadata import (
-    Metadata,
-    deadline_from_headers,
-    request_metadata,
-    response_headers,
-)
-from mesh.lb import NoEndpointError
+from gateway.errors import GatewayError, MethodNotAllowed, PayloadTooLarge, RouteNotFound
+from gateway.invoke import Invoker
+from gateway.snapshot import CompiledListener, CompiledRoute, Snapshot
+from gateway.transcode.bindings import MethodBinding, RestTarget, Transcoding
+from gateway.transcode.path_matcher import VariableBinding
+from gateway.transcode.requests import stream_messages
+from gateway.transcode.rest import bindings_into, body_into, response_payload
+from gateway.transcode.streaming import StreamEncoder
+from gateway.upstream.grpc import GrpcUpstream
+from gateway.upstream.metadata import deadline_from_headers, request_metadata, response_headers
 
 JSON_HEADERS = [("content-type", "application/json")]
 
@@ -41,10 +36,8 @@ def error_response(error: GatewayError) -> HttpResponse:
 class Router:
     def __init__(self, snapshot: Snapshot, listener: CompiledListener, grpc: GrpcUpstream,
                  rng: random.Random | None = None) -> None:
-        self._snapshot = snapshot
         self._routes = listener.routes
-        self._grpc = grpc
-        self._rng = rng or random.Random()
+        self._invoker = Invoker(snapshot, grpc, rng or random.Random())
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -57,72 +50,143 @@ class Router:
                                   request.query_string)
         if route is None:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
-        binding = route.methods.get(request.path)
-        if binding is None:
-            raise RouteNotFound(f"unknown service or method: {request.path}")
-        if request.method != "POST":
-            raise MethodNotAllowed(f"{request.path} takes POST, not {request.method}",
-                                   headers=[("allow", "POST")])
-        if binding.client_streaming or binding.server_streaming:
-            raise GatewayError("streaming methods are not served by auto mapping yet",
-                               grpc_code=12)
-        try:
-            body = await request.read_body(route.max_request_bytes)
-        except BodyTooLarge as exc:
-            raise PayloadTooLarge(str(exc)) from None
-        message = binding.input.parse_json(body)
+        if route.transcoding is None:
+            raise RouteNotFound(f"route {route.name!r} has nothing to serve {request.path}")
+        binding, messages = await self._request_messages(route, route.transcoding, request)
         headers = request.headers
         timeout = deadline_from_headers(route.timeout, headers.get("grpc-timeout"),
                                         headers.get("x-request-timeout"))
         metadata = request_metadata(request.header_list)
-        reply = await self._call(route, binding, message.SerializeToString(), metadata, timeout)
+        payloads = [m.SerializeToString() for m in messages]
+        response_body = request.attributes.get("response_body", "")
+        if binding.server_streaming:
+            return await self._stream(route, binding, payloads, metadata, timeout,
+                                      route.transcoding, response_body)
+        reply = await self._invoker.unary(route, binding, payloads, metadata, timeout)
         try:
             out = binding.output.parse_bytes(reply.body)
         except Exception as exc:
             raise GatewayError(f"backend sent an invalid {binding.output.full_name}: {exc}",
                                grpc_code=13) from None
+        content_type, body = response_payload(binding.output, out, response_body)
+        if len(body) > route.max_response_bytes:
+            raise GatewayError(f"response exceeds max_response_bytes "
+                               f"({route.max_response_bytes})", grpc_code=13)
         return HttpResponse(
             200,
-            [*JSON_HEADERS, *response_headers(reply.initial_metadata, reply.trailing_metadata)],
-            binding.output.render(out),
+            [("content-type", content_type),
+             *response_headers(reply.initial_metadata, reply.trailing_metadata)],
+            body,
         )
 
-    async def _call(self, route: CompiledRoute, binding: MethodBinding, payload: bytes,
-                    metadata: Metadata, timeout: float | None) -> UnaryReply:
-        cluster = self._snapshot.clusters.get(route.cluster)
-        if cluster is None:
-            raise UpstreamUnavailable(f"cluster {route.cluster!r} is not available")
-        policy = route.retry
-        retries_left = policy.attempts if policy else 0
-        codes = retryable_codes(policy) if policy else frozenset()
-        deadline = time.monotonic() + timeout if timeout else None
-        retry_number = 0
-        while True:
+    async def _request_messages(self, route: CompiledRoute, transcoding: Transcoding,
+                                request: HttpRequest) -> tuple[MethodBinding, list[Message]]:
+        auto = transcoding.methods.get(request.path)
+        if auto is not None and request.method == "POST":
+            body = await _read(request, route)
+            return auto, _messages_from_body(auto, body, request)
+        target = self._rest_match(transcoding, request)
+        if target is None:
+            allowed = _allowed_methods(transcoding, request)
+            if auto is not None:
+                allowed.append("POST")
+            if allowed:
+                raise MethodNotAllowed(f"{request.path} takes {', '.join(allowed)}, "
+                                       f"not {request.method}",
+                                       headers=[("allow", ", ".join(allowed))])
+            raise RouteNotFound(f"unknown service or method: {request.method} {request.path}")
+        rest, match_bindings = target
+        binding = rest.method
+        body = await _read(request, route)
+        request.attributes["response_body"] = rest.response_body
+        content_type = request.headers.get("content-type", "")
+        if binding.client_streaming:
+            messages = _messages_from_body(binding, body, request) if rest.body else []
+            for message in messages:
+                bindings_into(binding.input, message, match_bindings, transcoding.query,
+                              rest.path_variables)
+            return binding, messages
+        message = binding.input.new()
+        body_into(binding.input, message, rest.body, body, content_type)
+        bindings_into(binding.input, message, match_bindings, transcoding.query,
+                      rest.path_variables)
+        return binding, [message]
+
+    def _rest_match(self, transcoding: Transcoding, request: HttpRequest
+                    ) -> tuple[RestTarget, tuple[VariableBinding, ...]] | None:
+        if transcoding.rest is None:
+            return None
+        match = transcoding.rest.lookup(request.method, _raw_path(request),
+                                        request.query_string.decode("latin-1"))
+        if match is None:
+            return None
+        return match.payload, match.bindings
+
+    async def _stream(self, route: CompiledRoute, binding: MethodBinding,
+                      payloads: list[bytes], metadata: tuple[tuple[str, str | bytes], ...],
+                      timeout: float | None, transcoding: Transcoding,
+                      response_body: str) -> HttpResponse:
+        initial, messages = await self._invoker.stream(route, binding, payloads, metadata,
+                                                       timeout)
+        encoder = StreamEncoder(transcoding.stream_format)
+        # Wait for the first message (or the status) before answering, so a
+        # call that fails at once still gets its own HTTP status.
+        first: bytes | None
+        try:
+            first = await anext(messages)
+        except StopAsyncIteration:
+            first = None
+        http_body = binding.output.new().DESCRIPTOR.full_name == "google.api.HttpBody"
+
+        def render(raw: bytes) -> bytes:
+            message = binding.output.parse_bytes(raw)
+            _, body = response_payload(binding.output, message, response_body)
+            return body if http_body else encoder.message(body)
+
+        async def body() -> AsyncIterator[bytes]:
+            if first is None:
+                if not http_body:
+                    yield encoder.end()
+                return
+            yield render(first)
             try:
-                address = cluster.picker.pick().address
-            except NoEndpointError as exc:
-                raise UpstreamUnavailable(f"cluster {cluster.name!r}: {exc}") from None
-            try_timeout = _remaining(deadline)
-            if policy and policy.per_try_timeout:
-                try_timeout = min(try_timeout or policy.per_try_timeout, policy.per_try_timeout)
-            cluster.acquire()
-            try:
-                return await self._grpc.unary(address, binding.path, payload, metadata,
-                                              try_timeout)
+                async for raw in messages:
+                    yield render(raw)
             except GatewayError as error:
-                out_of_time = deadline is not None and time.monotonic() >= deadline
-                if retries_left <= 0 or error.grpc_code not in codes or out_of_time:
-                    raise
-            finally:
-                cluster.release()
-            retries_left -= 1
-            retry_number += 1
-            assert policy is not None
-            await asyncio.sleep(min(backoff_delay(policy, retry_number, self._rng),
-                                    _remaining(deadline) or policy.max_backoff))
+                yield encoder.error(error.body())
+                return
+            if not http_body:
+                yield encoder.end()
+
+        content_type = "application/octet-stream" if http_body else encoder.content_type
+        return HttpResponse(200, [("content-type", content_type),
+                                  *response_headers(initial)], stream=body())
 
 
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    return max(deadline - time.monotonic(), 0.001)
+async def _read(request: HttpRequest, route: CompiledRoute) -> bytes:
+    try:
+        return await request.read_body(route.max_request_bytes)
+    except BodyTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
+
+
+def _messages_from_body(binding: MethodBinding, body: bytes,
+                        request: HttpRequest) -> list[Message]:
+    if not binding.client_streaming:
+        return [binding.input.parse_json(body)]
+    return stream_messages(binding.input, body, request.headers.get("content-type", ""))
+
+
+def _raw_path(request: HttpRequest) -> str:
+    raw = request.attributes.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("latin-1")
+    return request.path
+
+
+def _allowed_methods(transcoding: Transcoding, request: HttpRequest) -> list[str]:
+    if transcoding.rest is None:
+        return []
+    path = _raw_path(request)
+    return [m for m in transcoding.rest_http_methods
+            if m != request.method and transcoding.rest.lookup(m, path) is not None]

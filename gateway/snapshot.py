@@ -8,18 +8,16 @@ never changes a request half-way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from google.protobuf import descriptor_pb2, message_factory
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor_pool import DescriptorPool
 
 from filters import FilterConfigError, build_filter
 from filters.http import Filter
 from gateway.clusters import StaticCluster
-from gateway.config import GatewayConfig, RetryPolicy, TranscodeConfig, split_address
+from gateway.config import GatewayConfig, RetryPolicy, split_address
 from gateway.config_check import XDS_SCHEME
 from gateway.config_load import ConfigError, ConfigIssue, LoadedConfig
 from gateway.descriptors import (
@@ -27,22 +25,12 @@ from gateway.descriptors import (
     all_services,
     build_pool,
     compile_proto,
-    method_path,
     read_descriptor_set,
 )
 from gateway.routing import CompiledMatch, RouteTable, compile_match
-from gateway.transcode.json_codec import MessageCodec, PrintOptions
+from gateway.transcode.bindings import Transcoding, compile_transcoding
 
 SUPPORTED_PROTOCOLS = frozenset({"grpc"})
-
-
-@dataclass(frozen=True, slots=True)
-class MethodBinding:
-    path: str
-    input: MessageCodec
-    output: MessageCodec
-    client_streaming: bool
-    server_streaming: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +41,8 @@ class CompiledRoute:
     timeout: float | None
     retry: RetryPolicy | None
     max_request_bytes: int
-    # Auto-mapped methods by gRPC path, for POST /pkg.Service/Method.
-    methods: Mapping[str, MethodBinding]
+    max_response_bytes: int
+    transcoding: Transcoding | None
 
     @property
     def xds_target(self) -> str | None:
@@ -116,7 +104,8 @@ def compile_snapshot(loaded: LoadedConfig) -> Snapshot:
         entries: list[tuple[CompiledMatch, CompiledRoute]] = []
         for j, route in enumerate(listener.routes):
             where = ("listeners", i, "routes", j)
-            methods = _bind_methods(route.transcode, pool, known, where, issues)
+            transcoding = (compile_transcoding(route.transcode, pool, known, where, issues)
+                           if route.transcode is not None else None)
             if route.cluster.startswith(XDS_SCHEME) and config.mesh.xds is None:
                 issues.append(ConfigIssue((*where, "cluster"),
                                           "an xds:/// cluster needs mesh.xds in the config"))
@@ -127,7 +116,8 @@ def compile_snapshot(loaded: LoadedConfig) -> Snapshot:
                 timeout=route.timeout or None,
                 retry=route.retry,
                 max_request_bytes=route.max_request_bytes,
-                methods=methods,
+                max_response_bytes=route.max_response_bytes,
+                transcoding=transcoding,
             )
             entries.append((compiled.match, compiled))
         built_filters: list[Filter] = []
@@ -165,48 +155,3 @@ def _load_descriptor_sets(loaded: LoadedConfig,
             key = "file" if source.file is not None else "proto"
             issues.append(ConfigIssue(("descriptors", i, key), str(exc)))
     return sets
-
-
-def _bind_methods(transcode: TranscodeConfig | None, pool: DescriptorPool,
-                  known: Mapping[str, Any], where: tuple[str | int, ...],
-                  issues: list[ConfigIssue]) -> dict[str, MethodBinding]:
-    if transcode is None:
-        return {}
-    for k, name in enumerate(transcode.services):
-        if name not in known:
-            issues.append(ConfigIssue((*where, "transcode", "services", k),
-                                      f"unknown service {name!r}: not in any descriptor"))
-    if not transcode.auto_mapping:
-        return {}
-    names: Iterable[str] = transcode.services or known
-    options = PrintOptions(
-        preserve_proto_field_names=transcode.preserve_proto_field_names,
-        always_print_primitive_fields=transcode.always_print_primitive_fields,
-        enums_as_ints=transcode.enums_as_ints,
-    )
-    codecs: dict[str, MessageCodec] = {}
-
-    def codec(descriptor: Any) -> MessageCodec:
-        found = codecs.get(descriptor.full_name)
-        if found is None:
-            cls = message_factory.GetMessageClass(descriptor)
-            found = MessageCodec(cls, pool, ignore_unknown_fields=transcode.ignore_unknown_fields,
-                                 options=options)
-            codecs[descriptor.full_name] = found
-        return found
-
-    bindings: dict[str, MethodBinding] = {}
-    for name in names:
-        if name not in known:
-            continue
-        method: MethodDescriptor
-        for method in known[name].methods:
-            path = method_path(method)
-            bindings[path] = MethodBinding(
-                path=path,
-                input=codec(method.input_type),
-                output=codec(method.output_type),
-                client_streaming=method.client_streaming,
-                server_streaming=method.server_streaming,
-            )
-    return bindings

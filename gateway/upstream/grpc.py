@@ -8,8 +8,9 @@ channel reconnects by itself when the backend comes back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -65,11 +66,31 @@ class GrpcUpstream:
             raise upstream_error(exc) from None
         return UnaryReply(body, tuple(initial or ()), tuple(trailing or ()))
 
-    async def server_stream(self, address: str, method: str, request: bytes,
-                            metadata: Metadata, timeout: float | None
+    async def client_stream(self, address: str, method: str, requests: Sequence[bytes],
+                            metadata: Metadata, timeout: float | None) -> UnaryReply:
+        call = self.channel(address).stream_unary(method)(
+            iter(requests), timeout=timeout, metadata=metadata)
+        try:
+            body = await call
+            initial = await call.initial_metadata()
+            trailing = await call.trailing_metadata()
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc) from None
+        return UnaryReply(body, tuple(initial or ()), tuple(trailing or ()))
+
+    async def server_stream(self, address: str, method: str, requests: Sequence[bytes],
+                            metadata: Metadata, timeout: float | None, *,
+                            client_streaming: bool = False
                             ) -> tuple[Metadata, AsyncIterator[bytes]]:
-        call = self.channel(address).unary_stream(method)(
-            request, timeout=timeout, metadata=metadata)
+        """Start a stream; the iterator yields raw messages as they arrive."""
+        channel = self.channel(address)
+        call: Any
+        if client_streaming:
+            call = channel.stream_stream(method)(iter(requests), timeout=timeout,
+                                                 metadata=metadata)
+        else:
+            call = channel.unary_stream(method)(requests[0], timeout=timeout,
+                                                metadata=metadata)
         try:
             initial = await call.initial_metadata()
         except grpc.aio.AioRpcError as exc:

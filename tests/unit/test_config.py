@@ -63,7 +63,8 @@ def test_good_config_compiles() -> None:
     snapshot = compile_snapshot(load_config_text(GOOD, base_dir=REPO / "config"))
     route = snapshot.listeners[0].routes.entries[0][1]
     assert route.timeout == 0.25
-    assert "/demo.greeter.v1.Greeter/SayHello" in route.methods
+    assert route.transcoding is not None
+    assert "/demo.greeter.v1.Greeter/SayHello" in route.transcoding.methods
     assert snapshot.services == ("demo.greeter.v1.Greeter",)
 
 
