@@ -1,0 +1,111 @@
+// The dubbo-go interop peer of meshgate's integration tests (see ../README.md): the IDL Greeter
+// over Triple and the hessian2 UserService over the dubbo protocol, each as g1/1.0.0 and
+// g2/2.0.0, no registry. Prints READY once both ports accept connections.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"dubbo.apache.org/dubbo-go/v3"
+	_ "dubbo.apache.org/dubbo-go/v3/imports"
+	"dubbo.apache.org/dubbo-go/v3/protocol"
+	"dubbo.apache.org/dubbo-go/v3/server"
+	hessian "github.com/apache/dubbo-go-hessian2"
+
+	"meshgate.test/peers/go/greeterpb"
+)
+
+const host = "127.0.0.1"
+
+var groupVersions = [][2]string{{"g1", "1.0.0"}, {"g2", "2.0.0"}}
+
+// onlyProtocol pins a service to one protocol id. server.WithProtocolIDs cannot: in dubbo-go
+// v3.3.2 it only applies an empty list.
+func onlyProtocol(id string) server.ServiceOption {
+	return func(opts *server.ServiceOptions) {
+		opts.Service.ProtocolIDs = []string{id}
+	}
+}
+
+func main() {
+	triplePort := flag.Int("triple-port", 0, "Triple (HTTP/2 gRPC + HTTP/1 JSON) port")
+	dubboPort := flag.Int("dubbo-port", 0, "dubbo2/hessian2 port")
+	flag.Parse()
+	if *triplePort == 0 || *dubboPort == 0 {
+		log.Fatal("usage: go-peer --triple-port N --dubbo-port M")
+	}
+	hessian.RegisterPOJO(&User{})
+
+	instance, err := dubbo.NewInstance(dubbo.WithName("meshgate-go-peer"))
+	if err != nil {
+		log.Fatalf("new instance: %v", err)
+	}
+	srv, err := instance.NewServer(
+		server.WithServerProtocol(
+			protocol.WithID("tri"), protocol.WithTriple(), protocol.WithIp(host),
+			protocol.WithPort(*triplePort),
+		),
+		server.WithServerProtocol(
+			// No WithIp: dubbo-go also exports its MetadataService on this port under the
+			// address ":port", and a second listener for "127.0.0.1:port" would collide.
+			protocol.WithID("dubbo"), protocol.WithDubbo(),
+			protocol.WithPort(*dubboPort),
+		),
+	)
+	if err != nil {
+		log.Fatalf("new server: %v", err)
+	}
+	for _, gv := range groupVersions {
+		group, version := gv[0], gv[1]
+		err = greeterpb.RegisterGreeterHandler(srv, newGreeter(group, version),
+			server.WithGroup(group), server.WithVersion(version), onlyProtocol("tri"))
+		if err != nil {
+			log.Fatalf("register Greeter %s: %v", group, err)
+		}
+		err = srv.RegisterService(&UserService{group: group, version: version},
+			server.WithInterface("org.apache.dubbo.meshgate.UserService"),
+			server.WithGroup(group), server.WithVersion(version),
+			server.WithSerialization("hessian2"), onlyProtocol("dubbo"))
+		if err != nil {
+			log.Fatalf("register UserService %s: %v", group, err)
+		}
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	for _, port := range []int{*triplePort, *dubboPort} {
+		if err := waitForPort(port, served); err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Println("READY")
+	os.Stdout.Sync()
+	if err := <-served; err != nil {
+		log.Fatalf("serve: %v", err)
+	}
+	select {}
+}
+
+func waitForPort(port int, served <-chan error) error {
+	address := net.JoinHostPort(host, strconv.Itoa(port))
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-served:
+			return fmt.Errorf("server stopped before %s listened: %v", address, err)
+		default:
+		}
+		if conn, err := net.DialTimeout("tcp", address, 200*time.Millisecond); err == nil {
+			conn.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on %s after 30s", address)
+}
