@@ -17,7 +17,7 @@ from filters.http import Handler, HttpRequest, HttpResponse
 from gateway.errors import GatewayError
 from gateway.router import Router, error_response
 from gateway.snapshot import Snapshot
-from gateway.upstream.grpc import GrpcUpstream
+from gateway.upstream.pool import Upstreams
 
 log = logging.getLogger("meshgate")
 
@@ -34,10 +34,10 @@ class Active:
     handlers: Mapping[int, Handler]
 
 
-def build_handlers(snapshot: Snapshot, grpc: GrpcUpstream) -> dict[int, Handler]:
+def build_handlers(snapshot: Snapshot, upstreams: Upstreams) -> dict[int, Handler]:
     handlers: dict[int, Handler] = {}
     for listener in snapshot.listeners:
-        handler: Handler = Router(snapshot, listener, grpc)
+        handler: Handler = Router(snapshot, listener, upstreams)
         for wrap in reversed(listener.filters):
             handler = wrap(handler)
         handlers[listener.port] = handler
@@ -46,8 +46,8 @@ def build_handlers(snapshot: Snapshot, grpc: GrpcUpstream) -> dict[int, Handler]
 
 class GatewayApp:
     def __init__(self, snapshot: Snapshot, admin_port: int | None = None) -> None:
-        self.grpc = GrpcUpstream()
-        self.active = Active(snapshot, build_handlers(snapshot, self.grpc))
+        self.upstreams = Upstreams()
+        self.active = Active(snapshot, build_handlers(snapshot, self.upstreams))
         self.ready = False
         self.admin_port = admin_port
         self.admin_app: Any = None
@@ -55,7 +55,7 @@ class GatewayApp:
 
     def activate(self, snapshot: Snapshot) -> None:
         """Swap in a new snapshot; requests already running keep the old one."""
-        self.active = Active(snapshot, build_handlers(snapshot, self.grpc))
+        self.active = Active(snapshot, build_handlers(snapshot, self.upstreams))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -110,7 +110,7 @@ class GatewayApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
-                await self.grpc.close()
+                await self.upstreams.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

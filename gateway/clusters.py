@@ -17,6 +17,9 @@ class StaticCluster:
     endpoints: tuple[Endpoint, ...]
     picker: Picker
     max_requests: int
+    group: str | None = None
+    version: str | None = None
+    application: str = "meshgate"
     in_flight: int = field(default=0)
 
     @classmethod
@@ -27,7 +30,7 @@ class StaticCluster:
             for e in config.endpoints
         )
         return cls(config.name, config.protocol, endpoints, build_picker(config.lb, endpoints),
-                   config.max_requests)
+                   config.max_requests, config.group, config.version, config.application)
 
     def acquire(self) -> None:
         """Count a request in; Envoy's circuit breaker answers 503 past the cap."""

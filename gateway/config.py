@@ -181,15 +181,42 @@ class RetryPolicy(Model):
     max_backoff: Duration = 0.25
 
 
+class DubboRoute(Model):
+    """A route that passes JSON arguments to a Dubbo service with no protobuf IDL.
+
+    ``POST /{interface}/{method}`` with a JSON array of arguments (or one
+    value, or an object by parameter name, where the peer accepts it). The
+    interface and method come from the path unless pinned here.
+    """
+
+    interface: str | None = None
+    method: str | None = None
+    group: str | None = None
+    version: str | None = None
+    # Java parameter types per method, for dubbo2 generic invocation
+    # ({getUser: [long], greet: [java.lang.String, int]}).
+    parameter_types: dict[str, list[str]] = Field(default_factory=dict)
+    attachments: dict[str, str] = Field(default_factory=dict)
+
+
 class Route(Model):
     name: str = ""
     match: RouteMatch
     transcode: TranscodeConfig | None = None
+    dubbo: DubboRoute | None = None
     cluster: str
     timeout: Duration = 15.0
     retry: RetryPolicy | None = None
     max_request_bytes: int = Field(default=4 * MIB, gt=0)
     max_response_bytes: int = Field(default=64 * MIB, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Route:
+        if self.transcode is not None and self.dubbo is not None:
+            raise ValueError("a route has transcode or dubbo, not both")
+        if self.transcode is None and self.dubbo is None:
+            raise ValueError("a route needs transcode (protobuf) or dubbo (JSON to Dubbo)")
+        return self
 
 
 class FilterConfig(Model):
@@ -217,6 +244,11 @@ class Cluster(Model):
     lb: Literal["round_robin", "least_request", "random", "ring_hash", "maglev"] = "round_robin"
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     max_requests: int = Field(default=1024, ge=1)
+    # Dubbo service group and version (triple and dubbo protocols); a route's
+    # dubbo section or the x-dubbo-service-group / -version headers override.
+    group: str | None = None
+    version: str | None = None
+    application: str = "meshgate"
 
 
 class XdsConfig(Model):

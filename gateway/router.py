@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 
 from filters.http import BodyTooLarge, HttpRequest, HttpResponse
 from gateway.errors import GatewayError, MethodNotAllowed, PayloadTooLarge, RouteNotFound
+from gateway.generic_route import serve_generic
 from gateway.invoke import Invoker
 from gateway.snapshot import CompiledListener, CompiledRoute, Snapshot
 from gateway.transcode.bindings import MethodBinding, RestTarget, Transcoding
@@ -23,8 +24,9 @@ from gateway.transcode.path_matcher import VariableBinding
 from gateway.transcode.requests import stream_messages
 from gateway.transcode.rest import bindings_into, body_into, response_payload
 from gateway.transcode.streaming import StreamEncoder
-from gateway.upstream.grpc import GrpcUpstream
 from gateway.upstream.metadata import deadline_from_headers, request_metadata, response_headers
+from gateway.upstream.pool import Upstreams
+from gateway.upstream.triple import triple_headers
 
 JSON_HEADERS = [("content-type", "application/json")]
 
@@ -34,10 +36,12 @@ def error_response(error: GatewayError) -> HttpResponse:
 
 
 class Router:
-    def __init__(self, snapshot: Snapshot, listener: CompiledListener, grpc: GrpcUpstream,
+    def __init__(self, snapshot: Snapshot, listener: CompiledListener, upstreams: Upstreams,
                  rng: random.Random | None = None) -> None:
+        self._snapshot = snapshot
         self._routes = listener.routes
-        self._invoker = Invoker(snapshot, grpc, rng or random.Random())
+        self._upstreams = upstreams
+        self._invoker = Invoker(snapshot, upstreams.grpc, rng or random.Random())
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -50,6 +54,9 @@ class Router:
                                   request.query_string)
         if route is None:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
+        if route.dubbo is not None:
+            body = await _read(request, route)
+            return await serve_generic(self._snapshot, self._upstreams, route, request, body)
         if route.transcoding is None:
             raise RouteNotFound(f"route {route.name!r} has nothing to serve {request.path}")
         binding, messages = await self._request_messages(route, route.transcoding, request)
@@ -57,6 +64,9 @@ class Router:
         timeout = deadline_from_headers(route.timeout, headers.get("grpc-timeout"),
                                         headers.get("x-request-timeout"))
         metadata = request_metadata(request.header_list)
+        cluster = self._snapshot.clusters.get(route.cluster)
+        if cluster is not None and cluster.protocol == "triple":
+            metadata = (*metadata, *triple_headers(cluster, request.headers, timeout))
         payloads = [m.SerializeToString() for m in messages]
         response_body = request.attributes.get("response_body", "")
         if binding.server_streaming:

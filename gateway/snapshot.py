@@ -17,7 +17,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from filters import FilterConfigError, build_filter
 from filters.http import Filter
 from gateway.clusters import StaticCluster
-from gateway.config import GatewayConfig, RetryPolicy, split_address
+from gateway.config import DubboRoute, GatewayConfig, RetryPolicy, Route, split_address
 from gateway.config_check import XDS_SCHEME
 from gateway.config_load import ConfigError, ConfigIssue, LoadedConfig
 from gateway.descriptors import (
@@ -30,7 +30,7 @@ from gateway.descriptors import (
 from gateway.routing import CompiledMatch, RouteTable, compile_match
 from gateway.transcode.bindings import Transcoding, compile_transcoding
 
-SUPPORTED_PROTOCOLS = frozenset({"grpc"})
+SUPPORTED_PROTOCOLS = frozenset({"grpc", "triple", "dubbo"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,7 @@ class CompiledRoute:
     max_request_bytes: int
     max_response_bytes: int
     transcoding: Transcoding | None
+    dubbo: DubboRoute | None
 
     @property
     def xds_target(self) -> str | None:
@@ -106,6 +107,7 @@ def compile_snapshot(loaded: LoadedConfig) -> Snapshot:
             where = ("listeners", i, "routes", j)
             transcoding = (compile_transcoding(route.transcode, pool, known, where, issues)
                            if route.transcode is not None else None)
+            _check_route_protocol(route, clusters, where, issues)
             if route.cluster.startswith(XDS_SCHEME) and config.mesh.xds is None:
                 issues.append(ConfigIssue((*where, "cluster"),
                                           "an xds:/// cluster needs mesh.xds in the config"))
@@ -118,6 +120,7 @@ def compile_snapshot(loaded: LoadedConfig) -> Snapshot:
                 max_request_bytes=route.max_request_bytes,
                 max_response_bytes=route.max_response_bytes,
                 transcoding=transcoding,
+                dubbo=route.dubbo,
             )
             entries.append((compiled.match, compiled))
         built_filters: list[Filter] = []
@@ -155,3 +158,17 @@ def _load_descriptor_sets(loaded: LoadedConfig,
             key = "file" if source.file is not None else "proto"
             issues.append(ConfigIssue(("descriptors", i, key), str(exc)))
     return sets
+
+
+def _check_route_protocol(route: Route, clusters: Mapping[str, StaticCluster],
+                          where: tuple[str | int, ...], issues: list[ConfigIssue]) -> None:
+    cluster = clusters.get(route.cluster)
+    if cluster is None:
+        return
+    if route.dubbo is not None and cluster.protocol not in ("triple", "dubbo"):
+        issues.append(ConfigIssue((*where, "dubbo"), f"a dubbo route needs a triple or dubbo "
+                                  f"cluster; {cluster.name!r} is {cluster.protocol}"))
+    if route.transcode is not None and cluster.protocol not in ("grpc", "triple"):
+        issues.append(ConfigIssue((*where, "transcode"), f"protobuf transcoding needs a grpc or "
+                                  f"triple cluster; {cluster.name!r} is {cluster.protocol}"))
+
