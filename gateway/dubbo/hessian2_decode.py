@@ -65,14 +65,18 @@ class Hessian2Decoder(ByteReader):
         """Decode the next value, which must be a string."""
         value = self.read()
         if not isinstance(value, str):
-            raise HessianError(f"expected a string before offset {self._pos}, got {value!r}")
+            raise HessianError(
+                f"expected a string before offset {self._pos}, got a {type(value).__name__}"
+            )
         return value
 
     def read_int(self) -> int:
         """Decode the next value, which must be an int or a long."""
         value = self.read()
         if not isinstance(value, int) or isinstance(value, bool):
-            raise HessianError(f"expected an integer before offset {self._pos}, got {value!r}")
+            raise HessianError(
+                f"expected an integer before offset {self._pos}, got a {type(value).__name__}"
+            )
         return value
 
     def _enter(self) -> None:

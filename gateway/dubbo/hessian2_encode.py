@@ -278,6 +278,8 @@ class Hessian2Encoder:
 
     def _write_object(self, value: JavaObject) -> None:
         field_names = tuple(value.fields)
+        if not all(isinstance(name, str) for name in field_names):
+            raise HessianError(f"{value.class_name}: field names must be strings")
         key = (value.class_name, field_names)
         index = self._class_defs.get(key)
         if index is None:

@@ -13,32 +13,46 @@ import base64
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from gateway.dubbo.errors import HessianError
 from gateway.dubbo.hessian2_types import JavaObject, TypedList, TypedMap
 
 DateStyle = Literal["iso", "millis"]
 
+DEFAULT_MAX_NODES = 10_000_000
 # Number classes hessian-lite writes as an object with one string field.
 _DECIMAL_CLASSES = frozenset({"java.math.BigDecimal", "java.math.BigInteger"})
 
 
-def to_jsonable(value: Any, *, class_key: str | None = None, dates: DateStyle = "iso") -> Any:
+def to_jsonable(
+    value: Any,
+    *,
+    class_key: str | None = None,
+    dates: DateStyle = "iso",
+    max_nodes: int = DEFAULT_MAX_NODES,
+) -> Any:
     """A copy of ``value`` made of dict, list, str, int, float, bool and None.
 
     Objects become the dict of their fields, with their Java class under
     ``class_key`` when one is given; dates become ISO-8601 UTC strings (or
     epoch millis); bytes become base64. A back-reference that would close a
     cycle (a Java exception's ``cause`` often points to itself) becomes None.
+    Shared references are copied out; ``max_nodes`` bounds the copy, so a small
+    stream of nested back-references cannot expand into an enormous document.
     """
-    return _Jsonifier(class_key, dates).convert(value)
+    return _Jsonifier(class_key, dates, max_nodes).convert(value)
 
 
 class _Jsonifier:
-    def __init__(self, class_key: str | None, dates: DateStyle) -> None:
+    def __init__(self, class_key: str | None, dates: DateStyle, max_nodes: int) -> None:
         self._class_key = class_key
         self._dates = dates
         self._open: set[int] = set()
+        self._budget = max_nodes
 
     def convert(self, value: Any) -> Any:
+        self._budget -= 1
+        if self._budget < 0:
+            raise HessianError("value expands to more JSON nodes than allowed")
         if value is None or isinstance(value, bool | str | float):
             return value
         if isinstance(value, int):

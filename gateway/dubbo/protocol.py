@@ -236,14 +236,20 @@ class FrameDecoder:
 
     def __init__(self, *, max_body_length: int = DEFAULT_MAX_BODY_LENGTH) -> None:
         self._buffer = bytearray()
+        self._start = 0  # bytes before this offset are consumed; compacted lazily
         self._max_body_length = max_body_length
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete frame."""
-        return len(self._buffer)
+        return len(self._buffer) - self._start
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        if self._start:
+            # Drop consumed frames only when new bytes arrive: one copy per chunk,
+            # however many frames the previous chunk held.
+            del self._buffer[: self._start]
+            self._start = 0
         self._buffer += data
 
     def next_frame(self) -> Frame | None:
@@ -254,9 +260,10 @@ class FrameDecoder:
         does not decode is returned as a CLIENT_ERROR response for its
         request id, as Dubbo does, and the stream goes on.
         """
-        if len(self._buffer) < HEADER_LENGTH:
+        start = self._start
+        if len(self._buffer) - start < HEADER_LENGTH:
             return None
-        magic, flags, status, request_id, length = _HEADER.unpack_from(self._buffer)
+        magic, flags, status, request_id, length = _HEADER.unpack_from(self._buffer, start)
         if magic != MAGIC:
             raise DubboProtocolError(
                 f"bad magic 0x{magic:04x} at the start of a frame, expected 0x{MAGIC:04x}"
@@ -266,10 +273,11 @@ class FrameDecoder:
                 f"frame body of {length} bytes for request {request_id} exceeds the "
                 f"limit of {self._max_body_length}"
             )
-        if len(self._buffer) < HEADER_LENGTH + length:
+        end = start + HEADER_LENGTH + length
+        if len(self._buffer) < end:
             return None
-        body = bytes(self._buffer[HEADER_LENGTH : HEADER_LENGTH + length])
-        del self._buffer[: HEADER_LENGTH + length]
+        body = bytes(self._buffer[start + HEADER_LENGTH : end])
+        self._start = end
         return decode_frame(flags, status, request_id, body)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
@@ -317,7 +325,9 @@ def decode_invocation(body: bytes) -> Invocation:
     args = tuple(decoder.read() for _ in split_descriptors(parameter_types))
     attachments = _attachments(decoder.read()) if not decoder.at_end() else {}
     if service_version is not None and not isinstance(service_version, str):
-        raise DubboProtocolError(f"service version must be a string, got {service_version!r}")
+        raise DubboProtocolError(
+            f"service version must be a string, got a {type(service_version).__name__}"
+        )
     return Invocation(
         service_path=service_path,
         method_name=method_name,
