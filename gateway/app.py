@@ -8,18 +8,23 @@ one consistent config from start to end.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from filters.http import Handler, HttpRequest, HttpResponse
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, UnknownService
 from gateway.router import Router, error_response
 from gateway.snapshot import Snapshot
 from gateway.upstream.pool import Upstreams
 
 log = logging.getLogger("meshgate")
+
+# How often a request for an unknown service may trigger a reflection fetch.
+REFLECTION_INTERVAL = 5.0
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -52,6 +57,9 @@ class GatewayApp:
         self.admin_port = admin_port
         self.admin_app: Any = None
         self.on_startup: list[Callable[[], Any]] = []
+        # Recompiles a snapshot with descriptors fetched anew by reflection.
+        self.reloader: Callable[[Snapshot], Snapshot] | None = None
+        self._last_reflection = float("-inf")
 
     def activate(self, snapshot: Snapshot) -> None:
         """Swap in a new snapshot; requests already running keep the old one."""
@@ -70,11 +78,27 @@ class GatewayApp:
                 await _send(send, error_response(GatewayError("no listener on this port",
                                                               grpc_code=5, http_status=404)))
                 return
-            await self._serve(handler, scope, receive, send)
+            await self._serve(handler, port, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _refreshed_handler(self, handler: Handler, port: int | None) -> Handler:
+        """Fetch descriptors by reflection again (at most every few seconds) and
+        return the listener's handler of the resulting snapshot."""
+        now = time.monotonic()
+        if self.reloader is not None and now - self._last_reflection >= REFLECTION_INTERVAL:
+            self._last_reflection = now
+            snapshot = self.active.snapshot
+            try:
+                fresh = await asyncio.to_thread(self.reloader, snapshot)
+            except Exception as exc:
+                log.warning("reflection refresh failed: %s", exc)
+            else:
+                self.activate(fresh)
+        return self.active.handlers.get(port, handler) if port is not None else handler
+
+    async def _serve(self, handler: Handler, port: int | None, scope: Scope, receive: Receive,
+                     send: Send) -> None:
         request = HttpRequest(
             method=scope["method"],
             path=scope["path"],
@@ -85,7 +109,11 @@ class GatewayApp:
         )
         request.attributes["raw_path"] = scope.get("raw_path")
         try:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except UnknownService:
+                handler = await self._refreshed_handler(handler, port)
+                response = await handler(request)
         except GatewayError as error:
             response = error_response(error)
         except Exception:

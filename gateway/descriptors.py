@@ -76,6 +76,10 @@ def build_pool(sets: Iterable[descriptor_pb2.FileDescriptorSet]) -> descriptor_p
     for fds in sets:
         for file in fds.file:
             if file.name in files and files[file.name] != file:
+                # Copies of the well-known and googleapis protos differ only in
+                # options and source info between toolchains; keep the first.
+                if file.name.startswith("google/"):
+                    continue
                 raise DescriptorError(f"{file.name} is given twice with different contents")
             files[file.name] = file
     pool = descriptor_pool.DescriptorPool()

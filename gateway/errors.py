@@ -4,6 +4,7 @@
     ├── BadRequest               400, INVALID_ARGUMENT: the client's JSON, headers or query
     ├── PayloadTooLarge          413, the request body exceeds the route's limit
     ├── RouteNotFound            404, no route, service or method matches
+    │   └── UnknownService       the service may yet arrive by server reflection
     ├── MethodNotAllowed         405, the path is known but not for this HTTP method
     ├── UpstreamStatus           the backend answered with a non-OK gRPC status
     └── UpstreamUnavailable      503, no endpoint, or the backend cannot be reached
@@ -114,6 +115,10 @@ class PayloadTooLarge(GatewayError):
 class RouteNotFound(GatewayError):
     grpc_code = 5
     http_status = 404
+
+
+class UnknownService(RouteNotFound):
+    """No such service yet; the app may fetch descriptors by reflection and retry."""
 
 
 class MethodNotAllowed(GatewayError):

@@ -15,7 +15,13 @@ from collections.abc import AsyncIterator
 from google.protobuf.message import Message
 
 from filters.http import BodyTooLarge, HttpRequest, HttpResponse
-from gateway.errors import GatewayError, MethodNotAllowed, PayloadTooLarge, RouteNotFound
+from gateway.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RouteNotFound,
+    UnknownService,
+)
 from gateway.generic_route import serve_generic
 from gateway.invoke import Invoker
 from gateway.snapshot import CompiledListener, CompiledRoute, Snapshot
@@ -46,6 +52,8 @@ class Router:
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
             return await self._handle(request)
+        except UnknownService:
+            raise
         except GatewayError as error:
             return error_response(error)
 
@@ -104,7 +112,10 @@ class Router:
                 raise MethodNotAllowed(f"{request.path} takes {', '.join(allowed)}, "
                                        f"not {request.method}",
                                        headers=[("allow", ", ".join(allowed))])
-            raise RouteNotFound(f"unknown service or method: {request.method} {request.path}")
+            message = f"unknown service or method: {request.method} {request.path}"
+            if self._snapshot.reflection_clusters:
+                raise UnknownService(message)
+            raise RouteNotFound(message)
         rest, match_bindings = target
         binding = rest.method
         body = await _read(request, route)

@@ -54,6 +54,8 @@ def run_worker(config_path: Path, reuse_port: bool) -> None:
     admin_address = snapshot.config.admin.address
     app = GatewayApp(snapshot, admin_port=split_address(admin_address)[1])
     app.admin_app = build_admin(app)
+    if snapshot.reflection_clusters:
+        app.reloader = lambda current: compile_snapshot(current.loaded)
 
     def reload() -> None:
         try:

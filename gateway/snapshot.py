@@ -8,6 +8,7 @@ never changes a request half-way.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -27,8 +28,11 @@ from gateway.descriptors import (
     compile_proto,
     read_descriptor_set,
 )
+from gateway.reflection import ReflectionError, fetch_descriptor_set
 from gateway.routing import CompiledMatch, RouteTable, compile_match
 from gateway.transcode.bindings import Transcoding, compile_transcoding
+
+log = logging.getLogger("meshgate")
 
 SUPPORTED_PROTOCOLS = frozenset({"grpc", "triple", "dubbo"})
 
@@ -71,17 +75,36 @@ class Snapshot:
     listeners: tuple[CompiledListener, ...]
     clusters: Mapping[str, StaticCluster]
     services: tuple[str, ...] = field(default=())
+    reflection_clusters: tuple[str, ...] = field(default=())
+    reflected: Mapping[str, descriptor_pb2.FileDescriptorSet] = field(default_factory=dict)
 
     @property
     def config(self) -> GatewayConfig:
         return self.loaded.config
 
 
-def compile_snapshot(loaded: LoadedConfig) -> Snapshot:
-    """Resolve the whole config, or raise ConfigError listing every problem."""
+def compile_snapshot(loaded: LoadedConfig,
+                     reflected: Mapping[str, descriptor_pb2.FileDescriptorSet] | None = None,
+                     fetch_reflection: bool = True) -> Snapshot:
+    """Resolve the whole config, or raise ConfigError listing every problem.
+
+    ``reflected`` holds descriptor sets already fetched by server reflection,
+    by cluster name; sources missing from it are fetched now when
+    ``fetch_reflection`` (a backend that does not answer is skipped: its
+    services arrive on demand later).
+    """
     config = loaded.config
     issues: list[ConfigIssue] = []
+    reflected = dict(reflected or {})
     sets = _load_descriptor_sets(loaded, issues)
+    reflection_clusters = tuple(s.reflection.cluster for s in config.descriptors
+                                if s.reflection is not None)
+    for cluster_name in reflection_clusters:
+        if cluster_name not in reflected and fetch_reflection:
+            fetched = _fetch_reflection(config, cluster_name)
+            if fetched is not None:
+                reflected[cluster_name] = fetched
+    sets.extend(reflected[name] for name in reflection_clusters if name in reflected)
     pool = DescriptorPool()
     try:
         pool = build_pool(sets)
@@ -105,8 +128,10 @@ def compile_snapshot(loaded: LoadedConfig) -> Snapshot:
         entries: list[tuple[CompiledMatch, CompiledRoute]] = []
         for j, route in enumerate(listener.routes):
             where = ("listeners", i, "routes", j)
-            transcoding = (compile_transcoding(route.transcode, pool, known, where, issues)
-                           if route.transcode is not None else None)
+            transcoding = (
+                compile_transcoding(route.transcode, pool, known, where, issues,
+                                    services_may_arrive=bool(reflection_clusters))
+                if route.transcode is not None else None)
             _check_route_protocol(route, clusters, where, issues)
             if route.cluster.startswith(XDS_SCHEME) and config.mesh.xds is None:
                 issues.append(ConfigIssue((*where, "cluster"),
@@ -138,7 +163,8 @@ def compile_snapshot(loaded: LoadedConfig) -> Snapshot:
         ))
     if issues:
         raise ConfigError(issues)
-    return Snapshot(loaded, pool, tuple(listeners), clusters, tuple(known))
+    return Snapshot(loaded, pool, tuple(listeners), clusters, tuple(known),
+                    reflection_clusters, reflected)
 
 
 def _load_descriptor_sets(loaded: LoadedConfig,
@@ -151,9 +177,6 @@ def _load_descriptor_sets(loaded: LoadedConfig,
             elif source.proto is not None:
                 include = [loaded.resolve(p) for p in source.include]
                 sets.append(compile_proto(loaded.resolve(source.proto), include))
-            else:
-                issues.append(ConfigIssue(("descriptors", i, "reflection"),
-                                          "server reflection is not supported yet"))
         except DescriptorError as exc:
             key = "file" if source.file is not None else "proto"
             issues.append(ConfigIssue(("descriptors", i, key), str(exc)))
@@ -171,4 +194,16 @@ def _check_route_protocol(route: Route, clusters: Mapping[str, StaticCluster],
     if route.transcode is not None and cluster.protocol not in ("grpc", "triple"):
         issues.append(ConfigIssue((*where, "transcode"), f"protobuf transcoding needs a grpc or "
                                   f"triple cluster; {cluster.name!r} is {cluster.protocol}"))
+
+
+def _fetch_reflection(config: GatewayConfig,
+                      cluster_name: str) -> descriptor_pb2.FileDescriptorSet | None:
+    cluster = next((c for c in config.clusters if c.name == cluster_name), None)
+    if cluster is None:
+        return None
+    try:
+        return fetch_descriptor_set(e.address for e in cluster.endpoints)
+    except ReflectionError as exc:
+        log.warning("descriptors of cluster %r not fetched yet: %s", cluster_name, exc)
+        return None
 

@@ -63,10 +63,13 @@ class Transcoding:
 
 def compile_transcoding(transcode: TranscodeConfig, pool: DescriptorPool,
                         known: Mapping[str, Any], where: Where,
-                        issues: list[ConfigIssue]) -> Transcoding:
+                        issues: list[ConfigIssue], *,
+                        services_may_arrive: bool = False) -> Transcoding:
+    """``services_may_arrive``: descriptors come from server reflection, so a
+    service missing now is not an error; it is served once fetched."""
     codecs = _CodecCache(pool, transcode)
     for k, name in enumerate(transcode.services):
-        if name not in known:
+        if name not in known and not services_may_arrive:
             issues.append(ConfigIssue((*where, "transcode", "services", k),
                                       f"unknown service {name!r}: not in any descriptor"))
     methods: dict[str, MethodBinding] = {}
