@@ -12,14 +12,31 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from mesh.endpoint import Endpoint
+from mesh.errors import MeshError
+from mesh.lb_hash import MaglevPicker, RingHashPicker
 
 
-class NoEndpointError(LookupError):
+class NoEndpointError(MeshError, LookupError):
     """The cluster has no routable endpoint."""
 
 
 class Picker(Protocol):
     def pick(self, hash_key: int | None = None) -> Endpoint: ...
+
+
+class LoadReporter(Protocol):
+    """Pickers that weigh in-flight requests (least request) are told about them."""
+
+    def started(self, endpoint: Endpoint) -> None: ...
+
+    def finished(self, endpoint: Endpoint) -> None: ...
+
+
+def routable(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
+    usable = [e for e in endpoints if e.health.routable and e.weight > 0]
+    if not usable:
+        raise NoEndpointError("no healthy endpoint")
+    return usable
 
 
 class RoundRobinPicker:
@@ -32,9 +49,7 @@ class RoundRobinPicker:
     __slots__ = ("_current", "_endpoints", "_total", "_weights")
 
     def __init__(self, endpoints: Sequence[Endpoint], rng: random.Random | None = None) -> None:
-        usable = [e for e in endpoints if e.health.routable and e.weight > 0]
-        if not usable:
-            raise NoEndpointError("no healthy endpoint")
+        usable = routable(endpoints)
         self._endpoints = usable
         self._weights = [e.weight for e in usable]
         self._total = sum(self._weights)
@@ -62,9 +77,7 @@ class RandomPicker:
     __slots__ = ("_cumulative", "_endpoints", "_rng")
 
     def __init__(self, endpoints: Sequence[Endpoint], rng: random.Random | None = None) -> None:
-        usable = [e for e in endpoints if e.health.routable and e.weight > 0]
-        if not usable:
-            raise NoEndpointError("no healthy endpoint")
+        usable = routable(endpoints)
         self._endpoints = usable
         total = 0
         self._cumulative: list[int] = []
@@ -81,11 +94,52 @@ class RandomPicker:
         raise AssertionError("unreachable: point below the last edge")
 
 
+class LeastRequestPicker:
+    """Power of two choices (Envoy's LEAST_REQUEST): sample ``choices`` endpoints at
+    random and take the one with the fewest in-flight requests per unit of weight."""
+
+    __slots__ = ("_active", "_choices", "_endpoints", "_rng")
+
+    def __init__(
+        self, endpoints: Sequence[Endpoint], rng: random.Random | None = None, choices: int = 2
+    ) -> None:
+        self._endpoints = routable(endpoints)
+        self._rng = rng or random.Random()
+        self._choices = choices
+        self._active: dict[str, int] = {}
+
+    def pick(self, hash_key: int | None = None) -> Endpoint:
+        endpoints = self._endpoints
+        if len(endpoints) == 1:
+            return endpoints[0]
+        best: Endpoint | None = None
+        best_load = 0.0
+        for _ in range(self._choices):
+            candidate = endpoints[self._rng.randrange(len(endpoints))]
+            load = self._active.get(candidate.address, 0) / candidate.weight
+            if best is None or load < best_load:
+                best, best_load = candidate, load
+        assert best is not None
+        return best
+
+    def started(self, endpoint: Endpoint) -> None:
+        self._active[endpoint.address] = self._active.get(endpoint.address, 0) + 1
+
+    def finished(self, endpoint: Endpoint) -> None:
+        self._active[endpoint.address] = max(self._active.get(endpoint.address, 0) - 1, 0)
+
+    def in_flight(self, endpoint: Endpoint) -> int:
+        return self._active.get(endpoint.address, 0)
+
+
 PickerFactory = Callable[[Sequence[Endpoint]], Picker]
 
 PICKERS: dict[str, PickerFactory] = {
     "round_robin": RoundRobinPicker,
     "random": RandomPicker,
+    "least_request": LeastRequestPicker,
+    "ring_hash": RingHashPicker,
+    "maglev": MaglevPicker,
 }
 
 

@@ -12,10 +12,12 @@ from tests.support.protos import echo_descriptor_set, load_pool, message_class
 POOL = load_pool(echo_descriptor_set())
 CODEC = MessageCodec(message_class(POOL, "meshgate.test.v1.EchoRequest"), POOL)
 REPLY = MessageCodec(message_class(POOL, "meshgate.test.v1.EchoReply"), POOL)
+STRICT = QueryOptions()
 
 
 def bind(pairs: list[tuple[str, str]], path_variables: int = 0,
-         options: QueryOptions = QueryOptions(), body: bytes = b"", body_path: str = "") -> dict:
+         options: QueryOptions = STRICT, body: bytes = b"",
+         body_path: str = "") -> dict[str, object]:
     message = CODEC.new()
     body_into(CODEC, message, body_path, body, "application/json")
     bindings = [VariableBinding(tuple(name.split(".")), value) for name, value in pairs]
