@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.config import Cluster, split_address
-from gateway.errors import UpstreamUnavailable
 from mesh.endpoint import Endpoint
 from mesh.lb import Picker, build_picker
 
@@ -31,16 +30,3 @@ class StaticCluster:
         )
         return cls(config.name, config.protocol, endpoints, build_picker(config.lb, endpoints),
                    config.max_requests, config.group, config.version, config.application)
-
-    def acquire(self) -> None:
-        """Count a request in; Envoy's circuit breaker answers 503 past the cap."""
-        if self.in_flight >= self.max_requests:
-            raise UpstreamUnavailable(
-                f"cluster {self.name!r} has {self.in_flight} requests in flight "
-                f"(max_requests {self.max_requests})",
-                headers=[("x-meshgate-overloaded", "true")],
-            )
-        self.in_flight += 1
-
-    def release(self) -> None:
-        self.in_flight -= 1

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 from filters.http import HttpRequest, HttpResponse
-from gateway.errors import GatewayError, MethodNotAllowed, RouteNotFound, UpstreamUnavailable
-from gateway.snapshot import CompiledRoute, Snapshot
+from gateway.clusters import StaticCluster
+from gateway.errors import MethodNotAllowed, RouteNotFound
+from gateway.invoke import overloaded
+from gateway.plan import CallPlan
+from gateway.snapshot import CompiledRoute
 from gateway.upstream.generic import GenericCall, parse_parameter_types
 from gateway.upstream.metadata import deadline_from_headers, request_metadata
 from gateway.upstream.pool import Upstreams
 from gateway.upstream.triple import GROUP_HEADER, VERSION_HEADER
-from mesh.lb import NoEndpointError
 
 TYPES_HEADER = "x-dubbo-service-method-overloading"
 
 
-async def serve_generic(snapshot: Snapshot, upstreams: Upstreams, route: CompiledRoute,
-                        request: HttpRequest, body: bytes) -> HttpResponse:
+async def serve_generic(plan: CallPlan, upstreams: Upstreams, route: CompiledRoute,
+                        request: HttpRequest, body: bytes, cluster: StaticCluster | None
+                        ) -> HttpResponse:
     config = route.dubbo
     assert config is not None
-    cluster = snapshot.clusters.get(route.cluster)
-    if cluster is None:
-        raise UpstreamUnavailable(f"cluster {route.cluster!r} is not available")
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.path} takes POST, not {request.method}",
                                headers=[("allow", "POST")])
@@ -37,25 +37,23 @@ async def serve_generic(snapshot: Snapshot, upstreams: Upstreams, route: Compile
         interface=interface,
         method=method,
         body=body,
-        group=headers.get(GROUP_HEADER) or config.group or cluster.group,
-        version=headers.get(VERSION_HEADER) or config.version or cluster.version,
+        group=headers.get(GROUP_HEADER) or config.group or (cluster.group if cluster else None),
+        version=(headers.get(VERSION_HEADER) or config.version
+                 or (cluster.version if cluster else None)),
         parameter_types=(parse_parameter_types(headers.get(TYPES_HEADER))
                          or config.parameter_types.get(method)),
         attachments=attachments,
-        application=cluster.application,
+        application=cluster.application if cluster else "meshgate",
         timeout=deadline_from_headers(route.timeout, headers.get("grpc-timeout"),
                                       headers.get("x-request-timeout")),
     )
+    upstream = upstreams.generic(plan.protocol)
+    endpoint = plan.first
+    if not plan.begin(endpoint):
+        raise overloaded(plan)
     try:
-        address = cluster.picker.pick().address
-    except NoEndpointError as exc:
-        raise UpstreamUnavailable(f"cluster {cluster.name!r}: {exc}") from None
-    cluster.acquire()
-    try:
-        reply = await upstreams.generic(cluster.protocol).call(address, call)
-    except GatewayError:
-        raise
+        reply = await upstream.call(endpoint.address, call)
     finally:
-        cluster.release()
+        plan.end(endpoint)
     return HttpResponse(200, [("content-type", "application/json"), *reply.headers],
                         reply.body)

@@ -1,4 +1,4 @@
-"""Calling a cluster: pick an endpoint, apply deadline, retries and the in-flight cap.
+"""Executing a call plan: deadline, fault, in-flight cap, retries.
 
 Retries apply to unary and client-streaming calls, whose whole request is in
 hand; a response stream is never retried once it has started.
@@ -9,80 +9,87 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from gateway.clusters import StaticCluster
-from gateway.errors import GatewayError, UpstreamUnavailable
-from gateway.retry import backoff_delay, retryable_codes
-from gateway.snapshot import CompiledRoute, Snapshot
+from gateway.errors import GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.plan import CallPlan
 from gateway.transcode.bindings import MethodBinding
 from gateway.upstream.grpc import GrpcUpstream, UnaryReply
 from gateway.upstream.metadata import Metadata
-from mesh.lb import NoEndpointError
+from mesh.endpoint import Endpoint
+
+
+def overloaded(plan: CallPlan) -> GatewayError:
+    return UpstreamUnavailable(f"cluster {plan.cluster!r} is at its max_requests",
+                               headers=[("x-meshgate-overloaded", "true")])
+
+
+async def inject_fault(plan: CallPlan) -> None:
+    if plan.delay:
+        await asyncio.sleep(plan.delay)
+    if plan.abort is not None:
+        raise UpstreamStatus("fault injected by the mesh", grpc_code=plan.abort)
+
+
+async def with_retries(plan: CallPlan, timeout: float | None, rng: random.Random,
+                       attempt: Callable[[Endpoint, float | None], Awaitable[UnaryReply]]
+                       ) -> UnaryReply:
+    """Run ``attempt`` on the plan's endpoints until it succeeds or retries run out."""
+    await inject_fault(plan)
+    retry = plan.retry
+    deadline = time.monotonic() + timeout if timeout else None
+    endpoint = plan.first
+    number = 1
+    while True:
+        try_timeout = _remaining(deadline)
+        if retry and retry.per_try_timeout:
+            try_timeout = min(try_timeout or retry.per_try_timeout, retry.per_try_timeout)
+        if not plan.begin(endpoint):
+            raise overloaded(plan)
+        try:
+            return await attempt(endpoint, try_timeout)
+        except GatewayError as error:
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            if (retry is None or number >= retry.max_attempts
+                    or error.grpc_code not in retry.codes or out_of_time):
+                raise
+        finally:
+            plan.end(endpoint)
+        ceiling = min(retry.backoff * 2 ** (number - 1), retry.max_backoff)
+        await asyncio.sleep(min(rng.uniform(0, ceiling), _remaining(deadline) or ceiling))
+        number += 1
+        endpoint = plan.pick()
 
 
 class Invoker:
-    def __init__(self, snapshot: Snapshot, grpc: GrpcUpstream, rng: random.Random) -> None:
-        self._clusters = snapshot.clusters
+    def __init__(self, grpc: GrpcUpstream, rng: random.Random) -> None:
         self._grpc = grpc
         self._rng = rng
 
-    def _cluster(self, route: CompiledRoute) -> StaticCluster:
-        cluster = self._clusters.get(route.cluster)
-        if cluster is None:
-            raise UpstreamUnavailable(f"cluster {route.cluster!r} is not available")
-        return cluster
-
-    def _address(self, cluster: StaticCluster) -> str:
-        try:
-            return cluster.picker.pick().address
-        except NoEndpointError as exc:
-            raise UpstreamUnavailable(f"cluster {cluster.name!r}: {exc}") from None
-
-    async def unary(self, route: CompiledRoute, binding: MethodBinding, payloads: list[bytes],
+    async def unary(self, plan: CallPlan, binding: MethodBinding, payloads: list[bytes],
                     metadata: Metadata, timeout: float | None) -> UnaryReply:
-        cluster = self._cluster(route)
-        policy = route.retry
-        retries_left = policy.attempts if policy else 0
-        codes = retryable_codes(policy) if policy else frozenset()
-        deadline = time.monotonic() + timeout if timeout else None
-        retry_number = 0
-        while True:
-            address = self._address(cluster)
-            try_timeout = _remaining(deadline)
-            if policy and policy.per_try_timeout:
-                try_timeout = min(try_timeout or policy.per_try_timeout, policy.per_try_timeout)
-            cluster.acquire()
-            try:
-                if binding.client_streaming:
-                    return await self._grpc.client_stream(address, binding.path, payloads,
-                                                          metadata, try_timeout)
-                return await self._grpc.unary(address, binding.path, payloads[0], metadata,
-                                              try_timeout)
-            except GatewayError as error:
-                out_of_time = deadline is not None and time.monotonic() >= deadline
-                if retries_left <= 0 or error.grpc_code not in codes or out_of_time:
-                    raise
-            finally:
-                cluster.release()
-            retries_left -= 1
-            retry_number += 1
-            assert policy is not None
-            await asyncio.sleep(min(backoff_delay(policy, retry_number, self._rng),
-                                    _remaining(deadline) or policy.max_backoff))
+        async def attempt(endpoint: Endpoint, try_timeout: float | None) -> UnaryReply:
+            if binding.client_streaming:
+                return await self._grpc.client_stream(endpoint.address, binding.path, payloads,
+                                                      metadata, try_timeout)
+            return await self._grpc.unary(endpoint.address, binding.path, payloads[0],
+                                          metadata, try_timeout)
 
-    async def stream(self, route: CompiledRoute, binding: MethodBinding, payloads: list[bytes],
+        return await with_retries(plan, _shortest(timeout, plan.timeout), self._rng, attempt)
+
+    async def stream(self, plan: CallPlan, binding: MethodBinding, payloads: list[bytes],
                      metadata: Metadata, timeout: float | None
                      ) -> tuple[Metadata, AsyncIterator[bytes]]:
-        cluster = self._cluster(route)
-        address = self._address(cluster)
-        cluster.acquire()
+        await inject_fault(plan)
+        endpoint = plan.first
+        if not plan.begin(endpoint):
+            raise overloaded(plan)
         try:
             initial, messages = await self._grpc.server_stream(
-                address, binding.path, payloads, metadata, timeout,
-                client_streaming=binding.client_streaming)
+                endpoint.address, binding.path, payloads, metadata,
+                _shortest(timeout, plan.timeout), client_streaming=binding.client_streaming)
         except BaseException:
-            cluster.release()
+            plan.end(endpoint)
             raise
 
         async def counted() -> AsyncIterator[bytes]:
@@ -90,9 +97,17 @@ class Invoker:
                 async for message in messages:
                     yield message
             finally:
-                cluster.release()
+                plan.end(endpoint)
 
         return initial, counted()
+
+
+def _shortest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
 
 
 def _remaining(deadline: float | None) -> float | None:

@@ -21,9 +21,11 @@ from gateway.errors import (
     PayloadTooLarge,
     RouteNotFound,
     UnknownService,
+    UpstreamUnavailable,
 )
 from gateway.generic_route import serve_generic
 from gateway.invoke import Invoker
+from gateway.plan import CallPlan, static_plan
 from gateway.snapshot import CompiledListener, CompiledRoute, Snapshot
 from gateway.transcode.bindings import MethodBinding, RestTarget, Transcoding
 from gateway.transcode.path_matcher import VariableBinding
@@ -47,7 +49,7 @@ class Router:
         self._snapshot = snapshot
         self._routes = listener.routes
         self._upstreams = upstreams
-        self._invoker = Invoker(snapshot, upstreams.grpc, rng or random.Random())
+        self._invoker = Invoker(upstreams.grpc, rng or random.Random())
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         try:
@@ -64,7 +66,8 @@ class Router:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
         if route.dubbo is not None:
             body = await _read(request, route)
-            return await serve_generic(self._snapshot, self._upstreams, route, request, body)
+            return await serve_generic(self._plan(route, request), self._upstreams, route,
+                                       request, body, self._snapshot.clusters.get(route.cluster))
         if route.transcoding is None:
             raise RouteNotFound(f"route {route.name!r} has nothing to serve {request.path}")
         binding, messages = await self._request_messages(route, route.transcoding, request)
@@ -72,15 +75,16 @@ class Router:
         timeout = deadline_from_headers(route.timeout, headers.get("grpc-timeout"),
                                         headers.get("x-request-timeout"))
         metadata = request_metadata(request.header_list)
+        plan = self._plan(route, request)
         cluster = self._snapshot.clusters.get(route.cluster)
         if cluster is not None and cluster.protocol == "triple":
             metadata = (*metadata, *triple_headers(cluster, request.headers, timeout))
         payloads = [m.SerializeToString() for m in messages]
         response_body = request.attributes.get("response_body", "")
         if binding.server_streaming:
-            return await self._stream(route, binding, payloads, metadata, timeout,
+            return await self._stream(plan, binding, payloads, metadata, timeout,
                                       route.transcoding, response_body)
-        reply = await self._invoker.unary(route, binding, payloads, metadata, timeout)
+        reply = await self._invoker.unary(plan, binding, payloads, metadata, timeout)
         try:
             out = binding.output.parse_bytes(reply.body)
         except Exception as exc:
@@ -127,10 +131,14 @@ class Router:
                 bindings_into(binding.input, message, match_bindings, transcoding.query,
                               rest.path_variables)
             return binding, messages
+        # Envoy's precedence: the body beats path variables, query parameters
+        # beat both.
         message = binding.input.new()
+        path_count = rest.path_variables
+        bindings_into(binding.input, message, match_bindings[:path_count], transcoding.query,
+                      path_count)
         body_into(binding.input, message, rest.body, body, content_type)
-        bindings_into(binding.input, message, match_bindings, transcoding.query,
-                      rest.path_variables)
+        bindings_into(binding.input, message, match_bindings[path_count:], transcoding.query, 0)
         return binding, [message]
 
     def _rest_match(self, transcoding: Transcoding, request: HttpRequest
@@ -143,11 +151,17 @@ class Router:
             return None
         return match.payload, match.bindings
 
-    async def _stream(self, route: CompiledRoute, binding: MethodBinding,
+    def _plan(self, route: CompiledRoute, request: HttpRequest) -> CallPlan:
+        cluster = self._snapshot.clusters.get(route.cluster)
+        if cluster is None:
+            raise UpstreamUnavailable(f"cluster {route.cluster!r} is not available")
+        return static_plan(cluster, None, route.retry)
+
+    async def _stream(self, plan: CallPlan, binding: MethodBinding,
                       payloads: list[bytes], metadata: tuple[tuple[str, str | bytes], ...],
                       timeout: float | None, transcoding: Transcoding,
                       response_body: str) -> HttpResponse:
-        initial, messages = await self._invoker.stream(route, binding, payloads, metadata,
+        initial, messages = await self._invoker.stream(plan, binding, payloads, metadata,
                                                        timeout)
         encoder = StreamEncoder(transcoding.stream_format)
         # Wait for the first message (or the status) before answering, so a

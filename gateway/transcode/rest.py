@@ -1,8 +1,8 @@
 """REST requests to protobuf messages, by ``google.api.http`` bindings (sans-IO).
 
-A matched binding gives three sources for the request message, applied in
-this order so that the more specific wins: the HTTP body (``body: "*"`` or a
-field), then path variables, then query parameters. Values from the path and
+A matched binding gives three sources for the request message. The router
+applies them in Envoy's order, later ones winning: path variables, the HTTP
+body (``body: "*"`` or a field), query parameters. Values from the path and
 query are strings; they are converted to the proto3 JSON form of the field
 they name and parsed by protobuf's own JSON parser, so every well-known type
 accepts exactly its JSON string form (``?when=2024-01-01T00:00:00Z``).
@@ -109,7 +109,12 @@ def _place(data: dict[str, Any], descriptor: Descriptor, path: tuple[str, ...],
             return
         if last:
             converted = _json_value(field, value, part)
-            if field.is_repeated and not _is_map(field):
+            if (field.message_type is not None
+                    and field.message_type.full_name == "google.protobuf.FieldMask"
+                    and isinstance(node.get(field.name), str)):
+                # ?update_mask=a&update_mask=b is the mask "a,b".
+                node[field.name] = f"{node[field.name]},{converted}"
+            elif field.is_repeated and not _is_map(field):
                 existing = node.setdefault(field.name, [])
                 if isinstance(existing, list):
                     existing.append(converted)

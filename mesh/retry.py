@@ -1,0 +1,41 @@
+"""Retry policy (gRFC A44): the data, and pure helpers the gateway calls."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+# retry_on names gRPC honours, and their status codes; other names are ignored.
+RETRY_ON_CODES = {
+    "cancelled": 1,
+    "deadline-exceeded": 4,
+    "internal": 13,
+    "resource-exhausted": 8,
+    "unavailable": 14,
+}
+DEFAULT_BASE_S = 0.025
+# gRPC's channel never makes more than this many attempts, whatever xDS says.
+MAX_ATTEMPTS_CAP = 5
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    retry_on: frozenset[int]
+    max_attempts: int = 2
+    per_try_timeout_s: float | None = None
+    backoff_base_s: float = DEFAULT_BASE_S
+    backoff_max_s: float = DEFAULT_BASE_S * 10
+
+
+def should_retry(policy: RetryPolicy | None, status_code: int, attempt: int) -> bool:
+    """Whether attempt number ``attempt`` (1 = the first try) that ended with
+    ``status_code`` may be followed by another one."""
+    if policy is None or status_code not in policy.retry_on:
+        return False
+    return attempt < min(policy.max_attempts, MAX_ATTEMPTS_CAP)
+
+
+def retry_backoff(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: fully jittered exponential."""
+    ceiling = min(policy.backoff_base_s * 2 ** max(attempt - 1, 0), policy.backoff_max_s)
+    return rng.uniform(0, ceiling)
