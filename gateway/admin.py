@@ -33,11 +33,14 @@ def build_admin(gateway: GatewayApp) -> Starlette:
             "pid": os.getpid(),
             "config": snapshot.config.model_dump(mode="json"),
             "services": list(snapshot.services),
+            "xds": gateway.upstreams.mesh.core.config_dump() if gateway.upstreams.mesh else None,
+            "interfaces": gateway.upstreams.mesh.interfaces if gateway.upstreams.mesh else {},
         })
 
     async def clusters(request: Request) -> Response:
         snapshot = gateway.active.snapshot
-        return _json({
+        mesh = gateway.upstreams.mesh
+        static = {
             name: {
                 "protocol": cluster.protocol,
                 "in_flight": cluster.in_flight,
@@ -49,7 +52,8 @@ def build_admin(gateway: GatewayApp) -> Starlette:
                 ],
             }
             for name, cluster in snapshot.clusters.items()
-        })
+        }
+        return _json({"static": static, "xds": mesh.core.clusters_dump() if mesh else {}})
 
     return Starlette(routes=[
         Route("/ready", ready),

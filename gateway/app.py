@@ -17,6 +17,7 @@ from typing import Any
 
 from filters.http import Handler, HttpRequest, HttpResponse
 from gateway.errors import GatewayError, UnknownService
+from gateway.mesh_link import MeshLink, xds_targets
 from gateway.router import Router, error_response
 from gateway.snapshot import Snapshot
 from gateway.upstream.pool import Upstreams
@@ -60,10 +61,25 @@ class GatewayApp:
         # Recompiles a snapshot with descriptors fetched anew by reflection.
         self.reloader: Callable[[Snapshot], Snapshot] | None = None
         self._last_reflection = float("-inf")
+        self._background: set[asyncio.Future[None]] = set()
+        self.on_startup.append(self.start_mesh)
 
     def activate(self, snapshot: Snapshot) -> None:
         """Swap in a new snapshot; requests already running keep the old one."""
+        mesh = self.upstreams.mesh
+        if mesh is not None:
+            new_targets = xds_targets(snapshot) - set(mesh.core.targets)
+            if new_targets:
+                self._background.add(asyncio.ensure_future(mesh.watch(new_targets)))
         self.active = Active(snapshot, build_handlers(snapshot, self.upstreams))
+
+    async def start_mesh(self) -> None:
+        config = self.active.snapshot.config.mesh
+        if config.xds is None:
+            return
+        link = MeshLink(config)
+        self.upstreams.mesh = link
+        await link.start(xds_targets(self.active.snapshot))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -38,8 +38,9 @@ def check_references(config: GatewayConfig) -> list[ConfigIssue]:
             where = ("listeners", i, "routes", j, "cluster")
             if route.cluster.startswith(XDS_SCHEME):
                 target = route.cluster.removeprefix(XDS_SCHEME)
-                if ":" not in target:
-                    issues.append(ConfigIssue(where, "an xds:/// cluster needs HOST:PORT"))
+                if ":" not in target and target != "*":
+                    issues.append(ConfigIssue(where, "an xds:/// cluster needs HOST:PORT, "
+                                              "or * to pick the target by interface"))
             elif route.cluster not in clusters:
                 issues.append(ConfigIssue(where, f"unknown cluster {route.cluster!r}"))
 

@@ -66,8 +66,12 @@ class Router:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
         if route.dubbo is not None:
             body = await _read(request, route)
-            return await serve_generic(self._plan(route, request), self._upstreams, route,
-                                       request, body, self._snapshot.clusters.get(route.cluster))
+            segments = [s for s in request.path.split("/") if s]
+            interface = route.dubbo.interface or (segments[-2] if len(segments) >= 2 else "")
+            method = route.dubbo.method or (segments[-1] if segments else "")
+            plan = self._plan(route, request, f"/{interface}/{method}", interface)
+            return await serve_generic(plan, self._upstreams, route, request, body,
+                                       self._snapshot.clusters.get(route.cluster))
         if route.transcoding is None:
             raise RouteNotFound(f"route {route.name!r} has nothing to serve {request.path}")
         binding, messages = await self._request_messages(route, route.transcoding, request)
@@ -75,7 +79,7 @@ class Router:
         timeout = deadline_from_headers(route.timeout, headers.get("grpc-timeout"),
                                         headers.get("x-request-timeout"))
         metadata = request_metadata(request.header_list)
-        plan = self._plan(route, request)
+        plan = self._plan(route, request, binding.path, binding.path.split("/")[1])
         cluster = self._snapshot.clusters.get(route.cluster)
         if cluster is not None and cluster.protocol == "triple":
             metadata = (*metadata, *triple_headers(cluster, request.headers, timeout))
@@ -151,7 +155,14 @@ class Router:
             return None
         return match.payload, match.bindings
 
-    def _plan(self, route: CompiledRoute, request: HttpRequest) -> CallPlan:
+    def _plan(self, route: CompiledRoute, request: HttpRequest, rpc_path: str,
+              service: str) -> CallPlan:
+        if route.xds_target is not None:
+            mesh = self._upstreams.mesh
+            if mesh is None:
+                raise UpstreamUnavailable("the mesh core is not running in this worker")
+            target = mesh.target_for(route.cluster, service)
+            return mesh.plan(target, rpc_path, request.headers, "grpc")
         cluster = self._snapshot.clusters.get(route.cluster)
         if cluster is None:
             raise UpstreamUnavailable(f"cluster {route.cluster!r} is not available")

@@ -18,6 +18,7 @@ from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
 
 from mesh.backoff import Backoff
 from mesh.bootstrap import Bootstrap
@@ -195,7 +196,7 @@ class MeshCore:
                 item["error"] = entry.error
                 item["rejected_version"] = entry.rejected_version
             if entry.value is not None:
-                item["resource"] = json_format.MessageToDict(entry.value.message)
+                item["resource"] = _as_json(entry.value.message)
             resources.append(item)
         acks = {
             type_urls.SHORT_NAMES[t]: {"version": a.version, "nonce": a.nonce, "error": a.error}
@@ -275,3 +276,13 @@ def _dump_order(entry: Any) -> tuple[int, str]:
 
 
 __all__ = ["MeshCore", "node_proto"]
+
+
+def _as_json(message: Message) -> Any:
+    """The resource as JSON; an Any of a type this process never loaded stays
+    readable as its type URL instead of failing the whole dump."""
+    try:
+        return json_format.MessageToDict(message)
+    except TypeError as exc:
+        return {"@type": message.DESCRIPTOR.full_name, "error": str(exc)}
+

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from gateway.upstream.generic import GenericUpstream
 from gateway.upstream.grpc import GrpcUpstream
+
+if TYPE_CHECKING:
+    from gateway.mesh_link import MeshLink
 
 # protocol -> (module, class) of its generic (no-IDL) upstream
 GENERIC_UPSTREAMS: dict[str, tuple[str, str]] = {
@@ -18,6 +22,8 @@ class Upstreams:
     def __init__(self) -> None:
         self.grpc = GrpcUpstream()
         self._generic: dict[str, GenericUpstream] = {}
+        # The worker's mesh core, when the config has mesh.xds.
+        self.mesh: MeshLink | None = None
 
     def generic(self, protocol: str) -> GenericUpstream:
         upstream = self._generic.get(protocol)
@@ -33,3 +39,6 @@ class Upstreams:
         for upstream in self._generic.values():
             await upstream.close()
         self._generic.clear()
+        if self.mesh is not None:
+            await self.mesh.stop()
+            self.mesh = None

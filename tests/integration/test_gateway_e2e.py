@@ -206,7 +206,8 @@ def test_admin_ready_and_config_dump(gateway: RunningGateway) -> None:
     assert dump["config"]["listeners"][0]["routes"][0]["timeout"] == 2.0
     assert dump["services"] == ["meshgate.test.v1.EchoService"]
     clusters = httpx.get(f"{gateway.admin_url}/clusters").json()
-    assert clusters["echo"]["endpoints"][0]["health"] == "unknown"
+    assert clusters["static"]["echo"]["endpoints"][0]["health"] == "unknown"
+    assert clusters["xds"] == {}
 
 
 def test_unreachable_backend_is_503(echo_set: Path, tmp_path: Path) -> None:

@@ -1,0 +1,125 @@
+"""The gateway's side of the mesh core: one MeshCore per worker.
+
+Routes whose cluster is ``xds:///HOST:PORT`` are resolved by the mesh core
+exactly as a proxyless gRPC client resolves that target. ``xds:///*`` picks
+the target by the service the request names (the gRPC service, or the Dubbo
+interface), through ``mesh.interfaces`` and, with ``discover_interfaces``,
+what the mesh core learned by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+
+from gateway.config import MeshConfig
+from gateway.config_check import XDS_SCHEME
+from gateway.errors import RouteNotFound, UpstreamUnavailable
+from gateway.plan import CallPlan, RetrySpec
+from gateway.snapshot import Snapshot
+from mesh import MeshCore, RouteDecision, TargetNotReady, fault_decision, load_bootstrap
+from mesh.endpoint import Endpoint
+from mesh.retry import MAX_ATTEMPTS_CAP
+
+log = logging.getLogger("meshgate")
+
+BY_INTERFACE = "*"
+# How long start-up waits for the xDS chain of each target before serving anyway.
+INITIAL_FETCH_TIMEOUT = 10.0
+
+
+def xds_targets(snapshot: Snapshot) -> set[str]:
+    targets = {route.cluster.removeprefix(XDS_SCHEME)
+               for listener in snapshot.listeners for _, route in listener.routes.entries
+               if route.cluster.startswith(XDS_SCHEME)}
+    targets.discard(BY_INTERFACE)
+    targets.update(snapshot.config.mesh.interfaces.values())
+    return targets
+
+
+class MeshLink:
+    def __init__(self, config: MeshConfig, rng: random.Random | None = None) -> None:
+        assert config.xds is not None
+        self.core = MeshCore(load_bootstrap(config.xds.bootstrap))
+        self.interfaces: dict[str, str] = dict(config.interfaces)
+        self._discover = config.discover_interfaces
+        self._rng = rng or random.Random()
+
+    async def start(self, targets: set[str]) -> None:
+        await self.core.start()
+        if self._discover:
+            try:
+                found = await self.core.discover_interfaces(INITIAL_FETCH_TIMEOUT)
+            except Exception as exc:
+                log.warning("interface discovery failed: %s", exc)
+            else:
+                # Configured mappings win over discovered ones.
+                self.interfaces = {**found, **self.interfaces}
+                targets |= set(found.values())
+        await self.watch(targets)
+
+    async def watch(self, targets: set[str]) -> None:
+        for target in targets:
+            self.core.watch(target)
+        results = await asyncio.gather(
+            *(self.core.wait_ready(t, INITIAL_FETCH_TIMEOUT) for t in targets),
+            return_exceptions=True)
+        for target, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("xds:///%s not resolved yet: %s", target, result)
+
+    async def stop(self) -> None:
+        await self.core.stop()
+
+    def target_for(self, cluster: str, service: str) -> str:
+        target = cluster.removeprefix(XDS_SCHEME)
+        if target != BY_INTERFACE:
+            return target
+        found = self.interfaces.get(service)
+        if found is None:
+            raise RouteNotFound(f"no mesh target serves {service!r} (mesh.interfaces)")
+        return found
+
+    def plan(self, target: str, rpc_path: str, headers: Mapping[str, str],
+             protocol: str) -> CallPlan:
+        try:
+            decision = self.core.route(target, rpc_path, headers)
+        except TargetNotReady as exc:
+            raise UpstreamUnavailable(str(exc)) from None
+        if decision is None:
+            raise UpstreamUnavailable(f"xds:///{target}: no route matches {rpc_path}")
+        if decision.error or decision.endpoint is None:
+            raise UpstreamUnavailable(f"xds:///{target}: {decision.error or 'no endpoint'}")
+        delay, abort = fault_decision(decision.fault, self._rng, headers)
+        return CallPlan(
+            cluster=decision.cluster or target,
+            protocol=protocol,
+            first=decision.endpoint,
+            pick=_picker(decision),
+            begin=decision.begin,
+            end=decision.end,
+            timeout=decision.timeout_s,
+            retry=_retry(decision),
+            delay=delay,
+            abort=abort,
+        )
+
+
+def _picker(decision: RouteDecision) -> Callable[[], Endpoint]:
+    def pick() -> Endpoint:
+        try:
+            return decision.pick()
+        except LookupError as exc:
+            raise UpstreamUnavailable(f"{decision.cluster}: {exc}") from None
+
+    return pick
+
+
+def _retry(decision: RouteDecision) -> RetrySpec | None:
+    policy = decision.retry
+    if policy is None:
+        return None
+    return RetrySpec(policy.retry_on, min(policy.max_attempts, MAX_ATTEMPTS_CAP),
+                     policy.per_try_timeout_s, policy.backoff_base_s, policy.backoff_max_s)
