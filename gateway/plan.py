@@ -55,14 +55,22 @@ def static_plan(cluster: StaticCluster, timeout: float | None,
         except NoEndpointError as exc:
             raise UpstreamUnavailable(f"cluster {cluster.name!r}: {exc}") from None
 
+    # least_request counts in-flight requests per endpoint through these hooks.
+    started = getattr(cluster.picker, "started", None)
+    finished = getattr(cluster.picker, "finished", None)
+
     def begin(endpoint: Endpoint) -> bool:
         if cluster.in_flight >= cluster.max_requests:
             return False
         cluster.in_flight += 1
+        if started is not None:
+            started(endpoint)
         return True
 
     def end(endpoint: Endpoint) -> None:
         cluster.in_flight -= 1
+        if finished is not None:
+            finished(endpoint)
 
     return CallPlan(cluster.name, cluster.protocol, pick(), pick, begin, end, timeout,
                     RetrySpec.from_route(retry) if retry else None)

@@ -1,0 +1,193 @@
+"""Triple's unary HTTP/JSON mode: ``POST http://{address}/{interface}/{method}`` over HTTP/1.1.
+
+Java Dubbo (3.3) and dubbo-go (3.3) both serve unary Triple methods to plain
+HTTP/1.1 clients with ``content-type: application/json``. The body goes through
+as the client sent it: Java accepts an array of arguments, a single value or an
+object keyed by parameter name; dubbo-go wants the protobuf JSON of the request.
+
+Headers (names are case-insensitive on both servers):
+
+* ``tri-service-group`` / ``tri-service-version`` select the provider,
+  ``tri-consumer-appname`` names the caller, ``tri-service-timeout`` (ms) is
+  Java's deadline header;
+* ``Triple-Timeout-Ms`` is dubbo-go's deadline header and
+  ``Triple-Protocol-Version: 0.1.0`` its protocol marker (dubbo-go's
+  ``triple_protocol/protocol_triple.go``: a present but different value is
+  rejected with ``invalid_argument``, so exactly ``0.1.0`` is sent);
+* the call's attachments go as lower-cased headers; the gateway's own headers win.
+
+Overloaded Java methods are told apart by a ``~signature`` path suffix; see
+:func:`method_signature`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway.errors import (
+    GRPC_CODES_BY_NAME,
+    GatewayError,
+    UpstreamStatus,
+    UpstreamUnavailable,
+)
+from gateway.upstream.generic import GenericCall, GenericReply
+
+TRIPLE_PROTOCOL_VERSION = "0.1.0"
+_MAX_ERROR_TEXT = 512
+# Attachment names that would corrupt the HTTP exchange or override the
+# gateway's own choice of provider and deadline.
+_RESERVED_HEADERS = frozenset({
+    "host", "content-type", "content-length", "transfer-encoding", "connection",
+    "keep-alive", "upgrade", "te", "trailer", "expect", "accept-encoding",
+    "tri-service-group", "tri-service-version", "tri-consumer-appname",
+    "tri-service-timeout", "triple-timeout-ms", "triple-protocol-version",
+})
+# Java answers errors as {"message", "status"} with the HTTP status only; the
+# statuses its REST layer uses, read as gRPC codes. 404 is NOT_FOUND (not
+# Connect's UNIMPLEMENTED): Java says "Invoker not found" for an unknown method
+# or provider, which the gateway reports as "no such method" everywhere else.
+_HTTP_TO_GRPC: dict[int, int] = {
+    400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 408: 4, 409: 10, 412: 9, 413: 8,
+    415: 3, 429: 8, 499: 1, 500: 2, 501: 12, 502: 14, 503: 14, 504: 4,
+}
+# Connect's spelling of CANCELLED, as dubbo-go's code.go writes it.
+_CODE_ALIASES = {"canceled": 1}
+
+
+def method_signature(parameter_types: Sequence[str]) -> str | None:
+    """The suffix Java Dubbo's REST mapping expects after ``method~`` for overloads.
+
+    Dubbo 3.3 ``TypeUtils.buildSig(Method)``: for each parameter, take
+    ``Class.getName()`` and append the character right after its last ``.``
+    (so ``java.lang.String`` -> ``S``, ``int`` -> ``i``, ``long`` -> ``l``,
+    ``java.util.List`` -> ``L``); no parameters -> no signature. The request path
+    ``/{interface}/{method}~{sig}`` first fails to match as a whole, then is
+    matched without the suffix with ``sig`` compared to each candidate's.
+    """
+    if not parameter_types:
+        return None
+    return "".join(_sig_char(_class_get_name(t)) for t in parameter_types)
+
+
+_PRIMITIVE_ARRAY_CODES = {
+    "boolean": "Z", "byte": "B", "char": "C", "short": "S", "int": "I",
+    "long": "J", "float": "F", "double": "D",
+}
+
+
+def _class_get_name(type_name: str) -> str:
+    """``Class.getName()`` of a type written as in Java source (``String[]``) or JVM form."""
+    name = type_name.strip()
+    dims = 0
+    while name.endswith("[]"):
+        name, dims = name[:-2].rstrip(), dims + 1
+    if dims == 0:
+        return name
+    element = _PRIMITIVE_ARRAY_CODES.get(name)
+    return "[" * dims + (element if element is not None else f"L{name};")
+
+
+def _sig_char(class_name: str) -> str:
+    return class_name[class_name.rfind(".") + 1]
+
+
+def request_path(call: GenericCall) -> str:
+    signature = method_signature(call.parameter_types or ())
+    method = f"{call.method}~{signature}" if signature else call.method
+    return f"/{call.interface}/{method}"
+
+
+def request_headers(call: GenericCall) -> dict[str, str]:
+    headers = {
+        name.lower(): value
+        for name, value in call.attachments.items()
+        if name.lower() not in _RESERVED_HEADERS
+    }
+    headers["content-type"] = "application/json"
+    headers["tri-consumer-appname"] = call.application
+    headers["triple-protocol-version"] = TRIPLE_PROTOCOL_VERSION
+    if call.group:
+        headers["tri-service-group"] = call.group
+    if call.version:
+        headers["tri-service-version"] = call.version
+    if call.timeout is not None:
+        millis = str(max(1, int(call.timeout * 1000)))
+        headers["tri-service-timeout"] = millis
+        headers["triple-timeout-ms"] = millis
+    return headers
+
+
+def error_from_response(status: int, body: bytes, target: str) -> GatewayError:
+    """A non-2xx answer as the gateway's error: dubbo-go's Connect body or Java's."""
+    parsed: Any = None
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    message: str | None = None
+    if isinstance(parsed, Mapping):
+        raw_message = parsed.get("message")
+        message = raw_message if isinstance(raw_message, str) else None
+        code_name = parsed.get("code")
+        if isinstance(code_name, str):
+            code = GRPC_CODES_BY_NAME.get(code_name, _CODE_ALIASES.get(code_name))
+            if code is not None:
+                # dubbo-go: the code is authoritative; HTTP follows gRPC's table.
+                return _status_error(code, message or code_name, target)
+    if message is None:
+        text = body.decode("utf-8", "replace").strip()
+        message = text[:_MAX_ERROR_TEXT] or f"HTTP {status}"
+    return _status_error(_HTTP_TO_GRPC.get(status, 2), message, target)
+
+
+def _status_error(code: int, message: str, target: str) -> GatewayError:
+    if code == 14:
+        return UpstreamUnavailable(f"{target}: {message}")
+    return UpstreamStatus(message, grpc_code=code)
+
+
+class TripleJsonUpstream:
+    """One pooled HTTP/1.1 keep-alive client per worker for every Triple endpoint."""
+
+    def __init__(self, *, max_connections_per_host: int = 64) -> None:
+        self._client = httpx.AsyncClient(
+            http1=True,
+            http2=False,
+            trust_env=False,  # a proxy from the environment must never sit in the data path
+            follow_redirects=False,
+            # Deadlines are enforced per call (call.timeout); only connecting has its own bound.
+            timeout=httpx.Timeout(None, connect=5.0),
+            limits=httpx.Limits(max_connections=None,
+                                max_keepalive_connections=max_connections_per_host,
+                                keepalive_expiry=30.0),
+        )
+
+    async def call(self, address: str, call: GenericCall) -> GenericReply:
+        path = request_path(call)
+        target = f"triple {address}{path}"
+        request = self._client.build_request(
+            "POST", f"http://{address}{path}", content=call.body, headers=request_headers(call)
+        )
+        try:
+            async with asyncio.timeout(call.timeout):
+                response = await self._client.send(request)
+        except TimeoutError:
+            raise UpstreamStatus(
+                f"{target}: no answer within {call.timeout:g}s", grpc_code=4
+            ) from None
+        except httpx.TimeoutException as exc:
+            # The connect bound tripped: the endpoint is not reachable in time.
+            raise UpstreamUnavailable(f"{target}: {type(exc).__name__}") from None
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"{target}: {exc or type(exc).__name__}") from None
+        if 200 <= response.status_code < 300:
+            return GenericReply(response.content or b"null")
+        raise error_from_response(response.status_code, response.content, target)
+
+    async def close(self) -> None:
+        await self._client.aclose()
