@@ -166,3 +166,24 @@ def test_control_plane_outage_keeps_serving(gateway: RunningGateway, xds: XdsSer
             assert sum(served(client, 10).values()) == 10
     finally:
         xds.restart()
+
+
+def test_interfaces_are_discovered_with_no_per_service_config(
+        xds: XdsServer, echo_set: Path, tmp_path: Path) -> None:
+    bootstrap = tmp_path / "bootstrap.json"
+    bootstrap.write_text(json.dumps(xds.bootstrap()))
+    config = {
+        "descriptors": [{"file": str(echo_set)}],
+        "listeners": [{"name": "public", "routes": [
+            {"match": {"prefix": "/"}, "transcode": {"auto_mapping": True},
+             "cluster": "xds:///*"}]}],
+        "mesh": {"xds": {"bootstrap": str(bootstrap)}, "discover_interfaces": True},
+    }
+    with run_gateway(config, tmp_path) as gw, gw.client() as client:
+        response = client.post(ECHO, json={}, headers={"x-canary": "true"})
+        assert response.status_code == 200, response.text
+        assert response.json()["servedBy"] == "v2"
+        interfaces = httpx.get(f"{gw.admin_url}/config_dump").json()["interfaces"]
+        assert interfaces == {"meshgate.test.v1.EchoService": TARGET}
+        unknown = client.post("/nope.v1.Nope/Call", json={})
+        assert unknown.status_code == 404
