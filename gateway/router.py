@@ -34,7 +34,7 @@ from gateway.transcode.rest import bindings_into, body_into, response_payload
 from gateway.transcode.streaming import StreamEncoder
 from gateway.upstream.metadata import deadline_from_headers, request_metadata, response_headers
 from gateway.upstream.pool import Upstreams
-from gateway.upstream.triple import triple_headers
+from gateway.upstream.triple import normalize_triple_error, triple_headers
 
 JSON_HEADERS = [("content-type", "application/json")]
 
@@ -88,7 +88,10 @@ class Router:
         if binding.server_streaming:
             return await self._stream(plan, binding, payloads, metadata, timeout,
                                       route.transcoding, response_body)
-        reply = await self._invoker.unary(plan, binding, payloads, metadata, timeout)
+        try:
+            reply = await self._invoker.unary(plan, binding, payloads, metadata, timeout)
+        except GatewayError as error:
+            raise (normalize_triple_error(error) if plan.protocol == "triple" else error) from None
         try:
             out = binding.output.parse_bytes(reply.body)
         except Exception as exc:

@@ -230,8 +230,10 @@ class DubboUpstream:
             task.exception()  # retrieved here: every waiter may have given up already
 
     async def _open(self, address: str, stale: DubboConnection | None) -> DubboConnection:
-        if stale is not None:
+        if stale is not None and stale.in_flight == 0:
             await stale.close()
+        # A read-only connection with calls in flight is left to finish them: the
+        # provider that sent "R" closes it when it shuts down.
         try:
             connection = await DubboConnection.open(
                 address, connect_timeout=self._connect_timeout, heartbeat=self._heartbeat,

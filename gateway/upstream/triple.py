@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.clusters import StaticCluster
+from gateway.errors import GatewayError
 
 GROUP_HEADER = "x-dubbo-service-group"
 VERSION_HEADER = "x-dubbo-service-version"
@@ -29,3 +30,12 @@ def triple_headers(cluster: StaticCluster, headers: Mapping[str, str],
         # Dubbo reads its own timeout header in milliseconds besides grpc-timeout.
         out.append(("tri-service-timeout", str(max(1, int(timeout * 1000)))))
     return tuple(out)
+
+
+def normalize_triple_error(error: GatewayError) -> GatewayError:
+    """dubbo-go answers UNKNOWN "context deadline exceeded" when its own copy of
+    the deadline fires before the client's; it is the same timeout."""
+    if error.grpc_code == 2 and "deadline exceeded" in error.message:
+        error.grpc_code = 4
+    return error
+

@@ -24,7 +24,8 @@ class RunningGateway:
     config_path: Path
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10.0, **kwargs)
+        kwargs.setdefault("timeout", 10.0)
+        return httpx.Client(base_url=self.url, **kwargs)
 
 
 def wait_ready(admin_url: str, process: Process, timeout: float = 30.0) -> None:
