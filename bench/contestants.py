@@ -1,0 +1,137 @@
+"""Start the processes under test: backends, Envoy, meshgate, the sidecar pair.
+
+Every starter is a context manager that yields a :class:`Running` and stops
+what it started on exit, whatever happens inside.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.envoy import SidecarPorts, run_envoy, sidecar_configs, transcoder_config
+from tests.support.gateway import wait_ready
+from tests.support.net import free_port, wait_for_port
+from tests.support.processes import REPO, Process, echo_backend, python_module
+from tests.support.protos import echo_descriptor_set
+
+SERVICE = "meshgate.test.v1.EchoService"
+ECHO_PATH = f"/{SERVICE}/Echo"
+
+
+@dataclass(frozen=True)
+class Running:
+    """A contestant that is up: where to send requests, and which process tree to measure."""
+
+    name: str
+    url: str          # full URL of the Echo method
+    grpc: bool        # True: HTTP/2 gRPC; False: HTTP/1.1 JSON
+    pid: int | None   # root of the process tree whose CPU and memory are measured
+    workers: int = 1
+
+
+@contextmanager
+def go_backend(binary: Path) -> Iterator[Running]:
+    port = free_port()
+    process = Process([str(binary), "--port", str(port), "--name", "go-backend"],
+                      env={"GOMAXPROCS": "1"})
+    try:
+        process.wait_for_line("READY", timeout=15)
+        wait_for_port(port)
+        yield Running("go backend", f"http://127.0.0.1:{port}{ECHO_PATH}", True, process.proc.pid)
+    finally:
+        process.stop()
+
+
+@contextmanager
+def python_backend() -> Iterator[Running]:
+    port = free_port()
+    with echo_backend(port, name="python-backend") as process:
+        wait_for_port(port)
+        yield Running("python backend", f"http://127.0.0.1:{port}{ECHO_PATH}", True,
+                      process.proc.pid)
+
+
+def backend_port(backend: Running) -> int:
+    return int(backend.url.split("/")[2].rsplit(":", 1)[1])
+
+
+@contextmanager
+def envoy_transcoder(backend: Running, concurrency: int) -> Iterator[Running]:
+    config = transcoder_config(free_port(), free_port(), backend_port(backend),
+                               echo_descriptor_set(), [SERVICE])
+    with run_envoy(config, concurrency=concurrency, log_level="error") as envoy:
+        yield Running(f"envoy transcoder c{concurrency}", f"{envoy.listen_url}{ECHO_PATH}",
+                      False, envoy.process.proc.pid, concurrency)
+
+
+def meshgate_config(upstream_port: int) -> dict[str, Any]:
+    return {
+        "descriptors": [{"file": str(echo_descriptor_set())}],
+        "listeners": [{
+            "name": "bench",
+            "routes": [{
+                "name": "rpc",
+                "match": {"prefix": "/"},
+                "transcode": {"auto_mapping": True},
+                "cluster": "backend",
+                "timeout": "10s",
+            }],
+        }],
+        "clusters": [{"name": "backend", "protocol": "grpc",
+                      "endpoints": [{"address": f"127.0.0.1:{upstream_port}"}]}],
+    }
+
+
+def gateway_source() -> Path:
+    """The meshgate tree to run: MESHGATE_BENCH_SOURCE (e.g. an export of a commit) or this one."""
+    return Path(os.environ.get("MESHGATE_BENCH_SOURCE") or REPO)
+
+
+@contextmanager
+def meshgate(upstream_port: int, workers: int, name: str | None = None) -> Iterator[Running]:
+    """``python -m gateway run`` started in the source tree, so that tree's code is what runs."""
+    config = meshgate_config(upstream_port)
+    admin = f"127.0.0.1:{free_port()}"
+    listen = f"127.0.0.1:{free_port()}"
+    config["admin"] = {"address": admin}
+    config["listeners"][0]["address"] = listen
+    with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
+        path = Path(workdir) / "meshgate.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        process = Process(python_module("gateway", "run", "-c", str(path),
+                                        "--workers", str(workers)), cwd=gateway_source())
+        try:
+            wait_ready(f"http://{admin}", process)
+            yield Running(name or f"meshgate w{workers}", f"http://{listen}{ECHO_PATH}", False,
+                          process.proc.pid, workers)
+        finally:
+            process.stop()
+
+
+@contextmanager
+def sidecar_pair(backend: Running, concurrency: int = 1) -> Iterator[Running]:
+    """Envoy outbound -> Envoy inbound -> backend; the yielded URL is the outbound listener."""
+    ports = SidecarPorts(free_port(), free_port(), free_port(), free_port())
+    outbound, inbound = sidecar_configs(ports, backend_port(backend))
+    with ExitStack() as stack:
+        stack.enter_context(run_envoy(inbound, concurrency=concurrency, log_level="error"))
+        out = stack.enter_context(run_envoy(outbound, concurrency=concurrency,
+                                            log_level="error"))
+        yield Running("envoy sidecar pair", f"{out.listen_url}{ECHO_PATH}", True,
+                      out.process.proc.pid)
+
+
+def go_backend_binary() -> Path:
+    """The binary bench/run.sh built; its path is passed in the environment."""
+    path = os.environ.get("MESHGATE_BENCH_GOBACKEND")
+    if not path:
+        raise SystemExit("MESHGATE_BENCH_GOBACKEND is not set: run bench/run.sh")
+    return Path(path)

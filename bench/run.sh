@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `make bench`: install the load generators if missing, build the Go backend
+# (cached by a hash of its sources), then run every contestant back to back.
+# Idempotent; extra arguments go to bench/run.py (e.g. --quick).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+python="${PYTHON:-$repo/.venv/bin/python}"
+cache="${MESHGATE_CACHE:-$HOME/.cache/meshgate}/bench"
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v h2load >/dev/null || missing+=(nghttp2-client)
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || { echo "bench: go is needed to build the backend" >&2; exit 1; }
+src_hash="$(cd "$here/gobackend" && cat go.mod go.sum ./*.go echopb/*.go | sha256sum | cut -c1-16)"
+binary="$cache/gobackend-$src_hash"
+if [ ! -x "$binary" ]; then
+  echo "building the Go backend into $binary"
+  mkdir -p "$cache"
+  (cd "$here/gobackend" && go build -trimpath -o "$binary.tmp" . && mv "$binary.tmp" "$binary")
+fi
+
+[ -x "$repo/.venv/bin/py-spy" ] || "$python" -m pip install -q py-spy
+
+cd "$repo"
+export MESHGATE_BENCH_GOBACKEND="$binary"
+exec "$python" -m bench.run "$@"
