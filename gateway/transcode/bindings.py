@@ -18,6 +18,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from gateway.config import TranscodeConfig
 from gateway.config_load import ConfigIssue
 from gateway.descriptors import method_path
+from gateway.transcode.fast_json import PlanCompiler
 from gateway.transcode.http_rule import rules_for_method
 from gateway.transcode.json_codec import MessageCodec, PrintOptions
 from gateway.transcode.path_matcher import (
@@ -161,6 +162,11 @@ class _CodecCache:
             always_print_primitive_fields=transcode.always_print_primitive_fields,
             enums_as_ints=transcode.enums_as_ints,
         )
+        self._compiler = PlanCompiler(
+            pool, ignore_unknown=self._ignore_unknown,
+            proto_names=transcode.preserve_proto_field_names,
+            print_defaults=transcode.always_print_primitive_fields,
+            enums_as_ints=transcode.enums_as_ints)
         self._codecs: dict[str, MessageCodec] = {}
         self._bindings: dict[str, MethodBinding] = {}
 
@@ -169,7 +175,7 @@ class _CodecCache:
         if found is None:
             cls = message_factory.GetMessageClass(descriptor)
             found = MessageCodec(cls, self._pool, ignore_unknown_fields=self._ignore_unknown,
-                                 options=self._options)
+                                 options=self._options, compiler=self._compiler)
             self._codecs[descriptor.full_name] = found
         return found
 

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 
 from gateway.errors import BadRequest
 from gateway.transcode.bytes_check import check_bytes_fields
+from gateway.transcode.fast_json import Fallback, MessagePlan, PlanCompiler
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ _NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "([^"]+)"')
 
 
 class MessageCodec:
-    __slots__ = ("_cls", "_ignore_unknown", "_options", "_pool", "full_name")
+    __slots__ = ("_cls", "_ignore_unknown", "_options", "_plan", "_pool", "full_name")
 
     def __init__(
         self,
@@ -42,12 +43,23 @@ class MessageCodec:
         *,
         ignore_unknown_fields: bool = False,
         options: PrintOptions = PrintOptions(),
+        compiler: PlanCompiler | None = None,
     ) -> None:
         self._cls = cls
         self._pool = pool
         self._ignore_unknown = ignore_unknown_fields
         self._options = options
         self.full_name = cls.DESCRIPTOR.full_name
+        if compiler is None:
+            compiler = PlanCompiler(
+                pool, ignore_unknown=ignore_unknown_fields,
+                proto_names=options.preserve_proto_field_names,
+                print_defaults=options.always_print_primitive_fields,
+                enums_as_ints=options.enums_as_ints)
+        # Well-known types at the top (Struct, Timestamp...) keep json_format.
+        special = (self.full_name.startswith("google.protobuf.")
+                   and self.full_name != "google.protobuf.Empty")
+        self._plan: MessagePlan | None = None if special else compiler.plan(cls.DESCRIPTOR)
 
     def new(self) -> Message:
         return self._cls()
@@ -67,6 +79,15 @@ class MessageCodec:
     def merge_dict(self, message: Message, data: Any) -> None:
         if not isinstance(data, dict):
             raise BadRequest(f"expected a JSON object for {self.full_name}, got {_json_kind(data)}")
+        if self._plan is not None:
+            before = message.SerializeToString() if message.ListFields() else b""
+            try:
+                self._plan.parse_into(data, message)
+                return
+            except (Fallback, RecursionError):
+                # Back to where we started; json_format decides, and words any error.
+                message.Clear()
+                message.MergeFromString(before)
         check_bytes_fields(data, message.DESCRIPTOR)
         try:
             json_format.ParseDict(
@@ -84,6 +105,8 @@ class MessageCodec:
         return self._cls.FromString(data)
 
     def to_dict(self, message: Message) -> Any:
+        if self._plan is not None:
+            return self._plan.to_json(message)
         options = self._options
         return json_format.MessageToDict(
             message,
