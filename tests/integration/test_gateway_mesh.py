@@ -187,3 +187,50 @@ def test_interfaces_are_discovered_with_no_per_service_config(
         assert interfaces == {"meshgate.test.v1.EchoService": TARGET}
         unknown = client.post("/nope.v1.Nope/Call", json={})
         assert unknown.status_code == 404
+
+
+def wait_for_route(gateway: RunningGateway, name: str, retry_on: str | None) -> None:
+    """Until the gateway's RDS resource carries route ``name`` with that retry_on."""
+    deadline = time.monotonic() + 10
+    while True:
+        dump = httpx.get(f"{gateway.admin_url}/config_dump").json()["xds"]
+        for resource in dump["resources"]:
+            if resource["type"] != "rds" or "resource" not in resource:
+                continue
+            for host in resource["resource"].get("virtualHosts", []):
+                for route in host.get("routes", []):
+                    policy = route.get("route", {}).get("retryPolicy", {}).get("retryOn")
+                    if route.get("name") == name and policy == retry_on:
+                        return
+        assert time.monotonic() < deadline, f"route {name} never arrived"
+        time.sleep(0.1)
+
+
+def test_retry_policy_from_the_control_plane(gateway: RunningGateway, xds: XdsServer,
+                                             backends: dict[str, int]) -> None:
+    """A subset with one dead endpoint: with the route's retry policy every request
+    lands on the live one; without it, some fail with 503."""
+    dead = free_port()
+    flaky = b.Service(HOST, PORT, {"v1": [("127.0.0.1", dead), ("127.0.0.1", backends["v1"])]})
+    from tests.support.xds_server import CLUSTER, ENDPOINTS
+
+    xds.set(CLUSTER, flaky.clusters())
+    xds.set(ENDPOINTS, flaky.endpoints())
+    try:
+        for retry_on, expect_failures in (("unavailable", False), (None, True)):
+            xds.set(ROUTE, [flaky.route_config(b.route(
+                name="flaky", cluster=flaky.cluster("v1"), retry_on=retry_on,
+                num_retries=2 if retry_on else None))])
+            wait_for_route(gateway, "flaky", retry_on)
+            with gateway.client() as client:
+                statuses = Counter(client.post(ECHO, json={}).status_code for _ in range(20))
+            if expect_failures:
+                assert statuses[503] > 0, statuses
+            else:
+                assert statuses == Counter({200: 20}), statuses
+    finally:
+        shop = b.Service(HOST, PORT, {"v1": [("127.0.0.1", backends["v1"])],
+                                      "v2": [("127.0.0.1", backends["v2"])]})
+        xds.set(CLUSTER, shop.clusters())
+        xds.set(ENDPOINTS, shop.endpoints())
+        xds.set(ROUTE, [shop.route_config(*default_routes(shop))])
