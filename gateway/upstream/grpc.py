@@ -57,26 +57,12 @@ class GrpcUpstream:
         if call_factory is None:
             call_factory = self.channel(address).unary_unary(method)
             self._unary[key] = call_factory
-        call = call_factory(request, timeout=timeout, metadata=metadata)
-        try:
-            body = await call
-            initial = await call.initial_metadata()
-            trailing = await call.trailing_metadata()
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc) from None
-        return UnaryReply(body, tuple(initial or ()), tuple(trailing or ()))
+        return await _reply(call_factory(request, timeout=timeout, metadata=metadata))
 
     async def client_stream(self, address: str, method: str, requests: Sequence[bytes],
                             metadata: Metadata, timeout: float | None) -> UnaryReply:
-        call = self.channel(address).stream_unary(method)(
-            iter(requests), timeout=timeout, metadata=metadata)
-        try:
-            body = await call
-            initial = await call.initial_metadata()
-            trailing = await call.trailing_metadata()
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc) from None
-        return UnaryReply(body, tuple(initial or ()), tuple(trailing or ()))
+        return await _reply(self.channel(address).stream_unary(method)(
+            iter(requests), timeout=timeout, metadata=metadata))
 
     async def server_stream(self, address: str, method: str, requests: Sequence[bytes],
                             metadata: Metadata, timeout: float | None, *,
@@ -112,6 +98,17 @@ class GrpcUpstream:
         self._unary.clear()
         for channel in channels.values():
             await channel.close()
+
+
+async def _reply(call: Any) -> UnaryReply:
+    """The single reply of a call, with its metadata, or the translated error."""
+    try:
+        body = await call
+        initial = await call.initial_metadata()
+        trailing = await call.trailing_metadata()
+    except grpc.aio.AioRpcError as exc:
+        raise upstream_error(exc) from None
+    return UnaryReply(body, tuple(initial or ()), tuple(trailing or ()))
 
 
 def upstream_error(exc: grpc.aio.AioRpcError) -> GatewayError:

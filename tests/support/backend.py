@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 
 import grpc
@@ -21,6 +20,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.rpc import error_details_pb2, status_pb2
 from grpc_reflection.v1alpha import reflection
 
+from tests.support.grpc_server import serve_until_signalled
 from tests.support.protos import echo_descriptor_set, load_pool, message_class
 
 SERVICE = "meshgate.test.v1.EchoService"
@@ -117,15 +117,7 @@ async def serve(port: int, name: str, host: str = "127.0.0.1") -> None:
     pool = load_pool(echo_descriptor_set())
     server.add_generic_rpc_handlers((build_handler(pool, name),))
     reflection.enable_server_reflection((SERVICE, reflection.SERVICE_NAME), server, pool=pool)
-    server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    print("READY", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(grace=0.5)
+    await serve_until_signalled(server, f"{host}:{port}")
 
 
 def main() -> None:

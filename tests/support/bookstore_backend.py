@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import signal
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_reflection.v1alpha import reflection
 
+from tests.support.grpc_server import serve_until_signalled
 from tests.support.protos import compile_descriptor_set, load_pool, message_class
 
 BOOKSTORE_PROTO = "meshgate/test/v1/bookstore.proto"
@@ -403,15 +403,7 @@ async def serve(port: int, host: str = "127.0.0.1") -> None:
     server.add_generic_rpc_handlers(build_handlers(pool))
     reflection.enable_server_reflection((SERVICE, EXTRAS_SERVICE, reflection.SERVICE_NAME),
                                         server, pool=pool)
-    server.add_insecure_port(f"{host}:{port}")
-    await server.start()
-    print("READY", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop(grace=0.5)
+    await serve_until_signalled(server, f"{host}:{port}")
 
 
 def main() -> None:
