@@ -125,6 +125,9 @@ def compile_snapshot(loaded: LoadedConfig,
 
     listeners: list[CompiledListener] = []
     for i, listener in enumerate(config.listeners):
+        if listener.protocol != "http":
+            issues.append(ConfigIssue(("listeners", i, "protocol"), "protocol 'grpc' (gRPC "
+                                      "passthrough) is not supported yet; use http"))
         entries: list[tuple[CompiledMatch, CompiledRoute]] = []
         for j, route in enumerate(listener.routes):
             where = ("listeners", i, "routes", j)

@@ -187,3 +187,10 @@ def test_yaml_12_booleans_keep_the_retry_on_key() -> None:
     with pytest.raises(ConfigError, match="flag"):
         load_config_text(GOOD.replace("auto_mapping: true", "auto_mapping: yes, flag: 1"),
                          base_dir=REPO / "config")
+
+
+def test_grpc_listeners_are_refused_until_supported() -> None:
+    text = GOOD.replace("address: 127.0.0.1:8080", "address: 127.0.0.1:8080\n    protocol: grpc")
+    assert issues_of(text) == [
+        "listeners[0].protocol: protocol 'grpc' (gRPC passthrough) is not supported yet; use http"
+    ]
