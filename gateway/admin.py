@@ -11,6 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.metrics import exposition
+
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
 
@@ -55,8 +57,13 @@ def build_admin(gateway: GatewayApp) -> Starlette:
         }
         return _json({"static": static, "xds": mesh.core.clusters_dump() if mesh else {}})
 
+    async def metrics(request: Request) -> Response:
+        body, content_type = exposition()
+        return Response(body, 200, media_type=content_type)
+
     return Starlette(routes=[
         Route("/ready", ready),
+        Route("/metrics", metrics),
         Route("/config_dump", config_dump),
         Route("/clusters", clusters),
     ])

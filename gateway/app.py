@@ -18,6 +18,7 @@ from typing import Any
 from filters.http import Handler, HttpRequest, HttpResponse
 from gateway.errors import GatewayError, UnknownService
 from gateway.mesh_link import MeshLink, xds_targets
+from gateway.metrics import observe
 from gateway.router import Router, error_response
 from gateway.snapshot import Snapshot
 from gateway.upstream.pool import Upstreams
@@ -38,6 +39,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Any]
 class Active:
     snapshot: Snapshot
     handlers: Mapping[int, Handler]
+    listener_names: Mapping[int, str]
 
 
 def build_handlers(snapshot: Snapshot, upstreams: Upstreams) -> dict[int, Handler]:
@@ -53,7 +55,8 @@ def build_handlers(snapshot: Snapshot, upstreams: Upstreams) -> dict[int, Handle
 class GatewayApp:
     def __init__(self, snapshot: Snapshot, admin_port: int | None = None) -> None:
         self.upstreams = Upstreams()
-        self.active = Active(snapshot, build_handlers(snapshot, self.upstreams))
+        self.active = Active(snapshot, build_handlers(snapshot, self.upstreams),
+                             {lst.port: lst.name for lst in snapshot.listeners})
         self.ready = False
         self.admin_port = admin_port
         self.admin_app: Any = None
@@ -71,7 +74,8 @@ class GatewayApp:
             new_targets = xds_targets(snapshot) - set(mesh.core.targets)
             if new_targets:
                 self._background.add(asyncio.ensure_future(mesh.watch(new_targets)))
-        self.active = Active(snapshot, build_handlers(snapshot, self.upstreams))
+        self.active = Active(snapshot, build_handlers(snapshot, self.upstreams),
+                             {lst.port: lst.name for lst in snapshot.listeners})
 
     async def start_mesh(self) -> None:
         config = self.active.snapshot.config.mesh
@@ -124,6 +128,7 @@ class GatewayApp:
             receive=receive,
         )
         request.attributes["raw_path"] = scope.get("raw_path")
+        started = time.perf_counter()
         try:
             try:
                 response = await handler(request)
@@ -136,6 +141,8 @@ class GatewayApp:
             # Nothing a request does may take the worker down.
             log.exception("unhandled error serving %s %s", request.method, request.path)
             response = error_response(GatewayError("internal gateway error", grpc_code=13))
+        observe(self.active.listener_names.get(port or 0, ""), response.status,
+                time.perf_counter() - started)
         await _send(send, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

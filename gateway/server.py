@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from gateway.admin import build_admin
 from gateway.app import GatewayApp
 from gateway.config import split_address
 from gateway.config_load import ConfigError, load_config_file
+from gateway.metrics import MULTIPROC_ENV
 from gateway.snapshot import Snapshot, compile_snapshot
 
 log = logging.getLogger("meshgate")
@@ -112,6 +114,9 @@ def serve(config_path: Path, workers: int) -> int:
 
 
 def _supervise(config_path: Path, workers: int) -> int:
+    # Workers share their counters through this directory (gateway.metrics).
+    metrics_dir = tempfile.mkdtemp(prefix="meshgate-metrics-")
+    os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
     context = multiprocessing.get_context("spawn")
     children: list[multiprocessing.process.BaseProcess] = []
     stopping = False

@@ -210,6 +210,14 @@ def test_admin_ready_and_config_dump(gateway: RunningGateway) -> None:
     assert clusters["xds"] == {}
 
 
+def test_metrics_count_requests_by_listener_and_status(client: httpx.Client,
+                                                       gateway: RunningGateway) -> None:
+    client.post(ECHO, json={"failCode": 7})
+    text = httpx.get(f"{gateway.admin_url}/metrics").text
+    assert 'meshgate_requests_total{listener="public",status="403"}' in text
+    assert 'meshgate_request_duration_seconds_count{listener="public"}' in text
+
+
 def test_unreachable_backend_is_503(echo_set: Path, tmp_path: Path) -> None:
     config = gateway_config(echo_set, [f"127.0.0.1:{free_port()}"], timeout="2s")
     with run_gateway(config, tmp_path) as gw, gw.client() as client:
@@ -275,6 +283,9 @@ def test_several_workers_share_the_port(echo_set: Path, backend_port: int,
             dump = httpx.get(f"{gw.admin_url}/config_dump").json()
             pids.add(dump["pid"])
         assert len(pids) == 2
+        # The counters of both workers add up, whichever worker is scraped.
+        text = httpx.get(f"{gw.admin_url}/metrics").text
+        assert 'meshgate_requests_total{listener="public",status="200"} 40.0' in text
 
 
 def test_reload_swaps_config_and_keeps_last_good(echo_set: Path, backend_port: int,

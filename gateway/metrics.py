@@ -1,0 +1,45 @@
+"""Prometheus metrics of the HTTP side, summed over every worker.
+
+Workers are processes, and a scrape reaches one of them at random; so with
+several workers the counters live in prometheus-client's multiprocess
+directory (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor before it
+starts the workers) and ``/metrics`` adds them up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter("meshgate_requests_total", "HTTP requests answered, by listener and status",
+                   ["listener", "status"])
+DURATION = Histogram(
+    "meshgate_request_duration_seconds", "Time from request head to response, by listener",
+    ["listener"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+             10.0),
+)
+
+
+def observe(listener: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(listener, str(status)).inc()
+    DURATION.labels(listener).observe(seconds)
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
