@@ -3,7 +3,9 @@
 // Echo copies the request into the reply, as the Python test backend does,
 // so the reply is about as large as the request. It honours no test
 // instructions (fail_code, delay_seconds): the benchmark only measures the
-// happy path. Run it with GOMAXPROCS=1 so it uses one core.
+// happy path. ServerStream sends `big` replies when big > 0, else one per
+// tag (at least 3), each carrying the request. Run it with GOMAXPROCS=1 so
+// it uses one core.
 package main
 
 import (
@@ -22,6 +24,9 @@ import (
 	"meshgate.bench/gobackend/echopb"
 )
 
+// maxStreamReplies bounds the count a request may ask ServerStream for.
+const maxStreamReplies = 1_000_000
+
 type echoServer struct {
 	echopb.UnimplementedEchoServiceServer
 	name string
@@ -36,7 +41,12 @@ func (s *echoServer) Ping(context.Context, *emptypb.Empty) (*emptypb.Empty, erro
 }
 
 func (s *echoServer) ServerStream(req *echopb.EchoRequest, stream echopb.EchoService_ServerStreamServer) error {
+	// A positive big is the number of replies (the benchmark's stream of 100
+	// small messages); otherwise one reply per tag, at least 3.
 	count := max(len(req.Tags), 3)
+	if req.Big > 0 {
+		count = int(min(req.Big, maxStreamReplies))
+	}
 	for i := 0; i < count; i++ {
 		if err := stream.Send(&echopb.EchoReply{Request: req, ServedBy: s.name}); err != nil {
 			return err
