@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from filters.http import HttpRequest, HttpResponse
 from gateway.clusters import StaticCluster
+from gateway.config import DubboRoute
 from gateway.errors import MethodNotAllowed, RouteNotFound
 from gateway.invoke import overloaded
 from gateway.plan import CallPlan
@@ -16,19 +17,24 @@ from gateway.upstream.triple import GROUP_HEADER, VERSION_HEADER
 TYPES_HEADER = "x-dubbo-service-method-overloading"
 
 
+def dubbo_target(config: DubboRoute, path: str) -> tuple[str, str]:
+    """(interface, method): pinned by the route, or the last two path segments."""
+    segments = [s for s in path.split("/") if s]
+    method = config.method or (segments[-1] if segments else "")
+    interface = config.interface or (segments[-2] if len(segments) >= 2 else "")
+    if not interface or not method:
+        raise RouteNotFound(f"expected POST /{{interface}}/{{method}}, got {path}")
+    return interface, method
+
+
 async def serve_generic(plan: CallPlan, upstreams: Upstreams, route: CompiledRoute,
-                        request: HttpRequest, body: bytes, cluster: StaticCluster | None
-                        ) -> HttpResponse:
+                        request: HttpRequest, body: bytes, cluster: StaticCluster | None,
+                        interface: str, method: str) -> HttpResponse:
     config = route.dubbo
     assert config is not None
     if request.method != "POST":
         raise MethodNotAllowed(f"{request.path} takes POST, not {request.method}",
                                headers=[("allow", "POST")])
-    segments = [s for s in request.path.split("/") if s]
-    method = config.method or (segments[-1] if segments else "")
-    interface = config.interface or (segments[-2] if len(segments) >= 2 else "")
-    if not interface or not method:
-        raise RouteNotFound(f"expected POST /{{interface}}/{{method}}, got {request.path}")
     headers = request.headers
     attachments = {k: v for k, v in request_metadata(request.header_list)
                    if isinstance(v, str) and not k.startswith("x-dubbo-")}

@@ -23,7 +23,7 @@ from gateway.errors import (
     UnknownService,
     UpstreamUnavailable,
 )
-from gateway.generic_route import serve_generic
+from gateway.generic_route import dubbo_target, serve_generic
 from gateway.invoke import Invoker
 from gateway.plan import CallPlan, static_plan
 from gateway.snapshot import CompiledListener, CompiledRoute, Snapshot
@@ -65,16 +65,16 @@ class Router:
         if route is None:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
         if route.dubbo is not None:
+            interface, method = dubbo_target(route.dubbo, request.path)
             body = await _read(request, route)
-            segments = [s for s in request.path.split("/") if s]
-            interface = route.dubbo.interface or (segments[-2] if len(segments) >= 2 else "")
-            method = route.dubbo.method or (segments[-1] if segments else "")
             plan = self._plan(route, request, f"/{interface}/{method}", interface)
             return await serve_generic(plan, self._upstreams, route, request, body,
-                                       self._snapshot.clusters.get(route.cluster))
+                                       self._snapshot.clusters.get(route.cluster),
+                                       interface, method)
         if route.transcoding is None:
             raise RouteNotFound(f"route {route.name!r} has nothing to serve {request.path}")
-        binding, messages = await self._request_messages(route, route.transcoding, request)
+        binding, messages, response_body = await self._request_messages(
+            route, route.transcoding, request)
         headers = request.headers
         timeout = deadline_from_headers(route.timeout, headers.get("grpc-timeout"),
                                         headers.get("x-request-timeout"))
@@ -84,7 +84,6 @@ class Router:
         if cluster is not None and cluster.protocol == "triple":
             metadata = (*metadata, *triple_headers(cluster, request.headers, timeout))
         payloads = [m.SerializeToString() for m in messages]
-        response_body = request.attributes.get("response_body", "")
         if binding.server_streaming:
             return await self._stream(plan, binding, payloads, metadata, timeout,
                                       route.transcoding, response_body)
@@ -109,11 +108,13 @@ class Router:
         )
 
     async def _request_messages(self, route: CompiledRoute, transcoding: Transcoding,
-                                request: HttpRequest) -> tuple[MethodBinding, list[Message]]:
+                                request: HttpRequest
+                                ) -> tuple[MethodBinding, list[Message], str]:
+        """The RPC, its request message(s), and the reply field to answer with."""
         auto = transcoding.methods.get(request.path)
         if auto is not None and request.method == "POST":
             body = await _read(request, route)
-            return auto, _messages_from_body(auto, body, request)
+            return auto, _messages_from_body(auto, body, request), ""
         target = self._rest_match(transcoding, request)
         if target is None:
             allowed = _allowed_methods(transcoding, request)
@@ -130,14 +131,13 @@ class Router:
         rest, match_bindings = target
         binding = rest.method
         body = await _read(request, route)
-        request.attributes["response_body"] = rest.response_body
         content_type = request.headers.get("content-type", "")
         if binding.client_streaming:
             messages = _messages_from_body(binding, body, request) if rest.body else []
             for message in messages:
                 bindings_into(binding.input, message, match_bindings, transcoding.query,
                               rest.path_variables)
-            return binding, messages
+            return binding, messages, rest.response_body
         # Envoy's precedence: the body beats path variables, query parameters
         # beat both.
         message = binding.input.new()
@@ -146,7 +146,7 @@ class Router:
                       path_count)
         body_into(binding.input, message, rest.body, body, content_type)
         bindings_into(binding.input, message, match_bindings[path_count:], transcoding.query, 0)
-        return binding, [message]
+        return binding, [message], rest.response_body
 
     def _rest_match(self, transcoding: Transcoding, request: HttpRequest
                     ) -> tuple[RestTarget, tuple[VariableBinding, ...]] | None:
