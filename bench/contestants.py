@@ -7,6 +7,7 @@ what it started on exit, whatever happens inside.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -35,6 +36,7 @@ class Running:
     grpc: bool        # True: HTTP/2 gRPC; False: HTTP/1.1 JSON
     pid: int | None   # root of the process tree whose CPU and memory are measured
     workers: int = 1
+    headers: tuple[str, ...] = ()  # extra request headers ("name: value")
 
 
 @contextmanager
@@ -72,7 +74,7 @@ def envoy_transcoder(backend: Running, concurrency: int) -> Iterator[Running]:
                       False, envoy.process.proc.pid, concurrency)
 
 
-def meshgate_config(upstream_port: int) -> dict[str, Any]:
+def meshgate_config(upstream_port: int, stream: str = "array") -> dict[str, Any]:
     return {
         "descriptors": [{"file": str(echo_descriptor_set())}],
         "listeners": [{
@@ -80,7 +82,7 @@ def meshgate_config(upstream_port: int) -> dict[str, Any]:
             "routes": [{
                 "name": "rpc",
                 "match": {"prefix": "/"},
-                "transcode": {"auto_mapping": True},
+                "transcode": {"auto_mapping": True, "stream": stream},
                 "cluster": "backend",
                 "timeout": "10s",
             }],
@@ -95,22 +97,38 @@ def gateway_source() -> Path:
     return Path(os.environ.get("MESHGATE_BENCH_SOURCE") or REPO)
 
 
+GRANIAN_RUNNER = Path(__file__).resolve().parent / "granian_runner.py"
+
+
 @contextmanager
-def meshgate(upstream_port: int, workers: int, name: str | None = None) -> Iterator[Running]:
-    """``python -m gateway run`` started in the source tree, so that tree's code is what runs."""
-    config = meshgate_config(upstream_port)
+def meshgate(upstream_port: int, workers: int, name: str | None = None, *,
+             stream: str = "array", server: str = "uvicorn",
+             config: dict[str, Any] | None = None, path: str = ECHO_PATH) -> Iterator[Running]:
+    """``python -m gateway run`` started in the source tree, so that tree's code is what runs.
+
+    ``server="granian"`` runs bench/granian_runner.py instead (one worker); ``config``
+    replaces the echo config (its admin and first listener addresses are filled in).
+    """
+    config = config if config is not None else meshgate_config(upstream_port, stream)
     admin = f"127.0.0.1:{free_port()}"
     listen = f"127.0.0.1:{free_port()}"
     config["admin"] = {"address": admin}
     config["listeners"][0]["address"] = listen
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
-        path = Path(workdir) / "meshgate.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        process = Process(python_module("gateway", "run", "-c", str(path),
-                                        "--workers", str(workers)), cwd=gateway_source())
+        config_path = Path(workdir) / "meshgate.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        if server == "granian":
+            assert workers == 1, "the granian runner serves one worker"
+            args = [sys.executable, str(GRANIAN_RUNNER), "-c", str(config_path)]
+            env = {"PYTHONPATH": str(gateway_source())}
+        else:
+            args = python_module("gateway", "run", "-c", str(config_path),
+                                 "--workers", str(workers))
+            env = {}
+        process = Process(args, env=env, cwd=gateway_source())
         try:
             wait_ready(f"http://{admin}", process)
-            yield Running(name or f"meshgate w{workers}", f"http://{listen}{ECHO_PATH}", False,
+            yield Running(name or f"meshgate w{workers}", f"http://{listen}{path}", False,
                           process.proc.pid, workers)
         finally:
             process.stop()

@@ -27,7 +27,7 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
-"""
+{extra}"""
 
 
 class LoadError(RuntimeError):
@@ -41,10 +41,11 @@ class Target:
     url: str
     body_file: Path
     grpc: bool
+    extra_headers: tuple[str, ...] = ()  # "name: value", e.g. Triple's tri-service-group
 
     @property
     def headers(self) -> tuple[str, ...]:
-        return GRPC_HEADERS if self.grpc else JSON_HEADERS
+        return (GRPC_HEADERS if self.grpc else JSON_HEADERS) + self.extra_headers
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 def wrk_saturation(target: Target, seconds: float,
                    connections: int = SATURATION_CONNECTIONS) -> Throughput:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT.format(body=target.body_file))
+        extra = "".join(f'wrk.headers["{name}"] = "{value.strip()}"\n' for name, value in
+                        (header.split(":", 1) for header in target.extra_headers))
+        script.write(WRK_SCRIPT.format(body=target.body_file, extra=extra))
     try:
         out = _run(["wrk", f"-t{SATURATION_THREADS}", f"-c{connections}",
                     f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", script.name,

@@ -67,7 +67,8 @@ def measure(running: Running, bodies: Path, payloads: list[str],
     usage = TreeUsage(running.pid) if running.pid else None
     rows = []
     for payload in payloads:
-        target = Target(running.url, body_file(bodies, payload, running.grpc), running.grpc)
+        target = Target(running.url, body_file(bodies, payload, running.grpc), running.grpc,
+                        running.headers)
         rate = rates[payload]
         connections = rate.saturation_connections
         saturation(target, durations.warmup, connections)

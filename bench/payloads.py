@@ -83,3 +83,12 @@ def build_payloads() -> list[Payload]:
         json_format.ParseDict(data, message, descriptor_pool=pool)
         payloads.append(Payload(name, orjson.dumps(data), message.SerializeToString()))
     return payloads
+
+
+def stream_payload(count: int) -> Payload:
+    """The ServerStream request: ``big`` is how many replies the Go backend sends."""
+    pool = load_pool(echo_descriptor_set())
+    data = {"message": "stream", "big": str(count)}
+    message = message_class(pool, REQUEST_TYPE)()
+    json_format.ParseDict(data, message, descriptor_pool=pool)
+    return Payload(f"stream{count}", orjson.dumps(data), message.SerializeToString())

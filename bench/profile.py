@@ -147,7 +147,7 @@ def profile_worker(pid: int, url: str, body_file: Path, seconds: float,
                    raw_out: Path) -> Stacks:
     """Saturate ``url`` with wrk while py-spy samples ``pid``; returns the stacks."""
     script = raw_out.with_suffix(".lua")
-    script.write_text(WRK_SCRIPT.format(body=body_file))
+    script.write_text(WRK_SCRIPT.format(body=body_file, extra=""))
     load = subprocess.Popen(
         ["wrk", f"-t{SATURATION_THREADS}", f"-c{SATURATION_CONNECTIONS}",
          f"-d{round(seconds) + 2}s", "-s", str(script), url],

@@ -15,13 +15,17 @@ import platform
 import shlex
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import orjson
+
 from bench import report
 from bench.codec_probe import CodecTiming, time_codecs
 from bench.contestants import (
+    ECHO_PATH,
     Running,
     backend_port,
     envoy_transcoder,
@@ -32,13 +36,24 @@ from bench.contestants import (
     python_backend,
     sidecar_pair,
 )
+from bench.dubbo import PATHS as DUBBO_PATHS
+from bench.dubbo import DubboRow, run_dubbo, write_dubbo_bodies
 from bench.environment import load_average, machine_lines, version_lines
 from bench.loadgen import Target, paced_latencies, saturation
 from bench.measure import ContestantResult, Durations, FixedRate, body_file, measure
 from bench.mesh_cost import measure_in
 from bench.payloads import build_payloads
 from bench.profile import profile_worker, summarize
+from bench.soak import render_soak, soak
+from bench.streaming import (
+    STREAM_MESSAGES,
+    STREAM_PATH,
+    StreamResult,
+    measure_stream,
+    write_stream_bodies,
+)
 from bench.targets import evaluate_targets
+from tests.support.peers import PeerBuildError, PeerStartError, PeerToolchainMissing
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(os.environ.get("MESHGATE_CACHE") or Path.home() / ".cache" / "meshgate") / "bench"
@@ -62,8 +77,84 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-python-backend", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--profile-seconds", type=float, default=6.0)
+    parser.add_argument("--no-dubbo", action="store_true",
+                        help="skip the Dubbo rows (they start the Java and dubbo-go peers)")
+    parser.add_argument("--soak", action="store_true",
+                        help="run only the 5-minute soak of meshgate w1 and write its own file")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
+
+
+def run_streaming(backend: Running, bodies: Path, durations: Durations) -> list[StreamResult]:
+    """A stream of STREAM_MESSAGES small replies: direct gRPC, Envoy c1, meshgate w1 x2."""
+    def at_stream(running: Running) -> Running:
+        return dataclasses.replace(running, url=running.url.replace(ECHO_PATH, STREAM_PATH))
+
+    direct = dataclasses.replace(at_stream(backend), name=report.DIRECT, pid=None)
+    results = [measure_stream(direct, bodies, durations)]
+    with envoy_transcoder(backend, 1) as envoy:
+        results.append(measure_stream(
+            dataclasses.replace(at_stream(envoy), name="envoy transcoder c1 (array)"),
+            bodies, durations))
+    for stream in ("array", "ndjson"):
+        with meshgate(backend_port(backend), 1, f"meshgate w1 ({stream})",
+                      stream=stream) as gateway:
+            results.append(measure_stream(at_stream(gateway), bodies, durations))
+    return results
+
+
+SERVER_PAYLOADS = ("small", "medium")
+
+
+def same_answers(urls: list[str], bodies: Path) -> dict[str, bool]:
+    """Per payload: do all URLs answer with the same status, content type and JSON?"""
+    same = {}
+    for payload in SERVER_PAYLOADS:
+        answers = []
+        for url in urls:
+            body = body_file(bodies, payload, False).read_bytes()
+            request = urllib.request.Request(url, data=body,
+                                             headers={"content-type": "application/json"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answers.append((response.status, response.headers.get("content-type"),
+                                orjson.loads(response.read())))
+        same[payload] = all(answer == answers[0] for answer in answers)
+    return same
+
+
+def run_servers(backend: Running, bodies: Path,
+                durations: Durations) -> tuple[list[ContestantResult], dict[str, bool]]:
+    """meshgate w1 on uvicorn, then on granian (bench/granian_runner.py), back to back."""
+    results, urls = [], []
+    for server in ("uvicorn", "granian"):
+        with meshgate(backend_port(backend), 1, f"meshgate w1 {server}",
+                      server=server) as gateway:
+            urls.append(gateway.url)
+            results.append(measure(gateway, bodies, list(SERVER_PAYLOADS), RATES, durations))
+            if server == "granian":
+                # The uvicorn one is stopped: compare with a fresh one right after.
+                granian_url = gateway.url
+                with meshgate(backend_port(backend), 1) as again:
+                    same = same_answers([again.url, granian_url], bodies)
+    return results, same
+
+
+def run_soak(args: argparse.Namespace, started: datetime.datetime, stamp: str) -> int:
+    with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
+        bodies = Path(workdir)
+        write_bodies(bodies)
+        with go_backend(go_backend_binary()) as backend, \
+                meshgate(backend_port(backend), 1) as gateway:
+            print("== soak: meshgate w1, small payload", flush=True)
+            result = soak(gateway, body_file(bodies, "small", False))
+    text = render_soak(result, [f"# meshgate soak, {started:%Y-%m-%d %H:%M}", "",
+                                *machine_lines(), *version_lines(),
+                                "- Command: `bench/run.sh --soak`"])
+    print("\n" + text)
+    out = args.out / f"{stamp}-soak.md"
+    out.write_text(text + "\n")
+    print(f"\nwritten to {out}")
+    return 0
 
 
 def run_section(backend: Running, starters: list[Starter], bodies: Path,
@@ -144,15 +235,20 @@ def main() -> int:
     started = datetime.datetime.now()
     load_before = load_average()
     stamp = f"{started:%Y-%m-%d}-{platform.node()}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.soak:
+        return run_soak(args, started, stamp)
     # The raw stacks are large: they stay in the cache, the summary goes to results/.
     raw_profiles = CACHE / "profiles"
     raw_profiles.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     sections: list[report.Section] = []
     profile_text = ""
+    extra = Extra()
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
         bodies = Path(workdir)
         write_bodies(bodies)
+        write_stream_bodies(bodies)
+        write_dubbo_bodies(bodies)
         with go_backend(go_backend_binary()) as backend:
             print("== Go backend (grpc-go, GOMAXPROCS=1)", flush=True)
             results = run_section(backend, list(contestants_for(backend, full=True)),
@@ -160,6 +256,10 @@ def main() -> int:
             sections.append(report.Section("Go", results))
             print("== sidecar path vs proxyless", flush=True)
             paths = run_sidecar_paths(backend, bodies, durations)
+            print(f"== server streaming, {STREAM_MESSAGES} messages per request", flush=True)
+            extra.streams = run_streaming(backend, bodies, durations)
+            print("== meshgate w1: uvicorn vs granian", flush=True)
+            extra.servers, extra.same = run_servers(backend, bodies, durations)
             if not (args.quick or args.no_profile):
                 print("== profile", flush=True)
                 profile_text = run_profile(backend, bodies, args.profile_seconds,
@@ -170,10 +270,20 @@ def main() -> int:
                 results = run_section(backend, list(contestants_for(backend, full=False)),
                                       bodies, durations)
                 sections.append(report.Section("Python", results))
+        if not args.no_dubbo:
+            print("== Dubbo peers", flush=True)
+            try:
+                extra.dubbo = run_dubbo(bodies, durations)
+            except (PeerToolchainMissing, PeerBuildError, PeerStartError) as error:
+                extra.dubbo_skipped = f"{type(error).__name__}: {str(error)[:300]}"
+                print(f"  skipped: {extra.dubbo_skipped}", flush=True)
+        else:
+            extra.dubbo_skipped = "--no-dubbo"
     mesh_micros = measure_in(gateway_source())
     codecs = time_codecs()
     load_after = load_average()
-    text = render(args, started, load_before, load_after, sections, paths, mesh_micros, codecs)
+    text = render(args, started, load_before, load_after, sections, paths, mesh_micros, codecs,
+                  extra)
     print("\n" + text)
     out = args.out / f"{stamp}.md"
     out.write_text(text + "\n")
@@ -189,16 +299,82 @@ def main() -> int:
     return 0
 
 
+@dataclasses.dataclass
+class Extra:
+    """The sections beyond the main table: streaming, granian, Dubbo."""
+
+    streams: list[StreamResult] = dataclasses.field(default_factory=list)
+    servers: list[ContestantResult] = dataclasses.field(default_factory=list)
+    same: dict[str, bool] = dataclasses.field(default_factory=dict)
+    dubbo: list[DubboRow] = dataclasses.field(default_factory=list)
+    dubbo_skipped: str = ""
+
+
+def latest_soak(directory: Path) -> str:
+    soaks = sorted(directory.glob("*-soak.md"))
+    return (f"Soak: `bench/run.sh --soak` (5 minutes, not part of this run); latest result "
+            f"`bench/results/{soaks[-1].name}`." if soaks
+            else "Soak: `bench/run.sh --soak` (5 minutes, not part of this run); none yet.")
+
+
+def extra_lines(extra: Extra, out: Path) -> list[str]:
+    lines = [
+        f"## Server streaming ({STREAM_MESSAGES} small messages per request, Go backend)",
+        "",
+        f"`ServerStream` with `big: {STREAM_MESSAGES}`: the backend sends {STREAM_MESSAGES} "
+        "replies of about 60 bytes of JSON each. Saturation counts whole streams (64 "
+        "connections, closed loop); messages/s is streams/s x "
+        f"{STREAM_MESSAGES}. First message at c=1: an in-process blocking HTTP/1.1 client, "
+        "from sending the request to receiving the first complete message; h2load cannot see "
+        "inside a gRPC stream, so direct gRPC shows a one-message stream's c=1 latency "
+        "instead. Envoy streams a JSON array; meshgate array and ndjson.",
+        "",
+        report.table(report.STREAM_HEADER, report.stream_rows(extra.streams)),
+        "",
+        "## meshgate w1 on uvicorn vs granian (Go backend)",
+        "",
+        "Same app, same config: `python -m gateway run --workers 1` (uvicorn, httptools, "
+        "uvloop) against `bench/granian_runner.py` (granian embedded server, ASGI with "
+        "lifespan, one worker, uvloop). \"Same responses\": one request per payload to each, "
+        "same status, content type and JSON (parsed: grpc-go orders map entries at random).",
+        "",
+        report.table(report.SERVER_HEADER,
+                     report.server_rows(extra.servers, SERVER_PAYLOADS, extra.same)),
+        "",
+        "## Dubbo providers (interop peers of tests/peers, group g1, version 1.0.0)",
+        "",
+    ]
+    if extra.dubbo:
+        lines += [
+            "One meshgate w1 with three routes. Direct rows: h2load with the framed "
+            "`HelloRequest` and `tri-service-group`/`tri-service-version` for the Triple gRPC "
+            "mode, wrk/h2load with the same JSON and headers for the Triple HTTP/JSON mode. "
+            "dubbo2 has no direct row: no load generator speaks dubbo2/hessian2, so meshgate is "
+            f"measured alone. Fixed rate {DUBBO_RATE_TEXT}; the Java rows are warmed up 4 s "
+            "(JIT).",
+            "",
+            report.table(report.DUBBO_HEADER, report.dubbo_rows(extra.dubbo, DUBBO_PATHS)),
+        ]
+    else:
+        lines.append(f"Not run: {extra.dubbo_skipped}.")
+    return [*lines, "", latest_soak(out), ""]
+
+
+DUBBO_RATE_TEXT = "500 req/s (5 connections x 100 req/s)"
+
+
 def render(args: argparse.Namespace, started: datetime.datetime, load_before: str,
            load_after: str, sections: list[report.Section], paths: list[report.PathResult],
-           mesh_micros: float | None, codecs: list[CodecTiming]) -> str:
+           mesh_micros: float | None, codecs: list[CodecTiming], extra: Extra) -> str:
     command = "make bench" if len(sys.argv) == 1 else "bench/run.sh " + shlex.join(sys.argv[1:])
-    main_table = report.table(report.MAIN_HEADER,
-                              [*report.main_rows(sections, PAYLOADS), report.streaming_row()])
+    main_table = report.table(report.MAIN_HEADER, report.main_rows(sections, PAYLOADS))
     sidecar_table = report.table(report.SIDECAR_HEADER,
                                  report.sidecar_rows(paths, SIDECAR_BASELINES))
+    others = extra.servers + [row.result for row in extra.dubbo
+                              if row.contestant.startswith("meshgate")]
     targets = evaluate_targets(sections, paths, mesh_micros,
-                               sidecar_names=(MESHGATE_PROXYLESS, MESHGATE_SIDECARS, GRPC_DIRECT))
+                               sidecar_names=(MESHGATE_PROXYLESS, MESHGATE_SIDECARS, GRPC_DIRECT),
+                               other_meshgates=others)
     targets_table = report.table(("target", "measured", "verdict"),
                                  [t.cells() for t in targets])
     rates = ", ".join(f"{name} {rate.total_rps:g}/s" for name, rate in RATES.items())
@@ -220,6 +396,7 @@ def render(args: argparse.Namespace, started: datetime.datetime, load_before: st
         "",
         main_table,
         "",
+        *extra_lines(extra, args.out),
         f"## Sidecar path vs proxyless ({SIDECAR_PAYLOAD} payload, "
         f"{SIDECAR_RATE.total_rps:g} req/s, Go backend)",
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.measure import ContestantResult
 from bench.report import DIRECT, PathResult, Section, Target
 
 THROUGHPUT_VS_ENVOY = 0.5
@@ -87,8 +88,10 @@ def _proxyless(paths: Sequence[PathResult], mesh_micros: float | None,
     ]
 
 
-def _memory(sections: Sequence[Section]) -> list[Target]:
-    peaks = [max(result.peak_rss_mib) for section in sections for result in section.results
+def _memory(sections: Sequence[Section], others: Sequence[ContestantResult]) -> list[Target]:
+    """Every meshgate worker of the run: the main table's, and the extra sections' ones."""
+    results = [result for section in sections for result in section.results] + list(others)
+    peaks = [max(result.peak_rss_mib) for result in results
              if result.name.startswith("meshgate") and result.peak_rss_mib]
     if not peaks:
         return []
@@ -99,7 +102,8 @@ def _memory(sections: Sequence[Section]) -> list[Target]:
 
 def evaluate_targets(sections: Sequence[Section], paths: Sequence[PathResult],
                      mesh_micros: float | None,
-                     sidecar_names: tuple[str, str, str]) -> list[Target]:
+                     sidecar_names: tuple[str, str, str],
+                     other_meshgates: Sequence[ContestantResult] = ()) -> list[Target]:
     go = next(section for section in sections if section.backend == "Go")
     return [*_throughput(go), *_added_latency(go), *_tail_latency(go),
-            *_proxyless(paths, mesh_micros, sidecar_names), *_memory(sections)]
+            *_proxyless(paths, mesh_micros, sidecar_names), *_memory(sections, other_meshgates)]
