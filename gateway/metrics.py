@@ -9,6 +9,7 @@ starts the workers) and ``/metrics`` adds them up.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -32,9 +33,21 @@ DURATION = Histogram(
 )
 
 
+# labels() builds and locks on every call; the few (listener, status) pairs a
+# worker sees are looked up once and kept.
+_counters: dict[tuple[str, int], Any] = {}
+_histograms: dict[str, Any] = {}
+
+
 def observe(listener: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(listener, str(status)).inc()
-    DURATION.labels(listener).observe(seconds)
+    counter = _counters.get((listener, status))
+    if counter is None:
+        counter = _counters[(listener, status)] = REQUESTS.labels(listener, str(status))
+    histogram = _histograms.get(listener)
+    if histogram is None:
+        histogram = _histograms[listener] = DURATION.labels(listener)
+    counter.inc()
+    histogram.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:
