@@ -33,12 +33,8 @@ from granian.constants import HTTPModes, Interfaces
 from granian.log import LogLevels
 from granian.server.embed import Server as GranianServer
 
-from gateway.admin import build_admin
 from gateway.app import GatewayApp, Receive, Scope, Send
-from gateway.config import split_address
-from gateway.config_load import ConfigError
-from gateway.server import bind, load_snapshot
-from gateway.snapshot import compile_snapshot
+from gateway.server import bind, build_app
 
 log = logging.getLogger("meshgate")
 
@@ -64,31 +60,9 @@ class AdminServer(uvicorn.Server):
         yield
 
 
-def build_app(config_path: Path) -> tuple[GatewayApp, str]:
-    """The app run_worker builds, and the admin address."""
-    snapshot = load_snapshot(config_path)
-    admin_address = snapshot.config.admin.address
-    app = GatewayApp(snapshot, admin_port=split_address(admin_address)[1])
-    app.admin_app = build_admin(app)
-    if snapshot.reflection_clusters:
-        app.reloader = lambda current: compile_snapshot(current.loaded)
-
-    def reload() -> None:
-        try:
-            app.activate(load_snapshot(config_path))
-            log.info("config reloaded from %s", config_path)
-        except ConfigError as exc:
-            log.error("reload rejected, keeping the running config:\n%s", exc)
-
-    def install_reload() -> None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
-
-    app.on_startup.append(install_reload)
-    return app, admin_address
-
-
 async def serve(config_path: Path) -> None:
-    app, admin_address = build_app(config_path)
+    app = build_app(config_path)
+    admin_address = app.active.snapshot.config.admin.address
     asgi = IntPortScope(app)
     servers = [
         GranianServer(

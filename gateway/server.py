@@ -50,9 +50,9 @@ def bind(address: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def run_worker(config_path: Path, reuse_port: bool) -> None:
-    """One worker: load, bind, serve until told to stop."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+def build_app(config_path: Path) -> GatewayApp:
+    """The worker's app on the file's snapshot, with admin, reload on SIGHUP and,
+    for reflection sources, the on-demand refresh."""
     snapshot = load_snapshot(config_path)
     admin_address = snapshot.config.admin.address
     app = GatewayApp(snapshot, admin_port=split_address(admin_address)[1])
@@ -72,6 +72,15 @@ def run_worker(config_path: Path, reuse_port: bool) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
     app.on_startup.append(install_reload)
+    return app
+
+
+def run_worker(config_path: Path, reuse_port: bool) -> None:
+    """One worker: load, bind, serve until told to stop."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    app = build_app(config_path)
+    snapshot = app.active.snapshot
+    admin_address = snapshot.config.admin.address
     sockets = [bind(listener_address, reuse_port) for listener_address in
                [admin_address, *(f"{lst.host}:{lst.port}" for lst in snapshot.listeners)]]
     config = uvicorn.Config(

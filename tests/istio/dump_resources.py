@@ -45,13 +45,14 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
+from tests.support.istiod import DEFAULT_NODE_ID, node_metadata
+
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 DEFAULT_TARGET = "shop.default.svc.cluster.local:50051"
-DEFAULT_NODE_ID = "sidecar~127.0.0.1~client.default~default.svc.cluster.local"
 SAMPLE_VALUES = {
     "V1_PORT": 50061,
     "V2_PORT": 50062,
@@ -71,14 +72,7 @@ def _register_envoy_types() -> None:
 
 def node_proto(node_id: str, namespace: str) -> base_pb2.Node:
     metadata = struct_pb2.Struct()
-    metadata.update({
-        "GENERATOR": "grpc",
-        "NAMESPACE": namespace,
-        "CLUSTER_ID": "Kubernetes",
-        "INSTANCE_IPS": "127.0.0.1",
-        "ISTIO_VERSION": "meshgate-test",
-        "LABELS": {"app": "client"},
-    })
+    metadata.update(node_metadata(namespace))
     return base_pb2.Node(
         id=node_id,
         metadata=metadata,

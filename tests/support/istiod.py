@@ -220,6 +220,18 @@ def running_istiod(config_dir: Path, binary: Path | None = None,
         process.stop()
 
 
+def node_metadata(namespace: str = "default") -> dict[str, object]:
+    """What istio-agent puts in a proxyless node's metadata."""
+    return {
+        "GENERATOR": "grpc",
+        "NAMESPACE": namespace,
+        "CLUSTER_ID": "Kubernetes",
+        "INSTANCE_IPS": "127.0.0.1",
+        "ISTIO_VERSION": "meshgate-test",
+        "LABELS": {"app": "client"},
+    }
+
+
 def grpc_bootstrap(xds_address: str, node_id: str = DEFAULT_NODE_ID,
                    namespace: str = "default",
                    metadata: Mapping[str, object] | None = None) -> dict[str, Any]:
@@ -228,15 +240,7 @@ def grpc_bootstrap(xds_address: str, node_id: str = DEFAULT_NODE_ID,
     GENERATOR=grpc makes istiod answer with its proxyless-gRPC generator
     (pilot/pkg/networking/grpcgen) instead of the Envoy one.
     """
-    node_metadata: dict[str, object] = {
-        "GENERATOR": "grpc",
-        "NAMESPACE": namespace,
-        "CLUSTER_ID": "Kubernetes",
-        "INSTANCE_IPS": "127.0.0.1",
-        "ISTIO_VERSION": "meshgate-test",
-        "LABELS": {"app": "client"},
-    }
-    node_metadata.update(metadata or {})
+    metadata_of_node = {**node_metadata(namespace), **(metadata or {})}
     return {
         "xds_servers": [{
             "server_uri": xds_address,
@@ -245,7 +249,7 @@ def grpc_bootstrap(xds_address: str, node_id: str = DEFAULT_NODE_ID,
         }],
         "node": {
             "id": node_id,
-            "metadata": node_metadata,
+            "metadata": metadata_of_node,
             "locality": {},
         },
         "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s",
