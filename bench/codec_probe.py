@@ -25,11 +25,18 @@ from tests.support.protos import echo_descriptor_set, load_pool, message_class
 
 Setter = Callable[[Message, Any], None]
 Getter = Callable[[Any], Any]
-INT64_KINDS = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64,
-               FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_FIXED64,
-               FieldDescriptor.TYPE_SFIXED64}
-JSON_STRING_WKT = {"google.protobuf.Timestamp", "google.protobuf.Duration",
-                   "google.protobuf.FieldMask"}
+INT64_KINDS = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+JSON_STRING_WKT = {
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.FieldMask",
+}
 
 
 def _scalar_in(field: FieldDescriptor) -> Callable[[Any], Any]:
@@ -81,7 +88,8 @@ class CompiledCodec:
             value_field = field.message_type.fields_by_name["value"]
             value_in = _scalar_in(value_field)
             return lambda m, v: getattr(m, attr).update(
-                {key_in(k): value_in(x) for k, x in v.items()})
+                {key_in(k): value_in(x) for k, x in v.items()}
+            )
         if field.message_type is not None:
             wkt = field.message_type.full_name
             if wkt in JSON_STRING_WKT:
@@ -90,10 +98,12 @@ class CompiledCodec:
                 return lambda m, v: json_format.ParseDict({attr: v}, m)
             sub = self.parser(field.message_type)
             if field.is_repeated:
+
                 def add_each(m: Message, v: Any) -> None:
                     container = getattr(m, attr)
                     for item in v:
                         sub(container.add(), item)
+
                 return add_each
             return lambda m, v: sub(getattr(m, attr), v)
         convert = _scalar_in(field)
@@ -106,7 +116,8 @@ class CompiledCodec:
         if name not in self._printers:
             getters: dict[str, tuple[str, Getter]] = {}
             self._printers[name] = lambda message: {
-                getters[f.name][0]: getters[f.name][1](v) for f, v in message.ListFields()}
+                getters[f.name][0]: getters[f.name][1](v) for f, v in message.ListFields()
+            }
             for field in descriptor.fields:
                 getters[field.name] = (field.json_name, self._getter(field))
         return self._printers[name]
@@ -179,11 +190,15 @@ def time_codecs() -> list[CodecTiming]:
             return message.SerializeToString()  # type: ignore[no-any-return]
 
         return CodecTiming(
-            name, len(body),
-            _mean_micros(parse_reference), _mean_micros(parse_compiled),
-            _mean_micros(lambda: orjson.dumps(
-                json_format.MessageToDict(request_cls.FromString(wire)))),
-            _mean_micros(lambda: orjson.dumps(render(request_cls.FromString(wire)))))
+            name,
+            len(body),
+            _mean_micros(parse_reference),
+            _mean_micros(parse_compiled),
+            _mean_micros(
+                lambda: orjson.dumps(json_format.MessageToDict(request_cls.FromString(wire)))
+            ),
+            _mean_micros(lambda: orjson.dumps(render(request_cls.FromString(wire)))),
+        )
 
     return [time_one(p.name, p.json_body, p.proto_body) for p in build_payloads()]
 

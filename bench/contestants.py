@@ -32,9 +32,9 @@ class Running:
     """A contestant that is up: where to send requests, and which process tree to measure."""
 
     name: str
-    url: str          # full URL of the Echo method
-    grpc: bool        # True: HTTP/2 gRPC; False: HTTP/1.1 JSON
-    pid: int | None   # root of the process tree whose CPU and memory are measured
+    url: str  # full URL of the Echo method
+    grpc: bool  # True: HTTP/2 gRPC; False: HTTP/1.1 JSON
+    pid: int | None  # root of the process tree whose CPU and memory are measured
     workers: int = 1
     headers: tuple[str, ...] = ()  # extra request headers ("name: value")
 
@@ -42,8 +42,9 @@ class Running:
 @contextmanager
 def go_backend(binary: Path) -> Iterator[Running]:
     port = free_port()
-    process = Process([str(binary), "--port", str(port), "--name", "go-backend"],
-                      env={"GOMAXPROCS": "1"})
+    process = Process(
+        [str(binary), "--port", str(port), "--name", "go-backend"], env={"GOMAXPROCS": "1"}
+    )
     try:
         process.wait_for_line("READY", timeout=15)
         wait_for_port(port)
@@ -57,8 +58,9 @@ def python_backend() -> Iterator[Running]:
     port = free_port()
     with echo_backend(port, name="python-backend") as process:
         wait_for_port(port)
-        yield Running("python backend", f"http://127.0.0.1:{port}{ECHO_PATH}", True,
-                      process.proc.pid)
+        yield Running(
+            "python backend", f"http://127.0.0.1:{port}{ECHO_PATH}", True, process.proc.pid
+        )
 
 
 def backend_port(backend: Running) -> int:
@@ -67,28 +69,43 @@ def backend_port(backend: Running) -> int:
 
 @contextmanager
 def envoy_transcoder(backend: Running, concurrency: int) -> Iterator[Running]:
-    config = transcoder_config(free_port(), free_port(), backend_port(backend),
-                               echo_descriptor_set(), [SERVICE])
+    config = transcoder_config(
+        free_port(), free_port(), backend_port(backend), echo_descriptor_set(), [SERVICE]
+    )
     with run_envoy(config, concurrency=concurrency, log_level="error") as envoy:
-        yield Running(f"envoy transcoder c{concurrency}", f"{envoy.listen_url}{ECHO_PATH}",
-                      False, envoy.process.proc.pid, concurrency)
+        yield Running(
+            f"envoy transcoder c{concurrency}",
+            f"{envoy.listen_url}{ECHO_PATH}",
+            False,
+            envoy.process.proc.pid,
+            concurrency,
+        )
 
 
 def meshgate_config(upstream_port: int, stream: str = "array") -> dict[str, Any]:
     return {
         "descriptors": [{"file": str(echo_descriptor_set())}],
-        "listeners": [{
-            "name": "bench",
-            "routes": [{
-                "name": "rpc",
-                "match": {"prefix": "/"},
-                "transcode": {"auto_mapping": True, "stream": stream},
-                "cluster": "backend",
-                "timeout": "10s",
-            }],
-        }],
-        "clusters": [{"name": "backend", "protocol": "grpc",
-                      "endpoints": [{"address": f"127.0.0.1:{upstream_port}"}]}],
+        "listeners": [
+            {
+                "name": "bench",
+                "routes": [
+                    {
+                        "name": "rpc",
+                        "match": {"prefix": "/"},
+                        "transcode": {"auto_mapping": True, "stream": stream},
+                        "cluster": "backend",
+                        "timeout": "10s",
+                    }
+                ],
+            }
+        ],
+        "clusters": [
+            {
+                "name": "backend",
+                "protocol": "grpc",
+                "endpoints": [{"address": f"127.0.0.1:{upstream_port}"}],
+            }
+        ],
     }
 
 
@@ -101,9 +118,16 @@ GRANIAN_RUNNER = Path(__file__).resolve().parent / "granian_runner.py"
 
 
 @contextmanager
-def meshgate(upstream_port: int, workers: int, name: str | None = None, *,
-             stream: str = "array", server: str = "uvicorn",
-             config: dict[str, Any] | None = None, path: str = ECHO_PATH) -> Iterator[Running]:
+def meshgate(
+    upstream_port: int,
+    workers: int,
+    name: str | None = None,
+    *,
+    stream: str = "array",
+    server: str = "uvicorn",
+    config: dict[str, Any] | None = None,
+    path: str = ECHO_PATH,
+) -> Iterator[Running]:
     """``python -m gateway run`` started in the source tree, so that tree's code is what runs.
 
     ``server="granian"`` runs bench/granian_runner.py instead (one worker); ``config``
@@ -122,14 +146,20 @@ def meshgate(upstream_port: int, workers: int, name: str | None = None, *,
             args = [sys.executable, str(GRANIAN_RUNNER), "-c", str(config_path)]
             env = {"PYTHONPATH": str(gateway_source())}
         else:
-            args = python_module("gateway", "run", "-c", str(config_path),
-                                 "--workers", str(workers))
+            args = python_module(
+                "gateway", "run", "-c", str(config_path), "--workers", str(workers)
+            )
             env = {}
         process = Process(args, env=env, cwd=gateway_source())
         try:
             wait_ready(f"http://{admin}", process)
-            yield Running(name or f"meshgate w{workers}", f"http://{listen}{path}", False,
-                          process.proc.pid, workers)
+            yield Running(
+                name or f"meshgate w{workers}",
+                f"http://{listen}{path}",
+                False,
+                process.proc.pid,
+                workers,
+            )
         finally:
             process.stop()
 
@@ -141,10 +171,10 @@ def sidecar_pair(backend: Running, concurrency: int = 1) -> Iterator[Running]:
     outbound, inbound = sidecar_configs(ports, backend_port(backend))
     with ExitStack() as stack:
         stack.enter_context(run_envoy(inbound, concurrency=concurrency, log_level="error"))
-        out = stack.enter_context(run_envoy(outbound, concurrency=concurrency,
-                                            log_level="error"))
-        yield Running("envoy sidecar pair", f"{out.listen_url}{ECHO_PATH}", True,
-                      out.process.proc.pid)
+        out = stack.enter_context(run_envoy(outbound, concurrency=concurrency, log_level="error"))
+        yield Running(
+            "envoy sidecar pair", f"{out.listen_url}{ECHO_PATH}", True, out.process.proc.pid
+        )
 
 
 def go_backend_binary() -> Path:

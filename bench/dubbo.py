@@ -59,26 +59,54 @@ def dubbo_config(go_triple: int, java_triple: int, java_dubbo: int) -> dict[str,
     group = {"group": "g1", "version": "1.0.0"}
     return {
         "descriptors": [{"proto": str(GREETER_PROTO), "include": [str(PROTO_DIR)]}],
-        "listeners": [{
-            "name": "bench",
-            "routes": [
-                {"name": "users-dubbo2", "match": {"prefix": "/users/", "methods": ["POST"]},
-                 "dubbo": {"parameter_types": {"echo": ["java.lang.String"]}},
-                 "cluster": "users-dubbo", "timeout": "10s"},
-                {"name": "users-triple-json", "match": {"prefix": "/rest/", "methods": ["POST"]},
-                 "dubbo": {}, "cluster": "users-triple", "timeout": "10s"},
-                {"name": "greeter-grpc", "match": {"prefix": f"/{GREETER}/"},
-                 "transcode": {"services": [GREETER], "auto_mapping": True},
-                 "cluster": "greeter-triple", "timeout": "10s"},
-            ],
-        }],
+        "listeners": [
+            {
+                "name": "bench",
+                "routes": [
+                    {
+                        "name": "users-dubbo2",
+                        "match": {"prefix": "/users/", "methods": ["POST"]},
+                        "dubbo": {"parameter_types": {"echo": ["java.lang.String"]}},
+                        "cluster": "users-dubbo",
+                        "timeout": "10s",
+                    },
+                    {
+                        "name": "users-triple-json",
+                        "match": {"prefix": "/rest/", "methods": ["POST"]},
+                        "dubbo": {},
+                        "cluster": "users-triple",
+                        "timeout": "10s",
+                    },
+                    {
+                        "name": "greeter-grpc",
+                        "match": {"prefix": f"/{GREETER}/"},
+                        "transcode": {"services": [GREETER], "auto_mapping": True},
+                        "cluster": "greeter-triple",
+                        "timeout": "10s",
+                    },
+                ],
+            }
+        ],
         "clusters": [
-            {"name": "users-dubbo", "protocol": "dubbo", "application": "meshgate", **group,
-             "endpoints": [{"address": f"127.0.0.1:{java_dubbo}"}]},
-            {"name": "users-triple", "protocol": "triple", **group,
-             "endpoints": [{"address": f"127.0.0.1:{java_triple}"}]},
-            {"name": "greeter-triple", "protocol": "triple", **group,
-             "endpoints": [{"address": f"127.0.0.1:{go_triple}"}]},
+            {
+                "name": "users-dubbo",
+                "protocol": "dubbo",
+                "application": "meshgate",
+                **group,
+                "endpoints": [{"address": f"127.0.0.1:{java_dubbo}"}],
+            },
+            {
+                "name": "users-triple",
+                "protocol": "triple",
+                **group,
+                "endpoints": [{"address": f"127.0.0.1:{java_triple}"}],
+            },
+            {
+                "name": "greeter-triple",
+                "protocol": "triple",
+                **group,
+                "endpoints": [{"address": f"127.0.0.1:{go_triple}"}],
+            },
         ],
     }
 
@@ -117,21 +145,33 @@ def run_dubbo(bodies: Path, durations: Durations) -> list[DubboRow]:
     rows: list[DubboRow] = []
 
     def one(path_key: str, running: Running, warm: Durations) -> None:
-        answer = check(running, bodies / f"{path_key}.{'grpc' if running.grpc else 'json'}"
-                       ) if not running.grpc else "(framed HelloReply)"
-        rows.append(DubboRow(path_key, running.name,
-                             measure(running, bodies, [path_key], rates, warm), answer))
+        answer = (
+            check(running, bodies / f"{path_key}.{'grpc' if running.grpc else 'json'}")
+            if not running.grpc
+            else "(framed HelloReply)"
+        )
+        rows.append(
+            DubboRow(
+                path_key, running.name, measure(running, bodies, [path_key], rates, warm), answer
+            )
+        )
 
     with dubbo_peers() as (go_triple, java_triple, java_dubbo):
         direct_greeter = Running(
             "direct gRPC (h2load)",
-            f"http://127.0.0.1:{go_triple}/{GREETER}/SayHello", True, None,
-            headers=TRIPLE_HEADERS)
+            f"http://127.0.0.1:{go_triple}/{GREETER}/SayHello",
+            True,
+            None,
+            headers=TRIPLE_HEADERS,
+        )
         one(GREETER_ROW, direct_greeter, durations)
         direct_json = Running(
             "direct HTTP/JSON (wrk)",
-            f"http://127.0.0.1:{java_triple}/{USER_SERVICE}/echo", False, None,
-            headers=TRIPLE_HEADERS)
+            f"http://127.0.0.1:{java_triple}/{USER_SERVICE}/echo",
+            False,
+            None,
+            headers=TRIPLE_HEADERS,
+        )
         one(TRIPLE_JSON_ROW, direct_json, jvm)
         config = dubbo_config(go_triple, java_triple, java_dubbo)
         with meshgate(0, 1, config=config, path="/") as gateway:

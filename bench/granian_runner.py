@@ -1,6 +1,6 @@
 """One meshgate worker served by granian instead of uvicorn, for the benchmark.
 
-Builds the app as ``gateway.server.run_worker`` does (same snapshot, admin
+Builds the app as ``gateway.workers.run_worker`` does (same snapshot, admin
 app, reflection reloader, SIGHUP reload hook, gc settings) and serves the
 listeners with granian's embedded server (ASGI interface with lifespan, so
 ``app.on_startup`` runs once, on uvloop, one worker). granian's embedded
@@ -34,7 +34,7 @@ from granian.log import LogLevels
 from granian.server.embed import Server as GranianServer
 
 from gateway.app import GatewayApp, Receive, Scope, Send
-from gateway.server import bind, build_app
+from gateway.workers import bind, build_app
 
 log = logging.getLogger("meshgate")
 
@@ -66,15 +66,25 @@ async def serve(config_path: Path) -> None:
     asgi = IntPortScope(app)
     servers = [
         GranianServer(
-            asgi, address=listener.host, port=listener.port,
+            asgi,
+            address=listener.host,
+            port=listener.port,
             # Lifespan (app.on_startup) once, on the first listener's server.
             interface=Interfaces.ASGI if i == 0 else Interfaces.ASGINL,
-            runtime_threads=1, http=HTTPModes.http1, websockets=False, backlog=2048,
-            log_level=LogLevels.warning, log_access=False)
+            runtime_threads=1,
+            http=HTTPModes.http1,
+            websockets=False,
+            backlog=2048,
+            log_level=LogLevels.warning,
+            log_access=False,
+        )
         for i, listener in enumerate(app.active.snapshot.listeners)
     ]
-    admin = AdminServer(uvicorn.Config(asgi, lifespan="off", access_log=False,
-                                       log_level="warning", http="httptools"))
+    admin = AdminServer(
+        uvicorn.Config(
+            asgi, lifespan="off", access_log=False, log_level="warning", http="httptools"
+        )
+    )
     admin_socket = bind(admin_address, reuse_port=False)
 
     def stop() -> None:
@@ -90,8 +100,11 @@ async def serve(config_path: Path) -> None:
     gc.set_threshold(20_000, 20, 20)
     tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(s.serve()) for s in servers]
     tasks.append(asyncio.ensure_future(admin.serve(sockets=[admin_socket])))
-    log.info("granian on %s, admin on %s", [f"{s.bind_addr}:{s.bind_port}" for s in servers],
-             admin_address)
+    log.info(
+        "granian on %s, admin on %s",
+        [f"{s.bind_addr}:{s.bind_port}" for s in servers],
+        admin_address,
+    )
     await asyncio.gather(*tasks)
 
 

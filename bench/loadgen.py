@@ -87,16 +87,30 @@ _WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+)
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
-def wrk_saturation(target: Target, seconds: float,
-                   connections: int = SATURATION_CONNECTIONS) -> Throughput:
+def wrk_saturation(
+    target: Target, seconds: float, connections: int = SATURATION_CONNECTIONS
+) -> Throughput:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        extra = "".join(f'wrk.headers["{name}"] = "{value.strip()}"\n' for name, value in
-                        (header.split(":", 1) for header in target.extra_headers))
+        extra = "".join(
+            f'wrk.headers["{name}"] = "{value.strip()}"\n'
+            for name, value in (header.split(":", 1) for header in target.extra_headers)
+        )
         script.write(WRK_SCRIPT.format(body=target.body_file, extra=extra))
     try:
-        out = _run(["wrk", f"-t{SATURATION_THREADS}", f"-c{connections}",
-                    f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", script.name,
-                    target.url], timeout=seconds + 30)
+        out = _run(
+            [
+                "wrk",
+                f"-t{SATURATION_THREADS}",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                script.name,
+                target.url,
+            ],
+            timeout=seconds + 30,
+        )
     finally:
         Path(script.name).unlink()
     total = _WRK_TOTAL.search(out)
@@ -112,10 +126,31 @@ def wrk_saturation(target: Target, seconds: float,
     return Throughput(requests - min(errors, requests), errors, elapsed)
 
 
-def _h2load_args(target: Target, *, clients: int, threads: int, streams: int,
-                 seconds: float, rps: float | None, log_file: Path | None) -> list[str]:
-    args = ["h2load", "-c", str(clients), "-t", str(threads), "-m", str(streams),
-            "-D", f"{round(seconds * 1000)}ms", "-d", str(target.body_file), "-T", "10"]
+def _h2load_args(
+    target: Target,
+    *,
+    clients: int,
+    threads: int,
+    streams: int,
+    seconds: float,
+    rps: float | None,
+    log_file: Path | None,
+) -> list[str]:
+    args = [
+        "h2load",
+        "-c",
+        str(clients),
+        "-t",
+        str(threads),
+        "-m",
+        str(streams),
+        "-D",
+        f"{round(seconds * 1000)}ms",
+        "-d",
+        str(target.body_file),
+        "-T",
+        "10",
+    ]
     for header in target.headers:
         args += ["-H", header]
     if not target.grpc:
@@ -127,16 +162,28 @@ def _h2load_args(target: Target, *, clients: int, threads: int, streams: int,
     return [*args, target.url]
 
 
-_H2_DONE = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                      r"(\d+) failed, (\d+) errored, (\d+) timeout")
+_H2_DONE = re.compile(
+    r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+    r"(\d+) failed, (\d+) errored, (\d+) timeout"
+)
 _H2_FINISHED = re.compile(r"finished in ([\d.]+)(us|ms|s|m)")
 
 
-def h2load_saturation(target: Target, seconds: float,
-                      connections: int = SATURATION_CONNECTIONS) -> Throughput:
-    out = _run(_h2load_args(target, clients=connections, threads=SATURATION_THREADS,
-                            streams=1, seconds=seconds, rps=None, log_file=None),
-               timeout=seconds + 30)
+def h2load_saturation(
+    target: Target, seconds: float, connections: int = SATURATION_CONNECTIONS
+) -> Throughput:
+    out = _run(
+        _h2load_args(
+            target,
+            clients=connections,
+            threads=SATURATION_THREADS,
+            streams=1,
+            seconds=seconds,
+            rps=None,
+            log_file=None,
+        ),
+        timeout=seconds + 30,
+    )
     done, finished = _H2_DONE.search(out), _H2_FINISHED.search(out)
     if done is None or finished is None:
         raise LoadError(f"unexpected h2load output:\n{out}")
@@ -145,15 +192,17 @@ def h2load_saturation(target: Target, seconds: float,
     return Throughput(succeeded, failed, elapsed)
 
 
-def saturation(target: Target, seconds: float,
-               connections: int = SATURATION_CONNECTIONS) -> Throughput:
+def saturation(
+    target: Target, seconds: float, connections: int = SATURATION_CONNECTIONS
+) -> Throughput:
     if target.grpc:
         return h2load_saturation(target, seconds, connections)
     return wrk_saturation(target, seconds, connections)
 
 
-def paced_latencies(target: Target, seconds: float, *, clients: int,
-                    rps_per_client: float | None) -> Latencies:
+def paced_latencies(
+    target: Target, seconds: float, *, clients: int, rps_per_client: float | None
+) -> Latencies:
     """``clients`` connections, one request in flight each, optionally paced.
 
     h2load's pacing is per connection and does not start a request while the
@@ -163,9 +212,18 @@ def paced_latencies(target: Target, seconds: float, *, clients: int,
     """
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
         log_file = Path(workdir) / "requests.log"
-        out = _run(_h2load_args(target, clients=clients, threads=1, streams=1,
-                                seconds=seconds, rps=rps_per_client, log_file=log_file),
-                   timeout=seconds + 30)
+        out = _run(
+            _h2load_args(
+                target,
+                clients=clients,
+                threads=1,
+                streams=1,
+                seconds=seconds,
+                rps=rps_per_client,
+                log_file=log_file,
+            ),
+            timeout=seconds + 30,
+        )
         millis: list[float] = []
         errors = 0
         for line in log_file.read_text().splitlines():

@@ -23,41 +23,44 @@ from tests.support.processes import REPO
 HEADERS = {"content-type": "application/json", "host": "127.0.0.1"}
 
 
-def _nothing() -> None:
-    return None
-
-
 def mesh_decision_micros(iterations: int = 200_000) -> float:
     """Mean microseconds for route match + endpoint pick + in-flight accounting."""
     # Imported here: the parent process only spawns this module in the tree under test.
-    from gateway.config_load import load_config_file
-    from gateway.snapshot import compile_snapshot
+    from gateway.sources import load_snapshot
+    from gateway.upstream.call import Call
+    from mesh.hashing import RequestAttributes
 
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
         path = Path(workdir) / "meshgate.yaml"
         config = meshgate_config(50051)
         config["listeners"][0]["address"] = "127.0.0.1:18080"
         path.write_text(yaml.safe_dump(config))
-        snapshot = compile_snapshot(load_config_file(path))
+        snapshot = load_snapshot(path)
     routes = snapshot.listeners[0].routes
-    clusters = snapshot.clusters
+    service, method = ECHO_PATH.strip("/").split("/")
+    call = Call(service, method, [b""])
+    attributes = RequestAttributes("127.0.0.1")
     start = time.perf_counter()
     for _ in range(iterations):
         route = routes.find("POST", ECHO_PATH, HEADERS, b"")
         assert route is not None
-        cluster = clusters[route.cluster]
-        cluster.picker.pick()
-        # The in-flight count moved between versions; time it where the cluster has it.
-        getattr(cluster, "acquire", _nothing)()
-        getattr(cluster, "release", _nothing)()
+        plan = route.cluster.select(call, HEADERS, attributes, None)
+        plan.begin(plan.first)
+        plan.end(plan.first)
     return (time.perf_counter() - start) / iterations * 1e6
 
 
 def measure_in(source: Path) -> float | None:
     """Time the decision with the gateway code of ``source``; None when that code cannot."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.mesh_cost"], cwd=source, capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120, check=False)
+        [sys.executable, "-m", "bench.mesh_cost"],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+        check=False,
+    )
     try:
         return float(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

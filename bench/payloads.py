@@ -34,8 +34,13 @@ class Payload:
 
 
 def small_request() -> dict[str, Any]:
-    return {"message": "hello from the benchmark", "tags": ["alpha", "beta"],
-            "big": "1234567890", "flag": True, "kind": "KIND_BOOK"}
+    return {
+        "message": "hello from the benchmark",
+        "tags": ["alpha", "beta"],
+        "big": "1234567890",
+        "flag": True,
+        "kind": "KIND_BOOK",
+    }
 
 
 def _tree(prefix: str, depth: int, fanout: int) -> dict[str, Any]:

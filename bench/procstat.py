@@ -15,7 +15,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     # The command name (field 2) may hold spaces; everything after its ')' splits cleanly.
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 SPAWNED_WORKER = "multiprocessing.spawn"

@@ -21,11 +21,22 @@ from bench.loadgen import SATURATION_CONNECTIONS, SATURATION_THREADS, WRK_SCRIPT
 # First matching stage wins, tested from the leaf up, so a json_format frame
 # under the router counts as JSON, not as routing.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("protobuf -> JSON (json_format.MessageToDict, orjson.dumps)",
-     ("_Printer", "MessageToDict", "MessageCodec.render", "to_dict", "dumps (orjson")),
-    ("JSON -> protobuf (json_format.ParseDict, orjson.loads, bytes check)",
-     ("_Parser", "ParseDict", "_ConvertScalarFieldValue", "parse_json", "merge_dict",
-      "bytes_check", "loads (orjson")),
+    (
+        "protobuf -> JSON (json_format.MessageToDict, orjson.dumps)",
+        ("_Printer", "MessageToDict", "MessageCodec.render", "to_dict", "dumps (orjson"),
+    ),
+    (
+        "JSON -> protobuf (json_format.ParseDict, orjson.loads, bytes check)",
+        (
+            "_Parser",
+            "ParseDict",
+            "_ConvertScalarFieldValue",
+            "parse_json",
+            "merge_dict",
+            "bytes_check",
+            "loads (orjson",
+        ),
+    ),
     ("protobuf (de)serialization (upb)", ("SerializeToString", "FromString", "parse_bytes")),
     ("gRPC client (grpc.aio, cygrpc, core)", ("grpc/aio", "cygrpc", "grpc_core", "_cygrpc")),
     ("HTTP server (uvicorn, httptools)", ("uvicorn", "httptools")),
@@ -114,28 +125,49 @@ def summarize(all_stacks: Stacks, top: int = 20) -> str:
     total = stacks.total or 1
 
     def lines(counter: Counter[str]) -> list[str]:
-        return [f"| {100 * n / total:5.1f}% | `{frame[:140]}` |"
-                for frame, n in counter.most_common(top)]
+        return [
+            f"| {100 * n / total:5.1f}% | `{frame[:140]}` |"
+            for frame, n in counter.most_common(top)
+        ]
 
     def share(part: int, whole: int) -> str:
         return f"{100 * part / whole:.0f}%" if whole else "—"
 
-    out = [f"{all_stacks.total} samples over all threads. The event-loop thread was busy in "
-           f"{share(stacks.total, main.total)} of its samples and idle in epoll for the rest; "
-           f"grpc's poller thread(s) were busy in {share(other_busy.total, other.total)} of "
-           f"theirs ({other_busy.total} samples, not counted below).", "",
-           "Shares below are of the event-loop thread's busy samples.", "",
-           "### By stage (each sample counted once, innermost stage wins)", "",
-           "| share | stage |", "|---|---|"]
+    out = [
+        f"{all_stacks.total} samples over all threads. The event-loop thread was busy in "
+        f"{share(stacks.total, main.total)} of its samples and idle in epoll for the rest; "
+        f"grpc's poller thread(s) were busy in {share(other_busy.total, other.total)} of "
+        f"theirs ({other_busy.total} samples, not counted below).",
+        "",
+        "Shares below are of the event-loop thread's busy samples.",
+        "",
+        "### By stage (each sample counted once, innermost stage wins)",
+        "",
+        "| share | stage |",
+        "|---|---|",
+    ]
     out += [f"| {100 * n / total:5.1f}% | {stage} |" for stage, n in stacks.stages().most_common()]
-    out += ["", f"### Top {top} by own time", "", "| share | frame |", "|---|---|",
-            *lines(stacks.own())]
+    out += [
+        "",
+        f"### Top {top} by own time",
+        "",
+        "| share | frame |",
+        "|---|---|",
+        *lines(stacks.own()),
+    ]
     # Frames on (nearly) every stack are the server's scaffolding: leave them out.
-    inclusive = Counter({frame: n for frame, n in stacks.inclusive().items()
-                         if n < SCAFFOLDING_SHARE * total})
-    out += ["", f"### Top {top} by inclusive time (frames on over "
-            f"{SCAFFOLDING_SHARE:.0%} of stacks left out)", "", "| share | frame |", "|---|---|",
-            *lines(inclusive)]
+    inclusive = Counter(
+        {frame: n for frame, n in stacks.inclusive().items() if n < SCAFFOLDING_SHARE * total}
+    )
+    out += [
+        "",
+        f"### Top {top} by inclusive time (frames on over "
+        f"{SCAFFOLDING_SHARE:.0%} of stacks left out)",
+        "",
+        "| share | frame |",
+        "|---|---|",
+        *lines(inclusive),
+    ]
     return "\n".join(out)
 
 
@@ -143,20 +175,44 @@ def py_spy_binary() -> str:
     return str(Path(sys.executable).parent / "py-spy")
 
 
-def profile_worker(pid: int, url: str, body_file: Path, seconds: float,
-                   raw_out: Path) -> Stacks:
+def profile_worker(pid: int, url: str, body_file: Path, seconds: float, raw_out: Path) -> Stacks:
     """Saturate ``url`` with wrk while py-spy samples ``pid``; returns the stacks."""
     script = raw_out.with_suffix(".lua")
     script.write_text(WRK_SCRIPT.format(body=body_file, extra=""))
     load = subprocess.Popen(
-        ["wrk", f"-t{SATURATION_THREADS}", f"-c{SATURATION_CONNECTIONS}",
-         f"-d{round(seconds) + 2}s", "-s", str(script), url],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "wrk",
+            f"-t{SATURATION_THREADS}",
+            f"-c{SATURATION_CONNECTIONS}",
+            f"-d{round(seconds) + 2}s",
+            "-s",
+            str(script),
+            url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        subprocess.run([py_spy_binary(), "record", "--native", "--pid", str(pid),
-                        "--duration", f"{seconds:g}", "--rate", "200", "--format", "raw",
-                        "--output", str(raw_out)],
-                       check=True, capture_output=True, timeout=seconds + 60)
+        subprocess.run(
+            [
+                py_spy_binary(),
+                "record",
+                "--native",
+                "--pid",
+                str(pid),
+                "--duration",
+                f"{seconds:g}",
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(raw_out),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=seconds + 60,
+        )
     finally:
         load.wait(timeout=seconds + 30)
         script.unlink()

@@ -61,8 +61,11 @@ PAYLOADS = ("small", "medium", "large")
 # 1,000 req/s is the issue's fixed rate. A 256 KiB request costs meshgate
 # over 100 ms of CPU, so the large payload is paced at 5 req/s and saturated
 # with 8 connections (64 would not finish a round within the run).
-RATES = {"small": FixedRate(10, 100), "medium": FixedRate(10, 100),
-         "large": FixedRate(5, 1, saturation_connections=8)}
+RATES = {
+    "small": FixedRate(10, 100),
+    "medium": FixedRate(10, 100),
+    "large": FixedRate(5, 1, saturation_connections=8),
+}
 SIDECAR_RATE = FixedRate(5, 100)
 SIDECAR_PAYLOAD = "small"
 PROFILE_PAYLOADS = ("small", "medium")
@@ -72,33 +75,48 @@ Starter = Callable[[], AbstractContextManager[Running]]
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="1-second runs, Go backend only, no profile: a smoke test")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1-second runs, Go backend only, no profile: a smoke test",
+    )
     parser.add_argument("--no-python-backend", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--profile-seconds", type=float, default=6.0)
-    parser.add_argument("--no-dubbo", action="store_true",
-                        help="skip the Dubbo rows (they start the Java and dubbo-go peers)")
-    parser.add_argument("--soak", action="store_true",
-                        help="run only the 5-minute soak of meshgate w1 and write its own file")
+    parser.add_argument(
+        "--no-dubbo",
+        action="store_true",
+        help="skip the Dubbo rows (they start the Java and dubbo-go peers)",
+    )
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="run only the 5-minute soak of meshgate w1 and write its own file",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
 
 
 def run_streaming(backend: Running, bodies: Path, durations: Durations) -> list[StreamResult]:
     """A stream of STREAM_MESSAGES small replies: direct gRPC, Envoy c1, meshgate w1 x2."""
+
     def at_stream(running: Running) -> Running:
         return dataclasses.replace(running, url=running.url.replace(ECHO_PATH, STREAM_PATH))
 
     direct = dataclasses.replace(at_stream(backend), name=report.DIRECT, pid=None)
     results = [measure_stream(direct, bodies, durations)]
     with envoy_transcoder(backend, 1) as envoy:
-        results.append(measure_stream(
-            dataclasses.replace(at_stream(envoy), name="envoy transcoder c1 (array)"),
-            bodies, durations))
+        results.append(
+            measure_stream(
+                dataclasses.replace(at_stream(envoy), name="envoy transcoder c1 (array)"),
+                bodies,
+                durations,
+            )
+        )
     for stream in ("array", "ndjson"):
-        with meshgate(backend_port(backend), 1, f"meshgate w1 ({stream})",
-                      stream=stream) as gateway:
+        with meshgate(
+            backend_port(backend), 1, f"meshgate w1 ({stream})", stream=stream
+        ) as gateway:
             results.append(measure_stream(at_stream(gateway), bodies, durations))
     return results
 
@@ -113,22 +131,28 @@ def same_answers(urls: list[str], bodies: Path) -> dict[str, bool]:
         answers = []
         for url in urls:
             body = body_file(bodies, payload, False).read_bytes()
-            request = urllib.request.Request(url, data=body,
-                                             headers={"content-type": "application/json"})
+            request = urllib.request.Request(
+                url, data=body, headers={"content-type": "application/json"}
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
-                answers.append((response.status, response.headers.get("content-type"),
-                                orjson.loads(response.read())))
+                answers.append(
+                    (
+                        response.status,
+                        response.headers.get("content-type"),
+                        orjson.loads(response.read()),
+                    )
+                )
         same[payload] = all(answer == answers[0] for answer in answers)
     return same
 
 
-def run_servers(backend: Running, bodies: Path,
-                durations: Durations) -> tuple[list[ContestantResult], dict[str, bool]]:
+def run_servers(
+    backend: Running, bodies: Path, durations: Durations
+) -> tuple[list[ContestantResult], dict[str, bool]]:
     """meshgate w1 on uvicorn, then on granian (bench/granian_runner.py), back to back."""
     results, urls = [], []
     for server in ("uvicorn", "granian"):
-        with meshgate(backend_port(backend), 1, f"meshgate w1 {server}",
-                      server=server) as gateway:
+        with meshgate(backend_port(backend), 1, f"meshgate w1 {server}", server=server) as gateway:
             urls.append(gateway.url)
             results.append(measure(gateway, bodies, list(SERVER_PAYLOADS), RATES, durations))
             if server == "granian":
@@ -143,13 +167,22 @@ def run_soak(args: argparse.Namespace, started: datetime.datetime, stamp: str) -
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
         bodies = Path(workdir)
         write_bodies(bodies)
-        with go_backend(go_backend_binary()) as backend, \
-                meshgate(backend_port(backend), 1) as gateway:
+        with (
+            go_backend(go_backend_binary()) as backend,
+            meshgate(backend_port(backend), 1) as gateway,
+        ):
             print("== soak: meshgate w1, small payload", flush=True)
             result = soak(gateway, body_file(bodies, "small", False))
-    text = render_soak(result, [f"# meshgate soak, {started:%Y-%m-%d %H:%M}", "",
-                                *machine_lines(), *version_lines(),
-                                "- Command: `bench/run.sh --soak`"])
+    text = render_soak(
+        result,
+        [
+            f"# meshgate soak, {started:%Y-%m-%d %H:%M}",
+            "",
+            *machine_lines(),
+            *version_lines(),
+            "- Command: `bench/run.sh --soak`",
+        ],
+    )
     print("\n" + text)
     out = args.out / f"{stamp}-soak.md"
     out.write_text(text + "\n")
@@ -157,8 +190,9 @@ def run_soak(args: argparse.Namespace, started: datetime.datetime, stamp: str) -
     return 0
 
 
-def run_section(backend: Running, starters: list[Starter], bodies: Path,
-                durations: Durations) -> list[ContestantResult]:
+def run_section(
+    backend: Running, starters: list[Starter], bodies: Path, durations: Durations
+) -> list[ContestantResult]:
     """Direct gRPC first, then each contestant in turn, all in front of ``backend``."""
     direct = dataclasses.replace(backend, name=report.DIRECT, pid=None)
     results = [measure(direct, bodies, list(PAYLOADS), RATES, durations)]
@@ -168,15 +202,22 @@ def run_section(backend: Running, starters: list[Starter], bodies: Path,
     return results
 
 
-def path_latency(name: str, running: Running, bodies: Path,
-                 durations: Durations) -> report.PathResult:
+def path_latency(
+    name: str, running: Running, bodies: Path, durations: Durations
+) -> report.PathResult:
     target = Target(running.url, body_file(bodies, SIDECAR_PAYLOAD, running.grpc), running.grpc)
     saturation(target, durations.warmup)
-    fixed = paced_latencies(target, durations.fixed_rate, clients=SIDECAR_RATE.clients,
-                            rps_per_client=SIDECAR_RATE.rps_per_client)
+    fixed = paced_latencies(
+        target,
+        durations.fixed_rate,
+        clients=SIDECAR_RATE.clients,
+        rps_per_client=SIDECAR_RATE.rps_per_client,
+    )
     single = paced_latencies(target, durations.single, clients=1, rps_per_client=None)
-    print(f"  {name:<56} p99 {fixed.percentile(99):6.2f} ms  c1 p50 "
-          f"{single.percentile(50):.3f} ms", flush=True)
+    print(
+        f"  {name:<56} p99 {fixed.percentile(99):6.2f} ms  c1 p50 {single.percentile(50):.3f} ms",
+        flush=True,
+    )
     return report.PathResult(name, fixed, single)
 
 
@@ -184,12 +225,16 @@ GRPC_DIRECT = "gRPC client -> backend"
 GRPC_SIDECARS = "gRPC client -> Envoy outbound -> Envoy inbound -> backend"
 MESHGATE_PROXYLESS = "meshgate w1 -> backend (proxyless)"
 MESHGATE_SIDECARS = "meshgate w1 -> Envoy outbound -> Envoy inbound -> backend"
-SIDECAR_BASELINES = {GRPC_SIDECARS: GRPC_DIRECT, MESHGATE_PROXYLESS: GRPC_DIRECT,
-                     MESHGATE_SIDECARS: MESHGATE_PROXYLESS}
+SIDECAR_BASELINES = {
+    GRPC_SIDECARS: GRPC_DIRECT,
+    MESHGATE_PROXYLESS: GRPC_DIRECT,
+    MESHGATE_SIDECARS: MESHGATE_PROXYLESS,
+}
 
 
-def run_sidecar_paths(backend: Running, bodies: Path,
-                      durations: Durations) -> list[report.PathResult]:
+def run_sidecar_paths(
+    backend: Running, bodies: Path, durations: Durations
+) -> list[report.PathResult]:
     paths = [path_latency(GRPC_DIRECT, backend, bodies, durations)]
     with sidecar_pair(backend) as sidecars:
         paths.append(path_latency(GRPC_SIDECARS, sidecars, bodies, durations))
@@ -200,18 +245,20 @@ def run_sidecar_paths(backend: Running, bodies: Path,
     return paths
 
 
-def run_profile(backend: Running, bodies: Path, seconds: float, raw_dir: Path,
-                stamp: str) -> str:
+def run_profile(backend: Running, bodies: Path, seconds: float, raw_dir: Path, stamp: str) -> str:
     """One saturated profile per payload of PROFILE_PAYLOADS, on one meshgate worker."""
     parts = []
     with meshgate(backend_port(backend), 1) as gateway:
         assert gateway.pid is not None
         for payload in PROFILE_PAYLOADS:
             raw_out = raw_dir / f"{stamp}-{payload}.collapsed.txt"
-            stacks = profile_worker(gateway.pid, gateway.url, body_file(bodies, payload, False),
-                                    seconds, raw_out)
-            parts.append(f"## {payload} payload\n\nRaw stacks (py-spy's collapsed format, for "
-                         f"flame-graph tools): `{raw_out}`.\n\n{summarize(stacks)}")
+            stacks = profile_worker(
+                gateway.pid, gateway.url, body_file(bodies, payload, False), seconds, raw_out
+            )
+            parts.append(
+                f"## {payload} payload\n\nRaw stacks (py-spy's collapsed format, for "
+                f"flame-graph tools): `{raw_out}`.\n\n{summarize(stacks)}"
+            )
     return "\n\n".join(parts)
 
 
@@ -251,8 +298,9 @@ def main() -> int:
         write_dubbo_bodies(bodies)
         with go_backend(go_backend_binary()) as backend:
             print("== Go backend (grpc-go, GOMAXPROCS=1)", flush=True)
-            results = run_section(backend, list(contestants_for(backend, full=True)),
-                                  bodies, durations)
+            results = run_section(
+                backend, list(contestants_for(backend, full=True)), bodies, durations
+            )
             sections.append(report.Section("Go", results))
             print("== sidecar path vs proxyless", flush=True)
             paths = run_sidecar_paths(backend, bodies, durations)
@@ -262,13 +310,15 @@ def main() -> int:
             extra.servers, extra.same = run_servers(backend, bodies, durations)
             if not (args.quick or args.no_profile):
                 print("== profile", flush=True)
-                profile_text = run_profile(backend, bodies, args.profile_seconds,
-                                           raw_profiles, stamp)
+                profile_text = run_profile(
+                    backend, bodies, args.profile_seconds, raw_profiles, stamp
+                )
         if not (args.quick or args.no_python_backend):
             with python_backend() as backend:
                 print("== Python backend (grpcio)", flush=True)
-                results = run_section(backend, list(contestants_for(backend, full=False)),
-                                      bodies, durations)
+                results = run_section(
+                    backend, list(contestants_for(backend, full=False)), bodies, durations
+                )
                 sections.append(report.Section("Python", results))
         if not args.no_dubbo:
             print("== Dubbo peers", flush=True)
@@ -282,8 +332,9 @@ def main() -> int:
     mesh_micros = measure_in(gateway_source())
     codecs = time_codecs()
     load_after = load_average()
-    text = render(args, started, load_before, load_after, sections, paths, mesh_micros, codecs,
-                  extra)
+    text = render(
+        args, started, load_before, load_after, sections, paths, mesh_micros, codecs, extra
+    )
     print("\n" + text)
     out = args.out / f"{stamp}.md"
     out.write_text(text + "\n")
@@ -294,7 +345,8 @@ def main() -> int:
             f"# meshgate worker profile, {started:%Y-%m-%d %H:%M}\n\n"
             f"py-spy record --native at 200 Hz for {args.profile_seconds:g} s on the only "
             f"worker of `meshgate --workers 1` per payload, saturated by wrk -t2 -c64, "
-            f"Go backend.\n\n{profile_text}\n")
+            f"Go backend.\n\n{profile_text}\n"
+        )
         print(f"profile summary written to {profile_out}")
     return 0
 
@@ -312,9 +364,12 @@ class Extra:
 
 def latest_soak(directory: Path) -> str:
     soaks = sorted(directory.glob("*-soak.md"))
-    return (f"Soak: `bench/run.sh --soak` (5 minutes, not part of this run); latest result "
-            f"`bench/results/{soaks[-1].name}`." if soaks
-            else "Soak: `bench/run.sh --soak` (5 minutes, not part of this run); none yet.")
+    return (
+        f"Soak: `bench/run.sh --soak` (5 minutes, not part of this run); latest result "
+        f"`bench/results/{soaks[-1].name}`."
+        if soaks
+        else "Soak: `bench/run.sh --soak` (5 minutes, not part of this run); none yet."
+    )
 
 
 def extra_lines(extra: Extra, out: Path) -> list[str]:
@@ -335,11 +390,12 @@ def extra_lines(extra: Extra, out: Path) -> list[str]:
         "",
         "Same app, same config: `python -m gateway run --workers 1` (uvicorn, httptools, "
         "uvloop) against `bench/granian_runner.py` (granian embedded server, ASGI with "
-        "lifespan, one worker, uvloop). \"Same responses\": one request per payload to each, "
+        'lifespan, one worker, uvloop). "Same responses": one request per payload to each, '
         "same status, content type and JSON (parsed: grpc-go orders map entries at random).",
         "",
-        report.table(report.SERVER_HEADER,
-                     report.server_rows(extra.servers, SERVER_PAYLOADS, extra.same)),
+        report.table(
+            report.SERVER_HEADER, report.server_rows(extra.servers, SERVER_PAYLOADS, extra.same)
+        ),
         "",
         "## Dubbo providers (interop peers of tests/peers, group g1, version 1.0.0)",
         "",
@@ -363,64 +419,79 @@ def extra_lines(extra: Extra, out: Path) -> list[str]:
 DUBBO_RATE_TEXT = "500 req/s (5 connections x 100 req/s)"
 
 
-def render(args: argparse.Namespace, started: datetime.datetime, load_before: str,
-           load_after: str, sections: list[report.Section], paths: list[report.PathResult],
-           mesh_micros: float | None, codecs: list[CodecTiming], extra: Extra) -> str:
+def render(
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    load_before: str,
+    load_after: str,
+    sections: list[report.Section],
+    paths: list[report.PathResult],
+    mesh_micros: float | None,
+    codecs: list[CodecTiming],
+    extra: Extra,
+) -> str:
     command = "make bench" if len(sys.argv) == 1 else "bench/run.sh " + shlex.join(sys.argv[1:])
     main_table = report.table(report.MAIN_HEADER, report.main_rows(sections, PAYLOADS))
-    sidecar_table = report.table(report.SIDECAR_HEADER,
-                                 report.sidecar_rows(paths, SIDECAR_BASELINES))
-    others = extra.servers + [row.result for row in extra.dubbo
-                              if row.contestant.startswith("meshgate")]
-    targets = evaluate_targets(sections, paths, mesh_micros,
-                               sidecar_names=(MESHGATE_PROXYLESS, MESHGATE_SIDECARS, GRPC_DIRECT),
-                               other_meshgates=others)
-    targets_table = report.table(("target", "measured", "verdict"),
-                                 [t.cells() for t in targets])
+    sidecar_table = report.table(
+        report.SIDECAR_HEADER, report.sidecar_rows(paths, SIDECAR_BASELINES)
+    )
+    others = extra.servers + [
+        row.result for row in extra.dubbo if row.contestant.startswith("meshgate")
+    ]
+    targets = evaluate_targets(
+        sections,
+        paths,
+        mesh_micros,
+        sidecar_names=(MESHGATE_PROXYLESS, MESHGATE_SIDECARS, GRPC_DIRECT),
+        other_meshgates=others,
+    )
+    targets_table = report.table(("target", "measured", "verdict"), [t.cells() for t in targets])
     rates = ", ".join(f"{name} {rate.total_rps:g}/s" for name, rate in RATES.items())
-    return "\n".join([
-        f"# meshgate benchmark, {started:%Y-%m-%d %H:%M}",
-        "",
-        *machine_lines(),
-        f"- Load average (1/5/15 min): {load_before} before, {load_after} after",
-        *version_lines(),
-        f"- Command: `{command}`" + (" (quick: 1 s runs)" if args.quick else ""),
-        "",
-        "Saturation: wrk -t2 -c64 (HTTP/1.1 JSON) or h2load -t2 -c64 -m1 (gRPC), "
-        f"{'1' if args.quick else '3'} s after a warm-up. Fixed rate: h2load --rps, "
-        f"{rates}, latencies from its per-request log. c=1: one connection, back to back. "
-        "Envoy's reference for meshgate wN is the transcoder with --concurrency N. "
-        "See docs/benchmarks.md.",
-        "",
-        "## Throughput and latency",
-        "",
-        main_table,
-        "",
-        *extra_lines(extra, args.out),
-        f"## Sidecar path vs proxyless ({SIDECAR_PAYLOAD} payload, "
-        f"{SIDECAR_RATE.total_rps:g} req/s, Go backend)",
-        "",
-        "Added latency is against the path named in docs/benchmarks.md: a sidecar path "
-        "against the same client without sidecars, meshgate's proxyless path against "
-        "direct gRPC.",
-        "",
-        sidecar_table,
-        "",
-        f"In-process mesh decision (route match + endpoint pick + circuit-breaker count), "
-        f"timed in a loop: {report.fmt(mesh_micros)} µs per request.",
-        "",
-        "## JSON <-> protobuf per request, in process (µs)",
-        "",
-        "json_format is what meshgate runs today; \"compiled\" is the per-message-type "
-        "converter prototyped in bench/codec_probe.py (same output, checked). Parse includes "
-        "orjson.loads and SerializeToString; print includes FromString and orjson.dumps.",
-        "",
-        report.codec_table(codecs),
-        "",
-        "## Targets",
-        "",
-        targets_table,
-    ])
+    return "\n".join(
+        [
+            f"# meshgate benchmark, {started:%Y-%m-%d %H:%M}",
+            "",
+            *machine_lines(),
+            f"- Load average (1/5/15 min): {load_before} before, {load_after} after",
+            *version_lines(),
+            f"- Command: `{command}`" + (" (quick: 1 s runs)" if args.quick else ""),
+            "",
+            "Saturation: wrk -t2 -c64 (HTTP/1.1 JSON) or h2load -t2 -c64 -m1 (gRPC), "
+            f"{'1' if args.quick else '3'} s after a warm-up. Fixed rate: h2load --rps, "
+            f"{rates}, latencies from its per-request log. c=1: one connection, back to back. "
+            "Envoy's reference for meshgate wN is the transcoder with --concurrency N. "
+            "See docs/benchmarks.md.",
+            "",
+            "## Throughput and latency",
+            "",
+            main_table,
+            "",
+            *extra_lines(extra, args.out),
+            f"## Sidecar path vs proxyless ({SIDECAR_PAYLOAD} payload, "
+            f"{SIDECAR_RATE.total_rps:g} req/s, Go backend)",
+            "",
+            "Added latency is against the path named in docs/benchmarks.md: a sidecar path "
+            "against the same client without sidecars, meshgate's proxyless path against "
+            "direct gRPC.",
+            "",
+            sidecar_table,
+            "",
+            f"In-process mesh decision (route match + endpoint pick + circuit-breaker count), "
+            f"timed in a loop: {report.fmt(mesh_micros)} µs per request.",
+            "",
+            "## JSON <-> protobuf per request, in process (µs)",
+            "",
+            'json_format is what meshgate runs today; "compiled" is the per-message-type '
+            "converter prototyped in bench/codec_probe.py (same output, checked). Parse includes "
+            "orjson.loads and SerializeToString; print includes FromString and orjson.dumps.",
+            "",
+            report.codec_table(codecs),
+            "",
+            "## Targets",
+            "",
+            targets_table,
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -71,15 +71,33 @@ def soak(running: Running, body: Path, seconds: float = SOAK_SECONDS) -> SoakRes
     assert running.pid is not None
     with tempfile.TemporaryDirectory(prefix="meshgate-soak-") as workdir:
         log_file = Path(workdir) / "requests.log"
-        args = ["h2load", "--h1", "-c", str(SOAK_CLIENTS), "-t", "1", "-m", "1",
-                "-D", f"{round(seconds * 1000)}ms", "--rps", f"{SOAK_RPS_PER_CLIENT:g}",
-                "-d", str(body), "-T", "10", "--log-file", str(log_file)]
+        args = [
+            "h2load",
+            "--h1",
+            "-c",
+            str(SOAK_CLIENTS),
+            "-t",
+            "1",
+            "-m",
+            "1",
+            "-D",
+            f"{round(seconds * 1000)}ms",
+            "--rps",
+            f"{SOAK_RPS_PER_CLIENT:g}",
+            "-d",
+            str(body),
+            "-T",
+            "10",
+            "--log-file",
+            str(log_file),
+        ]
         for header in JSON_HEADERS:
             args += ["-H", header]
         started = time.monotonic()
         samples = [(0.0, rss_mib(running.pid))]
-        with subprocess.Popen([*args, running.url], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) as load:
+        with subprocess.Popen(
+            [*args, running.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ) as load:
             try:
                 next_sample = SAMPLE_SECONDS
                 while load.poll() is None and time.monotonic() - started < seconds + 30:
@@ -102,33 +120,36 @@ def soak(running: Running, body: Path, seconds: float = SOAK_SECONDS) -> SoakRes
                 failed += 1
     millis.sort()
     p99 = millis[min(len(millis) - 1, round(0.99 * len(millis)) - 1)] if millis else float("nan")
-    return SoakResult(seconds, SOAK_CLIENTS * SOAK_RPS_PER_CLIENT, samples, len(millis), failed,
-                      p99)
+    return SoakResult(
+        seconds, SOAK_CLIENTS * SOAK_RPS_PER_CLIENT, samples, len(millis), failed, p99
+    )
 
 
 def render_soak(result: SoakResult, header: list[str]) -> str:
     rss = [value for _, value in result.samples]
     verdict = "no growth" if result.no_growth else "**growth**"
     rows = "\n".join(f"| {t:.0f} | {value:.1f} |" for t, value in result.samples)
-    return "\n".join([
-        *header,
-        "",
-        f"meshgate w1 (uvicorn), Go backend, small payload, h2load --h1 {SOAK_CLIENTS} "
-        f"connections x {SOAK_RPS_PER_CLIENT:g} req/s = {result.target_rps:g} req/s for "
-        f"{result.seconds / 60:g} min; VmRSS of the worker every {SAMPLE_SECONDS:g} s.",
-        "",
-        "| start RSS MiB | end RSS MiB | peak RSS MiB | slope after minute 1, MiB/min | "
-        "2nd minute mean | last minute mean | verdict |",
-        "|---|---|---|---|---|---|---|",
-        f"| {rss[0]:.1f} | {rss[-1]:.1f} | {max(rss):.1f} | {result.slope_mib_per_min:+.3f} | "
-        f"{result.second_minute:.1f} | {result.last_minute:.1f} | {verdict} |",
-        "",
-        f"Requests: {result.succeeded:,} answered 200 "
-        f"({result.succeeded / result.seconds:,.0f} req/s), {result.failed} failed; "
-        f"p99 {result.p99_ms:.2f} ms over the whole soak. Verdict rule: \"no growth\" when the "
-        f"last minute's mean is within {GROWTH_MIB:g} MiB of the second minute's.",
-        "",
-        "| t (s) | VmRSS MiB |",
-        "|---|---|",
-        rows,
-    ])
+    return "\n".join(
+        [
+            *header,
+            "",
+            f"meshgate w1 (uvicorn), Go backend, small payload, h2load --h1 {SOAK_CLIENTS} "
+            f"connections x {SOAK_RPS_PER_CLIENT:g} req/s = {result.target_rps:g} req/s for "
+            f"{result.seconds / 60:g} min; VmRSS of the worker every {SAMPLE_SECONDS:g} s.",
+            "",
+            "| start RSS MiB | end RSS MiB | peak RSS MiB | slope after minute 1, MiB/min | "
+            "2nd minute mean | last minute mean | verdict |",
+            "|---|---|---|---|---|---|---|",
+            f"| {rss[0]:.1f} | {rss[-1]:.1f} | {max(rss):.1f} | {result.slope_mib_per_min:+.3f} | "
+            f"{result.second_minute:.1f} | {result.last_minute:.1f} | {verdict} |",
+            "",
+            f"Requests: {result.succeeded:,} answered 200 "
+            f"({result.succeeded / result.seconds:,.0f} req/s), {result.failed} failed; "
+            f'p99 {result.p99_ms:.2f} ms over the whole soak. Verdict rule: "no growth" when the '
+            f"last minute's mean is within {GROWTH_MIB:g} MiB of the second minute's.",
+            "",
+            "| t (s) | VmRSS MiB |",
+            "|---|---|",
+            rows,
+        ]
+    )

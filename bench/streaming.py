@@ -43,9 +43,9 @@ class StreamResult:
     name: str
     rps: float
     errors: int
-    single: Latencies          # whole stream, c=1
-    first_message_ms: float    # p50 at c=1
-    first_is_proxy: bool       # True: a one-message stream's latency (direct gRPC)
+    single: Latencies  # whole stream, c=1
+    first_message_ms: float  # p50 at c=1
+    first_is_proxy: bool  # True: a one-message stream's latency (direct gRPC)
     cpu_per_10k: float | None  # CPU s per 10k streams
     messages_seen: int | None  # messages in one checked response
 
@@ -94,9 +94,10 @@ def _read_response(sock: socket.socket, started: int) -> tuple[int, int, bytes]:
 def first_message_latencies(url: str, body: bytes, seconds: float) -> tuple[list[float], int]:
     """c=1 on one keep-alive connection: first-message latencies (ms), messages per stream."""
     parts = urlsplit(url)
-    request = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-               ).encode() + body
+    request = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     firsts: list[float] = []
     messages = 0
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
@@ -130,15 +131,27 @@ def measure_stream(running: Running, bodies: Path, durations: Durations) -> Stre
         first = paced_latencies(one, durations.single, clients=1, rps_per_client=None)
         first_ms = first.percentile(50)
     else:
-        firsts, _ = first_message_latencies(running.url, target.body_file.read_bytes(),
-                                            durations.single)
+        firsts, _ = first_message_latencies(
+            running.url, target.body_file.read_bytes(), durations.single
+        )
         first_ms = Latencies(tuple(firsts), 0, 0.0).percentile(50)
-    cpu_per_10k = (cpu / throughput.requests * 10_000
-                   if cpu is not None and throughput.requests else None)
-    result = StreamResult(running.name, throughput.rps,
-                          throughput.errors + single.errors, single, first_ms, running.grpc,
-                          cpu_per_10k, messages)
-    print(f"  {running.name:<28} {result.rps:8.0f} streams/s {result.messages_per_second:9.0f} "
-          f"msg/s  c1 stream p50 {single.percentile(50):6.3f} ms  first msg p50 "
-          f"{first_ms:6.3f} ms", flush=True)
+    cpu_per_10k = (
+        cpu / throughput.requests * 10_000 if cpu is not None and throughput.requests else None
+    )
+    result = StreamResult(
+        running.name,
+        throughput.rps,
+        throughput.errors + single.errors,
+        single,
+        first_ms,
+        running.grpc,
+        cpu_per_10k,
+        messages,
+    )
+    print(
+        f"  {running.name:<28} {result.rps:8.0f} streams/s {result.messages_per_second:9.0f} "
+        f"msg/s  c1 stream p50 {single.percentile(50):6.3f} ms  first msg p50 "
+        f"{first_ms:6.3f} ms",
+        flush=True,
+    )
     return result

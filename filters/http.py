@@ -7,11 +7,11 @@ order in the YAML, response order the reverse, as in Envoy.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
 class BodyTooLarge(Exception):
@@ -33,6 +33,8 @@ class HttpRequest:
     header_list: list[tuple[str, str]]
     client: tuple[str, int] | None = None
     receive: Receive | None = None
+    # The path as sent, percent-escapes kept (REST templates match on it).
+    raw_path: bytes = b""
     attributes: dict[str, Any] = field(default_factory=dict)
     _headers: dict[str, str] | None = None
     _body: bytes | None = None
@@ -46,6 +48,11 @@ class HttpRequest:
                 joined[name] = f"{joined[name]},{value}" if name in joined else value
             self._headers = joined
         return self._headers
+
+    @property
+    def target_path(self) -> str:
+        """The path as the client sent it, or the decoded one when that is unknown."""
+        return self.raw_path.decode("latin-1") if self.raw_path else self.path
 
     async def read_body(self, limit: int) -> bytes:
         """The whole body, refusing more than ``limit`` bytes as soon as it is seen."""

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data, option=orjson.OPT_INDENT_2), status,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_INDENT_2), status, media_type="application/json"
+    )
 
 
 def build_admin(gateway: GatewayApp) -> Starlette:
@@ -30,26 +31,34 @@ def build_admin(gateway: GatewayApp) -> Starlette:
 
     async def config_dump(request: Request) -> Response:
         snapshot = gateway.active.snapshot
-        return _json({
-            "source": snapshot.loaded.source,
-            "pid": os.getpid(),
-            "config": snapshot.config.model_dump(mode="json"),
-            "services": list(snapshot.services),
-            "xds": gateway.upstreams.mesh.core.config_dump() if gateway.upstreams.mesh else None,
-            "interfaces": gateway.upstreams.mesh.interfaces if gateway.upstreams.mesh else {},
-        })
+        mesh = gateway.mesh
+        return _json(
+            {
+                "source": snapshot.loaded.source,
+                "pid": os.getpid(),
+                "config": snapshot.config.model_dump(mode="json"),
+                "services": list(snapshot.services),
+                "xds": mesh.core.config_dump() if mesh else None,
+                "interfaces": mesh.interfaces if mesh else {},
+            }
+        )
 
     async def clusters(request: Request) -> Response:
         snapshot = gateway.active.snapshot
-        mesh = gateway.upstreams.mesh
+        mesh = gateway.mesh
         static = {
             name: {
                 "protocol": cluster.protocol,
-                "in_flight": cluster.in_flight,
-                "max_requests": cluster.max_requests,
+                "lb": cluster.cluster.lb_policy,
+                "in_flight": cluster.requests.in_flight,
+                "max_requests": cluster.requests.max_requests,
                 "endpoints": [
-                    {"address": e.address, "weight": e.weight, "health": e.health.value,
-                     "labels": dict(e.labels)}
+                    {
+                        "address": e.address,
+                        "weight": e.weight,
+                        "health": e.health.value,
+                        "labels": dict(e.labels),
+                    }
                     for e in cluster.endpoints
                 ],
             }
@@ -61,9 +70,11 @@ def build_admin(gateway: GatewayApp) -> Starlette:
         body, content_type = exposition()
         return Response(body, 200, media_type=content_type)
 
-    return Starlette(routes=[
-        Route("/ready", ready),
-        Route("/metrics", metrics),
-        Route("/config_dump", config_dump),
-        Route("/clusters", clusters),
-    ])
+    return Starlette(
+        routes=[
+            Route("/ready", ready),
+            Route("/metrics", metrics),
+            Route("/config_dump", config_dump),
+            Route("/clusters", clusters),
+        ]
+    )

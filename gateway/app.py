@@ -4,6 +4,10 @@ One uvicorn server carries every listener and the admin endpoint; requests
 are told apart by the local port they arrived on. The current snapshot and
 the handlers built from it are swapped as one object, so a request sees
 one consistent config from start to end.
+
+Everything the app uses comes through its constructor (the upstream clients,
+the admin app, the mesh client factory, the reflection refresh), so the tests
+drive the whole request path in process with fakes in their place.
 """
 
 from __future__ import annotations
@@ -11,79 +15,115 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from filters.http import Handler, HttpRequest, HttpResponse
-from gateway.errors import GatewayError, UnknownService
-from gateway.mesh_link import MeshLink, xds_targets
+from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
+from gateway.config import MeshConfig
+from gateway.errors import ClientClosedRequest, Code, GatewayError, error_response
 from gateway.metrics import observe
-from gateway.router import Router, error_response
+from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
-from gateway.upstream.pool import Upstreams
+from gateway.upstream.mesh import MeshClient
 
-log = logging.getLogger("meshgate")
+log = logging.getLogger(__name__)
 
 # How often a request for an unknown service may trigger a reflection fetch.
 REFLECTION_INTERVAL = 5.0
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[Message], Any]
-ASGIApp = Callable[[Scope, Receive, Send], Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+# Any: Starlette types its own ASGI signature with MutableMapping.
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class Active:
     snapshot: Snapshot
     handlers: Mapping[int, Handler]
+    routers: Mapping[int, Router]
     listener_names: Mapping[int, str]
 
 
-def build_handlers(snapshot: Snapshot, upstreams: Upstreams) -> dict[int, Handler]:
-    handlers: dict[int, Handler] = {}
-    for listener in snapshot.listeners:
-        handler: Handler = Router(snapshot, listener, upstreams)
-        for wrap in reversed(listener.filters):
-            handler = wrap(handler)
-        handlers[listener.port] = handler
-    return handlers
-
-
 class GatewayApp:
-    def __init__(self, snapshot: Snapshot, admin_port: int | None = None) -> None:
-        self.upstreams = Upstreams()
-        self.active = Active(snapshot, build_handlers(snapshot, self.upstreams),
-                             {lst.port: lst.name for lst in snapshot.listeners})
-        self.ready = False
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        *,
+        upstreams: Upstreams | None = None,
+        admin_port: int | None = None,
+        admin: Callable[[GatewayApp], ASGIApp] | None = None,
+        mesh_client: Callable[[MeshConfig], MeshClient] = MeshClient,
+        refresh: Callable[[Snapshot], Snapshot] | None = None,
+        on_startup: Sequence[Callable[[], Any]] = (),
+    ) -> None:
+        self.upstreams = upstreams or Upstreams()
         self.admin_port = admin_port
-        self.admin_app: Any = None
-        self.on_startup: list[Callable[[], Any]] = []
-        # Recompiles a snapshot with descriptors fetched anew by reflection.
-        self.reloader: Callable[[Snapshot], Snapshot] | None = None
+        self._mesh_client = mesh_client
+        # Recompiles a snapshot with descriptors fetched anew by reflection (blocking).
+        self._refresh = refresh
+        self._on_startup = [self._start_mesh, *on_startup]
         self._last_reflection = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
-        self.on_startup.append(self.start_mesh)
+        self.ready = False
+        self.active = self._build(snapshot)
+        self.admin_app = admin(self) if admin is not None else None
+
+    @property
+    def mesh(self) -> MeshClient | None:
+        return self.upstreams.mesh
 
     def activate(self, snapshot: Snapshot) -> None:
         """Swap in a new snapshot; requests already running keep the old one."""
         mesh = self.upstreams.mesh
         if mesh is not None:
-            new_targets = xds_targets(snapshot) - set(mesh.core.targets)
+            new_targets = set(snapshot.xds_targets) - set(mesh.core.targets)
             if new_targets:
                 self._background.add(asyncio.ensure_future(mesh.watch(new_targets)))
-        self.active = Active(snapshot, build_handlers(snapshot, self.upstreams),
-                             {lst.port: lst.name for lst in snapshot.listeners})
+        self.active = self._build(snapshot)
 
-    async def start_mesh(self) -> None:
+    def _build(self, snapshot: Snapshot) -> Active:
+        handlers: dict[int, Handler] = {}
+        routers: dict[int, Router] = {}
+        for listener in snapshot.listeners:
+            refresh = self._refresher(listener.port) if snapshot.reflection_clusters else None
+            router = routers[listener.port] = Router(listener.routes, self.upstreams, refresh)
+            handler: Handler = router
+            for wrap in reversed(listener.filters):
+                handler = wrap(handler)
+            handlers[listener.port] = handler
+        names = {listener.port: listener.name for listener in snapshot.listeners}
+        return Active(snapshot, handlers, routers, names)
+
+    def _refresher(self, port: int) -> Callable[[], Awaitable[Router | None]]:
+        async def refresh() -> Router | None:
+            """Fetch descriptors by reflection again (at most every few seconds);
+            the listener's router of the resulting snapshot, if there is a newer one."""
+            asked = self.active
+            now = time.monotonic()
+            if self._refresh is not None and now - self._last_reflection >= REFLECTION_INTERVAL:
+                self._last_reflection = now
+                try:
+                    fresh = await asyncio.to_thread(self._refresh, asked.snapshot)
+                except Exception as exc:
+                    log.warning("reflection refresh failed: %s", exc)
+                else:
+                    self.activate(fresh)
+            current = self.active
+            return current.routers.get(port) if current is not asked else None
+
+        return refresh
+
+    async def _start_mesh(self) -> None:
         config = self.active.snapshot.config.mesh
         if config.xds is None:
             return
-        link = MeshLink(config)
-        self.upstreams.mesh = link
-        await link.start(xds_targets(self.active.snapshot))
+        client = self._mesh_client(config)
+        self.upstreams.mesh = client
+        await client.start(set(self.active.snapshot.xds_targets))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -95,30 +135,22 @@ class GatewayApp:
                 if self.admin_app is not None and (port == self.admin_port or port is None):
                     await self.admin_app(scope, receive, send)
                     return
-                await _send(send, error_response(GatewayError("no listener on this port",
-                                                              grpc_code=5, http_status=404)))
+                await _send(
+                    send,
+                    error_response(
+                        GatewayError(
+                            "no listener on this port", grpc_code=Code.NOT_FOUND, http_status=404
+                        )
+                    ),
+                )
                 return
             await self._serve(handler, port, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _refreshed_handler(self, handler: Handler, port: int | None) -> Handler:
-        """Fetch descriptors by reflection again (at most every few seconds) and
-        return the listener's handler of the resulting snapshot."""
-        now = time.monotonic()
-        if self.reloader is not None and now - self._last_reflection >= REFLECTION_INTERVAL:
-            self._last_reflection = now
-            snapshot = self.active.snapshot
-            try:
-                fresh = await asyncio.to_thread(self.reloader, snapshot)
-            except Exception as exc:
-                log.warning("reflection refresh failed: %s", exc)
-            else:
-                self.activate(fresh)
-        return self.active.handlers.get(port, handler) if port is not None else handler
-
-    async def _serve(self, handler: Handler, port: int | None, scope: Scope, receive: Receive,
-                     send: Send) -> None:
+    async def _serve(
+        self, handler: Handler, port: int | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         request = HttpRequest(
             method=scope["method"],
             path=scope["path"],
@@ -126,23 +158,27 @@ class GatewayApp:
             header_list=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
             client=scope.get("client"),
             receive=receive,
+            raw_path=scope.get("raw_path") or b"",
         )
-        request.attributes["raw_path"] = scope.get("raw_path")
         started = time.perf_counter()
         try:
-            try:
-                response = await handler(request)
-            except UnknownService:
-                handler = await self._refreshed_handler(handler, port)
-                response = await handler(request)
+            response = await handler(request)
         except GatewayError as error:
             response = error_response(error)
+        except ClientDisconnected:
+            # Nobody is left to read an answer: count it, say nothing.
+            response = error_response(ClientClosedRequest("client closed the request"))
         except Exception:
             # Nothing a request does may take the worker down.
             log.exception("unhandled error serving %s %s", request.method, request.path)
-            response = error_response(GatewayError("internal gateway error", grpc_code=13))
-        observe(self.active.listener_names.get(port or 0, ""), response.status,
-                time.perf_counter() - started)
+            response = error_response(
+                GatewayError("internal gateway error", grpc_code=Code.INTERNAL)
+            )
+        observe(
+            self.active.listener_names.get(port or 0, ""),
+            response.status,
+            time.perf_counter() - started,
+        )
         await _send(send, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -150,7 +186,7 @@ class GatewayApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    for hook in self.on_startup:
+                    for hook in self._on_startup:
                         result = hook()
                         if hasattr(result, "__await__"):
                             await result
@@ -161,9 +197,16 @@ class GatewayApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.ready = False
-                await self.upstreams.close()
+                await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def aclose(self) -> None:
+        """Close every upstream client and stop the mesh core."""
+        await self.upstreams.clients.close()
+        mesh, self.upstreams.mesh = self.upstreams.mesh, None
+        if mesh is not None:
+            await mesh.stop()
 
 
 async def _send(send: Send, response: HttpResponse) -> None:

@@ -7,12 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from gateway.config import GatewayConfig
-from gateway.config_load import ConfigError
+from gateway.config import ConfigError, GatewayConfig
 
 
 def _validate(path: Path) -> int:
-    from gateway.server import load_snapshot
+    from gateway.sources import load_snapshot
 
     try:
         snapshot = load_snapshot(path)
@@ -22,8 +21,10 @@ def _validate(path: Path) -> int:
             print(f"  {issue}", file=sys.stderr)
         return 1
     routes = sum(len(lst.routes.entries) for lst in snapshot.listeners)
-    print(f"{path}: ok ({len(snapshot.listeners)} listener(s), {routes} route(s), "
-          f"{len(snapshot.clusters)} cluster(s), {len(snapshot.services)} service(s))")
+    print(
+        f"{path}: ok ({len(snapshot.listeners)} listener(s), {routes} route(s), "
+        f"{len(snapshot.clusters)} cluster(s), {len(snapshot.services)} service(s))"
+    )
     return 0
 
 
@@ -32,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve the listeners of a config file")
     run.add_argument("-c", "--config", type=Path, required=True)
-    run.add_argument("--workers", type=int, default=1,
-                     help="worker processes sharing the ports (SO_REUSEPORT)")
+    run.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)"
+    )
     validate = commands.add_parser("validate", help="check a config file and exit")
     validate.add_argument("-c", "--config", type=Path, required=True)
     commands.add_parser("schema", help="print the JSON Schema of the config file")
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         return _validate(args.config)
     if args.command == "run":
-        from gateway.server import serve
+        from gateway.workers import serve
 
         return serve(args.config, args.workers)
     from gateway.demo import run_demo

@@ -41,22 +41,32 @@ meshgate demo is up. Try:
 async def serve_backend(port: int) -> None:
     pool = build_pool([compile_proto(DEMO_PROTO, [DEMO_PROTO.parent])])
     request_cls = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("demo.greeter.v1.HelloRequest"))
+        pool.FindMessageTypeByName("demo.greeter.v1.HelloRequest")
+    )
     reply_cls = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("demo.greeter.v1.HelloReply"))
+        pool.FindMessageTypeByName("demo.greeter.v1.HelloReply")
+    )
 
     async def say_hello(request, context):  # type: ignore[no-untyped-def]
         if not request.name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name is required")
         greeting = f"Hello, {request.name}!"
-        return reply_cls(message=greeting, messages=[greeting] * max(request.times, 0),
-                         served_by=f"demo-backend:{port}")
+        return reply_cls(
+            message=greeting,
+            messages=[greeting] * max(request.times, 0),
+            served_by=f"demo-backend:{port}",
+        )
 
-    handler = grpc.method_handlers_generic_handler("demo.greeter.v1.Greeter", {
-        "SayHello": grpc.unary_unary_rpc_method_handler(
-            say_hello, request_deserializer=request_cls.FromString,
-            response_serializer=reply_cls.SerializeToString),
-    })
+    handler = grpc.method_handlers_generic_handler(
+        "demo.greeter.v1.Greeter",
+        {
+            "SayHello": grpc.unary_unary_rpc_method_handler(
+                say_hello,
+                request_deserializer=request_cls.FromString,
+                response_serializer=reply_cls.SerializeToString,
+            ),
+        },
+    )
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -66,10 +76,9 @@ async def serve_backend(port: int) -> None:
 
 
 def run_demo(workers: int) -> int:
-    from gateway.server import serve
+    from gateway.workers import serve
 
-    backend = subprocess.Popen([sys.executable, "-m", "gateway.demo", "--port",
-                                str(BACKEND_PORT)])
+    backend = subprocess.Popen([sys.executable, "-m", "gateway.demo", "--port", str(BACKEND_PORT)])
     try:
         print(CURL_LINES, flush=True)
         return serve(DEMO_CONFIG, workers)

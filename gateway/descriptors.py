@@ -51,9 +51,17 @@ def compile_proto(proto: Path, include: Sequence[Path]) -> descriptor_pb2.FileDe
     relative = _relative_to_any(proto, roots)
     with tempfile.TemporaryDirectory(prefix="meshgate-protoc-") as tmp:
         out = Path(tmp) / "set.pb"
-        args = [sys.executable, "-m", "grpc_tools.protoc", *(f"-I{r}" for r in roots),
-                f"-I{WELL_KNOWN_INCLUDE}", f"-I{GOOGLEAPIS_INCLUDE}", "--include_imports",
-                f"--descriptor_set_out={out}", str(relative)]
+        args = [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            *(f"-I{r}" for r in roots),
+            f"-I{WELL_KNOWN_INCLUDE}",
+            f"-I{GOOGLEAPIS_INCLUDE}",
+            "--include_imports",
+            f"--descriptor_set_out={out}",
+            str(relative),
+        ]
         result = subprocess.run(args, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             message = result.stderr.strip() or f"exit {result.returncode}"
@@ -112,15 +120,9 @@ def _bundled_file(name: str) -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
-def find_service(pool: descriptor_pool.DescriptorPool, name: str) -> ServiceDescriptor:
-    try:
-        return pool.FindServiceByName(name)
-    except KeyError:
-        raise DescriptorError(f"unknown service {name!r}") from None
-
-
-def all_services(pool: descriptor_pool.DescriptorPool,
-                 sets: Iterable[descriptor_pb2.FileDescriptorSet]) -> list[ServiceDescriptor]:
+def all_services(
+    pool: descriptor_pool.DescriptorPool, sets: Iterable[descriptor_pb2.FileDescriptorSet]
+) -> list[ServiceDescriptor]:
     """Services declared in the given sets (not those of bundled imports)."""
     names: list[str] = []
     for fds in sets:

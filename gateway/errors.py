@@ -7,7 +7,8 @@
     │   └── UnknownService       the service may yet arrive by server reflection
     ├── MethodNotAllowed         405, the path is known but not for this HTTP method
     ├── UpstreamStatus           the backend answered with a non-OK gRPC status
-    └── UpstreamUnavailable      503, no endpoint, or the backend cannot be reached
+    ├── UpstreamUnavailable      503, no endpoint, or the backend cannot be reached
+    └── ClientClosedRequest      499, the client disconnected before the reply
 
 Errors are data (DESIGN.md, principle 5): each renders as a google.rpc.Status
 shaped JSON body, ``{"code": ..., "message": ..., "details": [...]}``, so a
@@ -18,51 +19,59 @@ translated into this tree where they enter the gateway, never later.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import IntEnum
 from typing import Any
 
 import orjson
 
+from filters.http import HttpResponse
+
+
+class Code(IntEnum):
+    """gRPC status codes (grpc/doc/statuscodes.md)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
 # The mapping gRPC itself documents (and Envoy applies) from status code to
 # HTTP status: doc/http-grpc-status-mapping.md, in the reverse direction.
 GRPC_TO_HTTP: dict[int, int] = {
-    0: 200,  # OK
-    1: 499,  # CANCELLED
-    2: 500,  # UNKNOWN
-    3: 400,  # INVALID_ARGUMENT
-    4: 504,  # DEADLINE_EXCEEDED
-    5: 404,  # NOT_FOUND
-    6: 409,  # ALREADY_EXISTS
-    7: 403,  # PERMISSION_DENIED
-    8: 429,  # RESOURCE_EXHAUSTED
-    9: 400,  # FAILED_PRECONDITION
-    10: 409,  # ABORTED
-    11: 400,  # OUT_OF_RANGE
-    12: 501,  # UNIMPLEMENTED
-    13: 500,  # INTERNAL
-    14: 503,  # UNAVAILABLE
-    15: 500,  # DATA_LOSS
-    16: 401,  # UNAUTHENTICATED
+    Code.OK: 200,
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
 }
 
-GRPC_CODE_NAMES: dict[int, str] = {
-    0: "ok",
-    1: "cancelled",
-    2: "unknown",
-    3: "invalid_argument",
-    4: "deadline_exceeded",
-    5: "not_found",
-    6: "already_exists",
-    7: "permission_denied",
-    8: "resource_exhausted",
-    9: "failed_precondition",
-    10: "aborted",
-    11: "out_of_range",
-    12: "unimplemented",
-    13: "internal",
-    14: "unavailable",
-    15: "data_loss",
-    16: "unauthenticated",
-}
+GRPC_CODE_NAMES: dict[int, str] = {code: code.name.lower() for code in Code}
 GRPC_CODES_BY_NAME: dict[str, int] = {name: code for code, name in GRPC_CODE_NAMES.items()}
 
 
@@ -72,7 +81,7 @@ def http_status_for(grpc_code: int) -> int:
 
 
 class GatewayError(Exception):
-    grpc_code: int = 2
+    grpc_code: int = Code.UNKNOWN
     http_status: int | None = None
 
     def __init__(
@@ -104,16 +113,16 @@ class GatewayError(Exception):
 
 
 class BadRequest(GatewayError):
-    grpc_code = 3
+    grpc_code = Code.INVALID_ARGUMENT
 
 
 class PayloadTooLarge(GatewayError):
-    grpc_code = 8
+    grpc_code = Code.RESOURCE_EXHAUSTED
     http_status = 413
 
 
 class RouteNotFound(GatewayError):
-    grpc_code = 5
+    grpc_code = Code.NOT_FOUND
     http_status = 404
 
 
@@ -122,7 +131,7 @@ class UnknownService(RouteNotFound):
 
 
 class MethodNotAllowed(GatewayError):
-    grpc_code = 12
+    grpc_code = Code.UNIMPLEMENTED
     http_status = 405
 
 
@@ -131,4 +140,19 @@ class UpstreamStatus(GatewayError):
 
 
 class UpstreamUnavailable(GatewayError):
-    grpc_code = 14
+    grpc_code = Code.UNAVAILABLE
+
+
+class ClientClosedRequest(GatewayError):
+    """The client went away before the reply (nginx's 499); counted, never logged."""
+
+    grpc_code = Code.CANCELLED
+    http_status = 499
+
+
+JSON_HEADERS = (("content-type", "application/json"),)
+
+
+def error_response(error: GatewayError) -> HttpResponse:
+    """The JSON answer for an error, as every listener sends it."""
+    return HttpResponse(error.status, [*JSON_HEADERS, *error.headers], error.body())

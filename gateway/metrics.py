@@ -23,13 +23,16 @@ from prometheus_client import (
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-REQUESTS = Counter("meshgate_requests_total", "HTTP requests answered, by listener and status",
-                   ["listener", "status"])
+REQUESTS = Counter(
+    "meshgate_requests_total",
+    "HTTP requests answered, by listener and status",
+    ["listener", "status"],
+)
 DURATION = Histogram(
-    "meshgate_request_duration_seconds", "Time from request head to response, by listener",
+    "meshgate_request_duration_seconds",
+    "Time from request head to response, by listener",
     ["listener"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-             10.0),
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
 

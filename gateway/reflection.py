@@ -18,21 +18,24 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-log = logging.getLogger("meshgate")
+log = logging.getLogger(__name__)
 
-_SKIPPED_SERVICES = frozenset({
-    "grpc.reflection.v1alpha.ServerReflection",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.health.v1.Health",
-})
+_SKIPPED_SERVICES = frozenset(
+    {
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.health.v1.Health",
+    }
+)
 
 
 class ReflectionError(Exception):
     pass
 
 
-def fetch_descriptor_set(addresses: Iterable[str], timeout: float = 3.0
-                         ) -> descriptor_pb2.FileDescriptorSet:
+def fetch_descriptor_set(
+    addresses: Iterable[str], timeout: float = 3.0
+) -> descriptor_pb2.FileDescriptorSet:
     """Every file the services of the first reachable backend need."""
     errors: list[str] = []
     for address in addresses:

@@ -1,14 +1,22 @@
 """Compile a loaded config into an immutable snapshot (DESIGN.md, principle 2).
 
-Everything a request needs is resolved here: descriptor pool, message codecs
-per method, compiled route matches, pickers, filter chains. A request takes
-the snapshot current when it starts and keeps it to the end, so a reload
-never changes a request half-way.
+Pure: descriptor sets arrive already read, compiled or fetched
+(:mod:`gateway.sources` does that I/O), so compiling is a function of the
+config and its schemas. Everything a request needs is resolved here: the
+descriptor pool, message codecs per method, compiled route matches, each
+route's kind and cluster reference, filter chains. A request takes the
+snapshot current when it starts and keeps it to the end, so a reload never
+changes a request half-way.
+
+Filters keep their state across snapshots: a filter whose listener, name and
+config are unchanged is carried over from the previous snapshot, so a reload
+or a reflection refresh does not reset rate-limit buckets.
 """
 
 from __future__ import annotations
 
-import logging
+import json
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,43 +25,63 @@ from google.protobuf.descriptor_pool import DescriptorPool
 
 from filters import FilterConfigError, build_filter
 from filters.http import Filter
-from gateway.clusters import StaticCluster
-from gateway.config import DubboRoute, GatewayConfig, RetryPolicy, Route, split_address
-from gateway.config_check import XDS_SCHEME
-from gateway.config_load import ConfigError, ConfigIssue, LoadedConfig
-from gateway.descriptors import (
-    DescriptorError,
-    all_services,
-    build_pool,
-    compile_proto,
-    read_descriptor_set,
+from gateway.config import (
+    ConfigError,
+    ConfigIssue,
+    FilterConfig,
+    GatewayConfig,
+    ListenerConfig,
+    LoadedConfig,
+    RouteConfig,
+    split_address,
 )
-from gateway.reflection import ReflectionError, fetch_descriptor_set
-from gateway.routing import CompiledMatch, RouteTable, compile_match
-from gateway.transcode.bindings import Transcoding, compile_transcoding
+from gateway.config.cluster_name import ByInterface, StaticName, XdsTarget, parse_cluster_name
+from gateway.descriptors import DescriptorError, all_services, build_pool
+from gateway.route_table import CompiledMatch, RouteTable, compile_match
+from gateway.transcode.compile import compile_transcoding
+from gateway.transcode.dubbo_kind import DubboJson
+from gateway.transcode.protobuf_kind import Limits, ProtobufTranscoding
+from gateway.transcode.route_kind import RouteKind
+from gateway.upstream.call import DubboOptions
+from gateway.upstream.clusters import (
+    ByInterfaceRef,
+    ClusterRef,
+    StaticCluster,
+    StaticClusterRef,
+    XdsClusterRef,
+    retry_policy,
+)
+from gateway.upstream.registry import UpstreamName, upstream_name
 
-log = logging.getLogger("meshgate")
+Where = tuple[str | int, ...]
+HASHING = frozenset({"ring_hash", "maglev"})
+# An xds:/// cluster says nothing of the protocol; the route kind's default.
+DEFAULT_MESH_PROTOCOL = {"proto": "grpc", "json": "triple"}
+# encoding -> (YAML section, route kind, the protocols that carry it), for the error.
+_PROTOCOL_NEEDS = {
+    "proto": ("transcode", "protobuf transcoding", "a grpc or triple"),
+    "json": ("dubbo", "a dubbo route", "a triple or dubbo"),
+}
 
-SUPPORTED_PROTOCOLS = frozenset({"grpc", "triple", "dubbo"})
+
+@dataclass(frozen=True, slots=True)
+class DescriptorSources:
+    """Schemas as read from files and protoc, and as fetched by reflection (by cluster)."""
+
+    files: tuple[descriptor_pb2.FileDescriptorSet, ...] = ()
+    reflected: Mapping[str, descriptor_pb2.FileDescriptorSet] = field(default_factory=dict)
+    # Problems met while reading them, reported with the compile's own.
+    issues: tuple[ConfigIssue, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledRoute:
     name: str
     match: CompiledMatch
-    cluster: str
+    kind: RouteKind
+    cluster: ClusterRef
+    upstream: UpstreamName
     timeout: float | None
-    retry: RetryPolicy | None
-    max_request_bytes: int
-    max_response_bytes: int
-    transcoding: Transcoding | None
-    dubbo: DubboRoute | None
-
-    @property
-    def xds_target(self) -> str | None:
-        if self.cluster.startswith(XDS_SCHEME):
-            return self.cluster.removeprefix(XDS_SCHEME)
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,47 +92,46 @@ class CompiledListener:
     protocol: str
     routes: RouteTable[CompiledRoute]
     filter_names: tuple[str, ...]
-    # Built once per snapshot, in YAML order: the first sees the request first.
+    # Built once, in YAML order: the first sees the request first.
     filters: tuple[Filter, ...]
+
+
+FilterKey = tuple[str, str, str]  # listener, filter name, config as canonical JSON
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     loaded: LoadedConfig
+    sources: DescriptorSources
     pool: DescriptorPool
     listeners: tuple[CompiledListener, ...]
     clusters: Mapping[str, StaticCluster]
-    services: tuple[str, ...] = field(default=())
-    reflection_clusters: tuple[str, ...] = field(default=())
-    reflected: Mapping[str, descriptor_pb2.FileDescriptorSet] = field(default_factory=dict)
+    services: tuple[str, ...] = ()
+    reflection_clusters: tuple[str, ...] = ()
+    xds_targets: frozenset[str] = frozenset()
+    filters: Mapping[FilterKey, Filter] = field(default_factory=dict)
 
     @property
     def config(self) -> GatewayConfig:
         return self.loaded.config
 
 
-def compile_snapshot(loaded: LoadedConfig,
-                     reflected: Mapping[str, descriptor_pb2.FileDescriptorSet] | None = None,
-                     fetch_reflection: bool = True) -> Snapshot:
-    """Resolve the whole config, or raise ConfigError listing every problem.
-
-    ``reflected`` holds descriptor sets already fetched by server reflection,
-    by cluster name; sources missing from it are fetched now when
-    ``fetch_reflection`` (a backend that does not answer is skipped: its
-    services arrive on demand later).
-    """
+def compile_snapshot(
+    loaded: LoadedConfig,
+    sources: DescriptorSources,
+    previous: Snapshot | None = None,
+    rng: random.Random | None = None,
+) -> Snapshot:
+    """Resolve the whole config, or raise ConfigError listing every problem."""
     config = loaded.config
-    issues: list[ConfigIssue] = []
-    reflected = dict(reflected or {})
-    sets = _load_descriptor_sets(loaded, issues)
-    reflection_clusters = tuple(s.reflection.cluster for s in config.descriptors
-                                if s.reflection is not None)
-    for cluster_name in reflection_clusters:
-        if cluster_name not in reflected and fetch_reflection:
-            fetched = _fetch_reflection(config, cluster_name)
-            if fetched is not None:
-                reflected[cluster_name] = fetched
-    sets.extend(reflected[name] for name in reflection_clusters if name in reflected)
+    issues = list(sources.issues)
+    reflection_clusters = tuple(
+        s.reflection.cluster for s in config.descriptors if s.reflection is not None
+    )
+    sets = [
+        *sources.files,
+        *(sources.reflected[name] for name in reflection_clusters if name in sources.reflected),
+    ]
     pool = DescriptorPool()
     try:
         pool = build_pool(sets)
@@ -114,99 +141,185 @@ def compile_snapshot(loaded: LoadedConfig,
 
     clusters: dict[str, StaticCluster] = {}
     for i, cluster in enumerate(config.clusters):
-        if cluster.protocol not in SUPPORTED_PROTOCOLS:
-            issues.append(ConfigIssue(("clusters", i, "protocol"),
-                                      f"protocol {cluster.protocol!r} is not supported yet"))
-            continue
+        if cluster.hash_policy and cluster.lb not in HASHING:
+            issues.append(
+                ConfigIssue(
+                    ("clusters", i, "hash_policy"),
+                    f"hash_policy needs lb ring_hash or maglev, not {cluster.lb}",
+                )
+            )
         try:
-            clusters[cluster.name] = StaticCluster.from_config(cluster)
+            clusters[cluster.name] = StaticCluster(cluster, rng)
         except ValueError as exc:
             issues.append(ConfigIssue(("clusters", i, "lb"), str(exc)))
 
+    compiler = _RouteCompiler(config, clusters, pool, known, bool(reflection_clusters), issues)
+    filter_cache = dict(previous.filters) if previous is not None else {}
+    used_filters: dict[FilterKey, Filter] = {}
     listeners: list[CompiledListener] = []
     for i, listener in enumerate(config.listeners):
         if listener.protocol != "http":
-            issues.append(ConfigIssue(("listeners", i, "protocol"), "protocol 'grpc' (gRPC "
-                                      "passthrough) is not supported yet; use http"))
-        entries: list[tuple[CompiledMatch, CompiledRoute]] = []
-        for j, route in enumerate(listener.routes):
-            where = ("listeners", i, "routes", j)
-            transcoding = (
-                compile_transcoding(route.transcode, pool, known, where, issues,
-                                    services_may_arrive=bool(reflection_clusters))
-                if route.transcode is not None else None)
-            _check_route_protocol(route, clusters, where, issues)
-            if route.cluster.startswith(XDS_SCHEME) and config.mesh.xds is None:
-                issues.append(ConfigIssue((*where, "cluster"),
-                                          "an xds:/// cluster needs mesh.xds in the config"))
-            compiled = CompiledRoute(
-                name=route.name or f"{listener.name}/{j}",
-                match=compile_match(route.match),
-                cluster=route.cluster,
-                timeout=route.timeout or None,
-                retry=route.retry,
-                max_request_bytes=route.max_request_bytes,
-                max_response_bytes=route.max_response_bytes,
-                transcoding=transcoding,
-                dubbo=route.dubbo,
+            issues.append(
+                ConfigIssue(
+                    ("listeners", i, "protocol"),
+                    "protocol 'grpc' (gRPC passthrough) is not supported yet; use http",
+                )
             )
-            entries.append((compiled.match, compiled))
-        built_filters: list[Filter] = []
-        for k, spec in enumerate(listener.filters):
-            try:
-                built_filters.append(build_filter(spec.name, spec.config))
-            except FilterConfigError as exc:
-                issues.append(ConfigIssue(("listeners", i, "filters", k, "name"), str(exc)))
+        entries = []
+        for j, route in enumerate(listener.routes):
+            compiled = compiler.route(route, f"{listener.name}/{j}", ("listeners", i, "routes", j))
+            if compiled is not None:
+                entries.append((compiled.match, compiled))
+        built = _filters(listener, i, filter_cache, used_filters, issues)
         host, port = split_address(listener.address)
-        listeners.append(CompiledListener(
-            name=listener.name, host=host, port=port, protocol=listener.protocol,
-            routes=RouteTable(tuple(entries)),
-            filter_names=tuple(f.name for f in listener.filters),
-            filters=tuple(built_filters),
-        ))
+        listeners.append(
+            CompiledListener(
+                name=listener.name,
+                host=host,
+                port=port,
+                protocol=listener.protocol,
+                routes=RouteTable(tuple(entries)),
+                filter_names=tuple(f.name for f in listener.filters),
+                filters=built,
+            )
+        )
     if issues:
         raise ConfigError(issues)
-    return Snapshot(loaded, pool, tuple(listeners), clusters, tuple(known),
-                    reflection_clusters, reflected)
+    return Snapshot(
+        loaded,
+        sources,
+        pool,
+        tuple(listeners),
+        clusters,
+        tuple(known),
+        reflection_clusters,
+        frozenset(compiler.xds_targets),
+        used_filters,
+    )
 
 
-def _load_descriptor_sets(loaded: LoadedConfig,
-                          issues: list[ConfigIssue]) -> list[descriptor_pb2.FileDescriptorSet]:
-    sets = []
-    for i, source in enumerate(loaded.config.descriptors):
-        try:
-            if source.file is not None:
-                sets.append(read_descriptor_set(loaded.resolve(source.file)))
-            elif source.proto is not None:
-                include = [loaded.resolve(p) for p in source.include]
-                sets.append(compile_proto(loaded.resolve(source.proto), include))
-        except DescriptorError as exc:
-            key = "file" if source.file is not None else "proto"
-            issues.append(ConfigIssue(("descriptors", i, key), str(exc)))
-    return sets
+class _RouteCompiler:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        clusters: Mapping[str, StaticCluster],
+        pool: DescriptorPool,
+        known: Mapping[str, object],
+        may_reflect: bool,
+        issues: list[ConfigIssue],
+    ) -> None:
+        self._config = config
+        self._clusters = clusters
+        self._pool = pool
+        self._known = known
+        self._may_reflect = may_reflect
+        self._issues = issues
+        self.xds_targets: set[str] = set(config.mesh.interfaces.values())
+
+    def route(self, route: RouteConfig, default_name: str, where: Where) -> CompiledRoute | None:
+        issues = self._issues
+        name = parse_cluster_name(route.cluster)  # references.py checked it
+        retry = retry_policy(route.retry) if route.retry is not None else None
+        static = self._clusters.get(name.name) if isinstance(name, StaticName) else None
+        ref: ClusterRef
+        if isinstance(name, StaticName):
+            if static is None:
+                return None  # a cluster with its own error
+            ref = StaticClusterRef(static, retry)
+        else:
+            if self._config.mesh.xds is None:
+                issues.append(
+                    ConfigIssue(
+                        (*where, "cluster"), "an xds:/// cluster needs mesh.xds in the config"
+                    )
+                )
+            if isinstance(name, XdsTarget):
+                self.xds_targets.add(name.target)
+                ref = XdsClusterRef(name.target, retry)
+            else:
+                assert isinstance(name, ByInterface)
+                ref = ByInterfaceRef(retry)
+        cluster_dubbo = static.dubbo if static is not None else DubboOptions()
+        limits = Limits(route.max_request_bytes, route.max_response_bytes)
+        kind: RouteKind
+        if route.dubbo is not None:
+            kind = DubboJson(route.dubbo, limits, cluster_dubbo)
+        else:
+            assert route.transcode is not None
+            transcoding = compile_transcoding(
+                route.transcode,
+                self._pool,
+                self._known,
+                where,
+                issues,
+                services_may_arrive=self._may_reflect,
+            )
+            kind = ProtobufTranscoding(
+                transcoding, limits, services_may_arrive=self._may_reflect, dubbo=cluster_dubbo
+            )
+        upstream = self._upstream(route, static, kind, where)
+        if upstream is None:
+            return None
+        return CompiledRoute(
+            name=route.name or default_name,
+            match=compile_match(route.match),
+            kind=kind,
+            cluster=ref,
+            upstream=upstream,
+            timeout=route.timeout or None,
+        )
+
+    def _upstream(
+        self, route: RouteConfig, static: StaticCluster | None, kind: RouteKind, where: Where
+    ) -> UpstreamName | None:
+        """The protocol client for this route: the cluster's protocol (or, for
+        xds:/// clusters, the route's) carrying what the route kind sends."""
+        if static is not None:
+            if route.protocol is not None and route.protocol != static.protocol:
+                self._issues.append(
+                    ConfigIssue(
+                        (*where, "protocol"),
+                        f"cluster {static.name!r} speaks {static.protocol}; "
+                        f"a route's protocol is for xds:/// clusters",
+                    )
+                )
+                return None
+            protocol: str = static.protocol
+        else:
+            protocol = route.protocol or DEFAULT_MESH_PROTOCOL[kind.encoding]
+        found = upstream_name(protocol, kind.encoding)
+        if found is None:
+            section, what, need = _PROTOCOL_NEEDS[kind.encoding]
+            self._issues.append(
+                ConfigIssue(
+                    (*where, section),
+                    f"{what} needs {need} cluster; {route.cluster!r} is {protocol}",
+                )
+            )
+        return found
 
 
-def _check_route_protocol(route: Route, clusters: Mapping[str, StaticCluster],
-                          where: tuple[str | int, ...], issues: list[ConfigIssue]) -> None:
-    cluster = clusters.get(route.cluster)
-    if cluster is None:
-        return
-    if route.dubbo is not None and cluster.protocol not in ("triple", "dubbo"):
-        issues.append(ConfigIssue((*where, "dubbo"), f"a dubbo route needs a triple or dubbo "
-                                  f"cluster; {cluster.name!r} is {cluster.protocol}"))
-    if route.transcode is not None and cluster.protocol not in ("grpc", "triple"):
-        issues.append(ConfigIssue((*where, "transcode"), f"protobuf transcoding needs a grpc or "
-                                  f"triple cluster; {cluster.name!r} is {cluster.protocol}"))
+def _filters(
+    listener: ListenerConfig,
+    index: int,
+    cache: Mapping[FilterKey, Filter],
+    used: dict[FilterKey, Filter],
+    issues: list[ConfigIssue],
+) -> tuple[Filter, ...]:
+    built: list[Filter] = []
+    for k, spec in enumerate(listener.filters):
+        key = _filter_key(listener.name, spec)
+        found = cache.get(key)
+        if found is None:
+            try:
+                found = build_filter(spec.name, spec.config)
+            except FilterConfigError as exc:
+                issues.append(ConfigIssue(("listeners", index, "filters", k, "name"), str(exc)))
+                continue
+        used[key] = found
+        built.append(found)
+    return tuple(built)
 
 
-def _fetch_reflection(config: GatewayConfig,
-                      cluster_name: str) -> descriptor_pb2.FileDescriptorSet | None:
-    cluster = next((c for c in config.clusters if c.name == cluster_name), None)
-    if cluster is None:
-        return None
-    try:
-        return fetch_descriptor_set(e.address for e in cluster.endpoints)
-    except ReflectionError as exc:
-        log.warning("descriptors of cluster %r not fetched yet: %s", cluster_name, exc)
-        return None
-
+def _filter_key(listener: str, spec: FilterConfig) -> FilterKey:
+    return listener, spec.name, json.dumps(spec.config, sort_keys=True, default=str)

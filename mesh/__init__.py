@@ -6,12 +6,13 @@ breaking) with the pure helpers :func:`should_retry`, :func:`retry_backoff`
 and :func:`fault_decision`.
 """
 
+from mesh.balancer import RequestCounter
 from mesh.bootstrap import Bootstrap
 from mesh.bootstrap import load as load_bootstrap
-from mesh.decision import UNAVAILABLE, RequestCounter, RouteDecision
+from mesh.core import MeshCore
+from mesh.decision import UNAVAILABLE, RouteDecision
 from mesh.errors import BootstrapError, MeshError, ResourceError, TargetNotReady
 from mesh.fault import FaultPolicy, fault_decision
-from mesh.resolver import MeshCore
 from mesh.retry import RetryPolicy, retry_backoff, should_retry
 
 __all__ = [

@@ -4,33 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mesh.balancer import ClusterBalancer, RequestCounter
 from mesh.endpoint import Endpoint
 from mesh.fault import FaultPolicy
-from mesh.locality import ClusterBalancer
 from mesh.retry import RetryPolicy
 
 # The gRPC status a request gets when the mesh cannot route it.
 UNAVAILABLE = 14
-
-
-class RequestCounter:
-    """In-flight requests of one cluster, against its circuit breaker's max_requests."""
-
-    __slots__ = ("in_flight", "max_requests")
-
-    def __init__(self, max_requests: int) -> None:
-        self.max_requests = max_requests
-        self.in_flight = 0
-
-    def try_acquire(self) -> bool:
-        """Count one more request, unless the circuit breaker is open (gRFC A32: fail it)."""
-        if self.in_flight >= self.max_requests:
-            return False
-        self.in_flight += 1
-        return True
-
-    def release(self) -> None:
-        self.in_flight = max(self.in_flight - 1, 0)
 
 
 @dataclass(frozen=True, slots=True)

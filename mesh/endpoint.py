@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+
+from mesh.errors import NoEndpointError
 
 
 class Health(Enum):
@@ -36,3 +39,11 @@ class Endpoint:
         if ":" in self.host:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
+
+
+def routable(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
+    """The endpoints that may take traffic; raises NoEndpointError if none."""
+    usable = [e for e in endpoints if e.health.routable and e.weight > 0]
+    if not usable:
+        raise NoEndpointError("no healthy endpoint")
+    return usable

@@ -5,7 +5,7 @@
     ├── ResourceError          an xDS resource failed validation (becomes a NACK)
     ├── InvalidTransition      the ADS state table has no entry for (state, event)
     ├── TargetNotReady         wait_ready timed out, or the target was never watched
-    └── NoEndpointError        (mesh.lb) the picked cluster has no routable endpoint
+    └── NoEndpointError        the picked cluster has no routable endpoint
 
 Callers that only care that "the mesh said no" catch MeshError.
 """
@@ -49,3 +49,7 @@ class InvalidTransition(MeshError):
 
 class TargetNotReady(MeshError):
     """A target's chain LDS -> RDS -> CDS -> EDS is not resolved (yet, or at all)."""
+
+
+class NoEndpointError(MeshError, LookupError):
+    """The cluster has no routable endpoint."""

@@ -11,32 +11,12 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from mesh.endpoint import Endpoint
-from mesh.errors import MeshError
-from mesh.lb_hash import MaglevPicker, RingHashPicker
-
-
-class NoEndpointError(MeshError, LookupError):
-    """The cluster has no routable endpoint."""
+from mesh.endpoint import Endpoint, routable
+from mesh.hashing_lb import MaglevPicker, RingHashPicker
 
 
 class Picker(Protocol):
     def pick(self, hash_key: int | None = None) -> Endpoint: ...
-
-
-class LoadReporter(Protocol):
-    """Pickers that weigh in-flight requests (least request) are told about them."""
-
-    def started(self, endpoint: Endpoint) -> None: ...
-
-    def finished(self, endpoint: Endpoint) -> None: ...
-
-
-def routable(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
-    usable = [e for e in endpoints if e.health.routable and e.weight > 0]
-    if not usable:
-        raise NoEndpointError("no healthy endpoint")
-    return usable
 
 
 class RoundRobinPicker:

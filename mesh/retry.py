@@ -1,4 +1,5 @@
-"""Retry policy (gRFC A44): the data, and pure helpers the gateway calls."""
+"""Retry policy (gRFC A44 for xDS, the route's ``retry:`` for YAML): the data, and the
+pure decisions the gateway's invoker takes with it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ RETRY_ON_CODES = {
     "unavailable": 14,
 }
 DEFAULT_BASE_S = 0.025
-# gRPC's channel never makes more than this many attempts, whatever xDS says.
+# gRPC's channel never makes more than this many attempts, whatever xDS says;
+# applied when an xDS policy is translated.
 MAX_ATTEMPTS_CAP = 5
 
 
@@ -32,7 +34,7 @@ def should_retry(policy: RetryPolicy | None, status_code: int, attempt: int) -> 
     ``status_code`` may be followed by another one."""
     if policy is None or status_code not in policy.retry_on:
         return False
-    return attempt < min(policy.max_attempts, MAX_ATTEMPTS_CAP)
+    return attempt < policy.max_attempts
 
 
 def retry_backoff(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.dubbo.descriptors import descriptor_for
 from gateway.dubbo.hessian2_types import TypedList
+from gateway.dubbo.jvm_types import descriptor_for
 
 DUBBO_VERSION = "2.0.2"
 GENERIC_INVOKE = "$invoke"

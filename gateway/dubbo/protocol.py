@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from gateway.dubbo.descriptors import split_descriptors
 from gateway.dubbo.errors import DubboProtocolError, HessianError
 from gateway.dubbo.hessian2_decode import Hessian2Decoder
 from gateway.dubbo.hessian2_encode import Hessian2Encoder
 from gateway.dubbo.hessian2_json import exception_summary
 from gateway.dubbo.hessian2_types import TypedMap
 from gateway.dubbo.invocation import Invocation
+from gateway.dubbo.jvm_types import split_descriptors
 
 MAGIC = 0xDABB
 HEADER_LENGTH = 16

@@ -37,7 +37,8 @@ def _reaches_bytes(descriptor: Descriptor, _seen: frozenset[str] = frozenset()) 
         if f.type == FieldDescriptor.TYPE_BYTES:
             return True
         if f.message_type is not None and (
-                f.message_type.full_name == _BYTES_VALUE or _reaches_bytes(f.message_type, seen)):
+            f.message_type.full_name == _BYTES_VALUE or _reaches_bytes(f.message_type, seen)
+        ):
             return True
     return False
 
@@ -61,11 +62,11 @@ def _walk(data: dict[str, Any], descriptor: Descriptor, where: str) -> None:
 
 def _check_value(value: Any, f: FieldDescriptor, where: str) -> None:
     if f.type == FieldDescriptor.TYPE_BYTES or (
-            f.message_type is not None and f.message_type.full_name == _BYTES_VALUE):
+        f.message_type is not None and f.message_type.full_name == _BYTES_VALUE
+    ):
         if isinstance(value, str) and not _valid_base64(value):
             raise BadRequest(f"{where}: invalid base64 {value[:40]!r}")
-    elif f.message_type is not None and isinstance(value, dict) and _reaches_bytes(
-            f.message_type):
+    elif f.message_type is not None and isinstance(value, dict) and _reaches_bytes(f.message_type):
         _walk(value, f.message_type, where)
 
 

@@ -36,7 +36,8 @@ _FLOAT32_MAX = 3.4028234663852886e38
 _INTEGER_TEXT = re.compile(r"^-?[0-9]+$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/\-_]*={0,2}$")
 _UNPAIRED_SURROGATE = re.compile(
-    "[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
+    "[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]"
+)
 
 
 _NULL_SPECIAL: frozenset[str] = frozenset()
@@ -120,8 +121,16 @@ class MessagePlan:
 
 
 class FieldPlan:
-    __slots__ = ("_parse", "_print", "_scalar_in", "_scalar_out", "_sub", "compiler", "field",
-                 "kind")
+    __slots__ = (
+        "_parse",
+        "_print",
+        "_scalar_in",
+        "_scalar_out",
+        "_sub",
+        "compiler",
+        "field",
+        "kind",
+    )
 
     def __init__(self, field: FieldDescriptor, compiler: PlanCompiler) -> None:
         self.field = field
@@ -133,17 +142,23 @@ class FieldPlan:
             self.kind = "repeated"
         else:
             self.kind = "singular"
-        value_field = (field.message_type.fields_by_name["value"] if self.kind == "map"
-                       else field)
+        value_field = field.message_type.fields_by_name["value"] if self.kind == "map" else field
         self._scalar_in = _scalar_parser(value_field) if value_field.message_type is None else None
         self._scalar_out = _scalar_printer(value_field, compiler.enums_as_ints)
         if value_field.message_type is not None and not _is_special_message(
-                value_field.message_type):
+            value_field.message_type
+        ):
             self._sub = compiler.plan(value_field.message_type)
-        self._parse = {"map": self._parse_map, "repeated": self._parse_repeated,
-                       "singular": self._parse_singular}[self.kind]
-        self._print = {"map": self._print_map, "repeated": self._print_repeated,
-                       "singular": self._print_one}[self.kind]
+        self._parse = {
+            "map": self._parse_map,
+            "repeated": self._parse_repeated,
+            "singular": self._parse_singular,
+        }[self.kind]
+        self._print = {
+            "map": self._print_map,
+            "repeated": self._print_repeated,
+            "singular": self._print_one,
+        }[self.kind]
 
     def parse(self, message: Message, value: Any, depth: int) -> None:
         self._parse(message, value, depth)
@@ -156,11 +171,17 @@ class FieldPlan:
     def _parse_singular(self, message: Message, value: Any, depth: int) -> None:
         name = self.field.name
         if value is None:
-            if self.field.full_name in _NULL_SPECIAL or (
+            if (
+                self.field.full_name in _NULL_SPECIAL
+                or (
                     self.field.message_type is not None
-                    and self.field.message_type.full_name == "google.protobuf.Value") or (
+                    and self.field.message_type.full_name == "google.protobuf.Value"
+                )
+                or (
                     self.field.enum_type is not None
-                    and self.field.enum_type.full_name == "google.protobuf.NullValue"):
+                    and self.field.enum_type.full_name == "google.protobuf.NullValue"
+                )
+            ):
                 raise Fallback
             message.ClearField(name)
             return
@@ -222,9 +243,12 @@ class FieldPlan:
             if sub.DESCRIPTOR.full_name == "google.protobuf.BytesValue":
                 raise Fallback
             try:
-                json_format.ParseDict(value, sub,
-                                      ignore_unknown_fields=self.compiler.ignore_unknown,
-                                      descriptor_pool=self.compiler.pool)
+                json_format.ParseDict(
+                    value,
+                    sub,
+                    ignore_unknown_fields=self.compiler.ignore_unknown,
+                    descriptor_pool=self.compiler.pool,
+                )
             except (json_format.ParseError, TypeError, ValueError, AttributeError):
                 raise Fallback from None
             return
@@ -263,12 +287,14 @@ class FieldPlan:
 def _scalar_parser(field: FieldDescriptor) -> Parse:
     cpp = field.cpp_type
     if cpp in _INTS:
+
         def parse_int(value: Any) -> int:
             if type(value) is int:
                 return value
             if type(value) is str and _INTEGER_TEXT.match(value):
                 return int(value)
             raise ValueError
+
         return parse_int
     if cpp in (F.CPPTYPE_DOUBLE, F.CPPTYPE_FLOAT):
         single = cpp == F.CPPTYPE_FLOAT
@@ -279,14 +305,18 @@ def _scalar_parser(field: FieldDescriptor) -> Parse:
                 if math.isfinite(number) and (not single or abs(number) <= _FLOAT32_MAX):
                     return number
             raise ValueError
+
         return parse_float
     if cpp == F.CPPTYPE_BOOL:
+
         def parse_bool(value: Any) -> bool:
             if type(value) is bool:
                 return value
             raise ValueError
+
         return parse_bool
     if field.type == F.TYPE_BYTES:
+
         def parse_bytes(value: Any) -> bytes:
             if type(value) is not str or not _BASE64.match(value):
                 raise ValueError
@@ -295,12 +325,15 @@ def _scalar_parser(field: FieldDescriptor) -> Parse:
                 return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
             except binascii.Error:
                 raise ValueError from None
+
         return parse_bytes
     if cpp == F.CPPTYPE_STRING:
+
         def parse_string(value: Any) -> str:
             if type(value) is str and not _UNPAIRED_SURROGATE.search(value):
                 return value
             raise ValueError
+
         return parse_string
     if cpp == F.CPPTYPE_ENUM:
         by_name: dict[str, int] = {v.name: v.number for v in field.enum_type.values}
@@ -314,6 +347,7 @@ def _scalar_parser(field: FieldDescriptor) -> Parse:
             elif type(value) is int and value in numbers:
                 return int(value)
             raise ValueError
+
         return parse_enum
     raise AssertionError(f"no scalar parser for {field.full_name}")
 
@@ -323,18 +357,21 @@ def _map_key_parser(field: FieldDescriptor) -> Callable[[str], Any]:
     if cpp == F.CPPTYPE_STRING:
         return lambda key: key
     if cpp == F.CPPTYPE_BOOL:
+
         def bool_key(key: str) -> bool:
             if key == "true":
                 return True
             if key == "false":
                 return False
             raise Fallback
+
         return bool_key
 
     def int_key(key: str) -> int:
         if _INTEGER_TEXT.match(key):
             return int(key)
         raise Fallback
+
     return int_key
 
 
@@ -351,6 +388,7 @@ def _scalar_printer(field: FieldDescriptor, enums_as_ints: bool) -> Print:
             if math.isinf(value):
                 return "Infinity" if value > 0 else "-Infinity"
             return type_checkers.ToShortestFloat(value) if single else value
+
         return print_float
     if field.type == F.TYPE_BYTES:
         return lambda value: base64.b64encode(value).decode("ascii")
@@ -375,8 +413,15 @@ class PlanCompiler:
     """Plans for every message type reachable from the ones asked for, with
     one set of options (a route's transcode options)."""
 
-    def __init__(self, pool: DescriptorPool, *, ignore_unknown: bool, proto_names: bool,
-                 print_defaults: bool, enums_as_ints: bool) -> None:
+    def __init__(
+        self,
+        pool: DescriptorPool,
+        *,
+        ignore_unknown: bool,
+        proto_names: bool,
+        print_defaults: bool,
+        enums_as_ints: bool,
+    ) -> None:
         self.pool = pool
         self.ignore_unknown = ignore_unknown
         self.proto_names = proto_names

@@ -52,13 +52,17 @@ class MessageCodec:
         self.full_name = cls.DESCRIPTOR.full_name
         if compiler is None:
             compiler = PlanCompiler(
-                pool, ignore_unknown=ignore_unknown_fields,
+                pool,
+                ignore_unknown=ignore_unknown_fields,
                 proto_names=options.preserve_proto_field_names,
                 print_defaults=options.always_print_primitive_fields,
-                enums_as_ints=options.enums_as_ints)
+                enums_as_ints=options.enums_as_ints,
+            )
         # Well-known types at the top (Struct, Timestamp...) keep json_format.
-        special = (self.full_name.startswith("google.protobuf.")
-                   and self.full_name != "google.protobuf.Empty")
+        special = (
+            self.full_name.startswith("google.protobuf.")
+            and self.full_name != "google.protobuf.Empty"
+        )
         self._plan: MessagePlan | None = None if special else compiler.plan(cls.DESCRIPTOR)
 
     def new(self) -> Message:

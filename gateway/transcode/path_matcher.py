@@ -13,8 +13,13 @@ grpc_json_transcoder runs), so the same request picks the same route:
 * A single-segment capture is fully percent-decoded; a multi-segment capture
   (or any capture holding ``**``) is decoded per ``url_unescape_spec``.
 * Registering the same method and template twice marks the route ambiguous:
-  lookups of it find nothing. With ``fail_registration_on_duplicate`` the second
-  registration also raises :class:`DuplicateRouteError`.
+  lookups of it find nothing. "The same template" means the same
+  :func:`binding_key`: variable names (and the ``{name=...}`` braces) do not
+  count, so ``/v1/items/{id}``, ``/v1/items/{name}`` and ``/v1/items/*`` are one
+  template, while ``/v1/items/{id}:cancel`` is another. Every duplicate is
+  recorded in :attr:`PathMatcherBuilder.duplicates`; with
+  ``fail_registration_on_duplicate`` it also raises :class:`DuplicateRouteError`.
+  The first registration stays the route's payload either way.
 * An HTTP method registered as ``"*"`` matches any method. Unlike the C++
   library, the fallback keeps the custom verb, so ``"*"`` plus a verb works.
 
@@ -89,18 +94,55 @@ class PathMatch(Generic[T]):
     body_field_path: str
 
 
-class DuplicateRouteError(RouteTableError):
-    """The same HTTP method and template were registered twice."""
+@dataclass(frozen=True, slots=True)
+class BindingKey:
+    """What makes two registrations the same route: the HTTP method, the
+    template's segments with each variable replaced by its pattern (``*`` for a
+    bare ``{name}``), and the custom verb."""
 
-    def __init__(self, http_method: str, template: str) -> None:
+    http_method: str
+    segments: tuple[str, ...]
+    verb: str
+
+    @property
+    def pattern(self) -> str:
+        """The normalised template, e.g. ``/v1/items/*`` for ``/v1/items/{id}``."""
+        text = "/" + "/".join(self.segments)
+        return f"{text}:{self.verb}" if self.verb else text
+
+    def __str__(self) -> str:
+        return f"{self.http_method} {self.pattern}"
+
+
+def binding_key(http_method: str, template: str | PathTemplate) -> BindingKey:
+    """The key :meth:`PathMatcherBuilder.register` treats as a duplicate when seen
+    twice; raises :class:`TemplateError` for a malformed template."""
+    parsed = parse_template(template) if isinstance(template, str) else template
+    return BindingKey(http_method, parsed.segments, parsed.verb)
+
+
+class DuplicateRouteError(RouteTableError):
+    """The same HTTP method and (normalised) template were registered twice.
+
+    ``existing_template`` is the template text of the registration that came
+    first; the two have the same :func:`binding_key` but may be written
+    differently (``/v1/items/{id}`` and ``/v1/items/{name}``).
+    """
+
+    def __init__(
+        self, http_method: str, template: str, existing_template: str | None = None
+    ) -> None:
         self.http_method = http_method
         self.template = template
-        super().__init__(f"{http_method} {template} is already registered")
+        self.existing_template = template if existing_template is None else existing_template
+        already = "" if self.existing_template == template else f" as {self.existing_template}"
+        super().__init__(f"{http_method} {template} is already registered{already}")
 
 
 @dataclass(frozen=True, slots=True)
 class _Route(Generic[T]):
     payload: T
+    template: str
     variables: tuple[Variable, ...]
     body_field_path: str
     system_query_params: frozenset[str]
@@ -137,7 +179,10 @@ class PathMatcherBuilder(Generic[T]):
         self._root: _Node[T] = _Node()
         self._custom_verbs: set[str] = set()
         self.duplicates: list[tuple[str, str]] = []
-        """(method, template) of every duplicate registration, for diagnostics."""
+        """(method, template) of every duplicate registration, for diagnostics.
+
+        A duplicate is a second registration with an equal :func:`binding_key`.
+        """
 
     def register(
         self,
@@ -147,7 +192,13 @@ class PathMatcherBuilder(Generic[T]):
         body_field_path: str = "",
         system_query_params: Iterable[str] = (),
     ) -> None:
-        """Add a route; raises :class:`TemplateError` or :class:`DuplicateRouteError`."""
+        """Add a route; raises :class:`TemplateError`, or :class:`DuplicateRouteError`
+        (with ``fail_registration_on_duplicate``) when :func:`binding_key` of this
+        registration equals that of an earlier one.
+
+        A duplicate makes the route ambiguous (lookups of it find nothing) and
+        never replaces the first registration's payload.
+        """
         parsed = parse_template(template) if isinstance(template, str) else template
         node = self._root
         for segment in parsed.segments:
@@ -156,17 +207,25 @@ class PathMatcherBuilder(Generic[T]):
                 child = _Node(is_multi_wildcard=segment == MULTI_WILDCARD)
                 node.children[segment] = child
             node = child
-        route = _Route(payload, parsed.variables, body_field_path, frozenset(system_query_params))
         key = (http_method, parsed.verb)
         existing = node.entries.get(key)
-        if existing is None:
-            node.entries[key] = _Entry(route)
-        else:
-            existing.route = route
+        if existing is not None:
+            # The trie node and the key together are the binding_key: the same
+            # segments (variables already reduced to their patterns), method, verb.
             existing.ambiguous = True
             self.duplicates.append((http_method, parsed.source))
             if self._options.fail_registration_on_duplicate:
-                raise DuplicateRouteError(http_method, parsed.source)
+                raise DuplicateRouteError(http_method, parsed.source, existing.route.template)
+            return
+        node.entries[key] = _Entry(
+            _Route(
+                payload,
+                parsed.source,
+                parsed.variables,
+                body_field_path,
+                frozenset(system_query_params),
+            )
+        )
         if parsed.verb:
             self._custom_verbs.add(parsed.verb)
 

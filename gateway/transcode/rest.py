@@ -10,7 +10,7 @@ accepts exactly its JSON string form (``?when=2024-01-01T00:00:00Z``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +27,22 @@ HTTP_BODY = "google.api.HttpBody"
 
 # Message types whose proto3 JSON form is a string or a number, so a query
 # parameter can carry them.
-_SCALAR_MESSAGES = frozenset({
-    "google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask",
-    "google.protobuf.DoubleValue", "google.protobuf.FloatValue", "google.protobuf.Int64Value",
-    "google.protobuf.UInt64Value", "google.protobuf.Int32Value", "google.protobuf.UInt32Value",
-    "google.protobuf.BoolValue", "google.protobuf.StringValue", "google.protobuf.BytesValue",
-})
+_SCALAR_MESSAGES = frozenset(
+    {
+        "google.protobuf.Timestamp",
+        "google.protobuf.Duration",
+        "google.protobuf.FieldMask",
+        "google.protobuf.DoubleValue",
+        "google.protobuf.FloatValue",
+        "google.protobuf.Int64Value",
+        "google.protobuf.UInt64Value",
+        "google.protobuf.Int32Value",
+        "google.protobuf.UInt32Value",
+        "google.protobuf.BoolValue",
+        "google.protobuf.StringValue",
+        "google.protobuf.BytesValue",
+    }
+)
 _TRUE = frozenset({"true", "True", "1"})
 _FALSE = frozenset({"false", "False", "0"})
 
@@ -43,8 +53,9 @@ class QueryOptions:
     ignored: frozenset[str] = frozenset()
 
 
-def body_into(codec: MessageCodec, message: Message, body_path: str, body: bytes,
-              content_type: str) -> None:
+def body_into(
+    codec: MessageCodec, message: Message, body_path: str, body: bytes, content_type: str
+) -> None:
     """Merge the HTTP body into ``message`` at ``body_path`` ("*" = the whole message)."""
     if not body_path:
         return
@@ -64,9 +75,13 @@ def body_into(codec: MessageCodec, message: Message, body_path: str, body: bytes
     codec.merge_dict(message, _nest(body_path.split("."), _load_json(body)))
 
 
-def bindings_into(codec: MessageCodec, message: Message,
-                  bindings: Iterable[VariableBinding], options: QueryOptions,
-                  path_variable_count: int) -> None:
+def bindings_into(
+    codec: MessageCodec,
+    message: Message,
+    bindings: Iterable[VariableBinding],
+    options: QueryOptions,
+    path_variable_count: int,
+) -> None:
     """Set path variables and query parameters on ``message``."""
     data: dict[str, Any] = {}
     for index, binding in enumerate(bindings):
@@ -79,19 +94,41 @@ def bindings_into(codec: MessageCodec, message: Message,
         except _UnknownField:
             if from_path or not options.ignore_unknown:
                 what = "path variable" if from_path else "query parameter"
-                raise BadRequest(f"{what} {name!r} does not name a field of "
-                                 f"{message.DESCRIPTOR.full_name}") from None
+                raise BadRequest(
+                    f"{what} {name!r} does not name a field of {message.DESCRIPTOR.full_name}"
+                ) from None
     if data:
         check_bytes_fields(data, message.DESCRIPTOR)
         codec.merge_dict(message, data)
+
+
+def rest_request(
+    codec: MessageCodec,
+    bindings: Sequence[VariableBinding],
+    path_variables: int,
+    body_path: str,
+    body: bytes,
+    content_type: str,
+    options: QueryOptions,
+) -> Message:
+    """A REST request's message, with Envoy's precedence: the body beats path
+    variables, and query parameters beat both.
+
+    ``bindings`` are the path variables (the first ``path_variables``) followed
+    by the query parameters, as the path matcher returns them.
+    """
+    message = codec.new()
+    bindings_into(codec, message, bindings[:path_variables], options, path_variables)
+    body_into(codec, message, body_path, body, content_type)
+    bindings_into(codec, message, bindings[path_variables:], options, 0)
+    return message
 
 
 class _UnknownField(Exception):
     pass
 
 
-def _place(data: dict[str, Any], descriptor: Descriptor, path: tuple[str, ...],
-           value: str) -> None:
+def _place(data: dict[str, Any], descriptor: Descriptor, path: tuple[str, ...], value: str) -> None:
     node = data
     for depth, part in enumerate(path):
         name, key = _split_map_key(part)
@@ -109,9 +146,11 @@ def _place(data: dict[str, Any], descriptor: Descriptor, path: tuple[str, ...],
             return
         if last:
             converted = _json_value(field, value, part)
-            if (field.message_type is not None
-                    and field.message_type.full_name == "google.protobuf.FieldMask"
-                    and isinstance(node.get(field.name), str)):
+            if (
+                field.message_type is not None
+                and field.message_type.full_name == "google.protobuf.FieldMask"
+                and isinstance(node.get(field.name), str)
+            ):
                 # ?update_mask=a&update_mask=b is the mask "a,b".
                 node[field.name] = f"{node[field.name]},{converted}"
             elif field.is_repeated and not _is_map(field):
@@ -148,8 +187,7 @@ def _json_value(field: FieldDescriptor, text: str, name: str) -> Any:
         if full_name in _SCALAR_MESSAGES:
             return text
         raise BadRequest(f"{name!r} is a message field and cannot take a single value")
-    if field.type == FieldDescriptor.TYPE_STRING and any(
-            "\udc80" <= ch <= "\udcff" for ch in text):
+    if field.type == FieldDescriptor.TYPE_STRING and any("\udc80" <= ch <= "\udcff" for ch in text):
         # Undecodable percent-escapes survive as lone surrogates; a string
         # field must be valid UTF-8.
         raise BadRequest(f"{name!r} is not valid UTF-8")
@@ -198,8 +236,9 @@ def _load_json(body: bytes) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from None
 
 
-def response_payload(codec: MessageCodec, message: Message,
-                     response_body: str) -> tuple[str, bytes]:
+def response_payload(
+    codec: MessageCodec, message: Message, response_body: str
+) -> tuple[str, bytes]:
     """(content type, body) for a reply; HttpBody replies are sent as raw bytes."""
     target: Any = message
     if response_body:
@@ -240,8 +279,12 @@ def _default_json(field: FieldDescriptor) -> Any:
         return ""
     if field.type == FieldDescriptor.TYPE_ENUM:
         return field.enum_type.values[0].name
-    if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64,
-                      FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_FIXED64,
-                      FieldDescriptor.TYPE_SFIXED64):
+    if field.type in (
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    ):
         return "0"
     return 0

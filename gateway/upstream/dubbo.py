@@ -14,51 +14,111 @@ reopened after a failure; see ``dubbo_conn`` for multiplexing and heartbeats.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from gateway.dubbo.descriptors import descriptor_of
 from gateway.dubbo.errors import DubboCodecError
 from gateway.dubbo.hessian2_json import exception_summary, from_jsonable, to_jsonable
 from gateway.dubbo.hessian2_types import JavaLong, JavaObject
-from gateway.dubbo.invocation import Invocation, generic_invocation
+from gateway.dubbo.invocation import GENERIC_INVOKE, Invocation, generic_invocation
+from gateway.dubbo.jvm_types import descriptor_of
 from gateway.dubbo.protocol import Response, Status
 from gateway.errors import BadRequest, GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.upstream.call import Call, ReplyStream
 from gateway.upstream.dubbo_conn import (
     DEFAULT_HEARTBEAT,
     DEFAULT_MISSED_LIMIT,
     ConnectionLost,
     DubboConnection,
 )
-from gateway.upstream.generic import GenericCall, GenericReply
+from gateway.upstream.generic import GenericCall, GenericReply, no_streaming
 
-TYPES_HINT = ("set the x-dubbo-service-method-overloading header (e.g. 'java.lang.String,int') "
-              "or the route's dubbo.parameter_types.{method}")
+TYPES_HINT = (
+    "set the x-dubbo-service-method-overloading header (e.g. 'java.lang.String,int') "
+    "or the route's dubbo.parameter_types.{method}"
+)
 DEFAULT_CONNECT_TIMEOUT = 3.0
 # Attachments the gateway sets itself; a client header must not redirect the call.
-_RESERVED_ATTACHMENTS = frozenset({
-    "path", "interface", "version", "group", "timeout", "generic", "dubbo",
-    "input", "output", "remote.application",
-})
+_RESERVED_ATTACHMENTS = frozenset(
+    {
+        "path",
+        "interface",
+        "version",
+        "group",
+        "timeout",
+        "generic",
+        "dubbo",
+        "input",
+        "output",
+        "remote.application",
+    }
+)
 _LONG_TYPES = frozenset({"long", "java.lang.Long"})
 # How Java (RpcException, SERVICE_ERROR) and dubbo-go (a java.lang.Throwable)
 # say that the service or method does not exist; both answer as if it were a
-# business failure, but it is the caller's path that is wrong.
+# business failure, but it is the caller's path that is wrong. What the peers
+# send is recorded in tests/unit/test_upstream_error_contract.py.
 _NOT_FOUND_MARKERS = (
-    "Not found exported service",   # Java, unknown group/version/interface (status 70)
-    "No such method",               # Java GenericFilter, unknown method (status 70)
+    # Java 3.3, status 70, from DubboProtocol.getInvoker: "RemotingException: Not
+    # found exported service: g9/X:1.0.0:port in [...], may be version or group
+    # mismatch". Java 3.3 gets this far only for an unknown *group* (see
+    # _UNRESOLVED_GENERIC_CALL); Dubbo 2.7 says it for an unknown interface too.
+    "Not found exported service",
+    # Java GenericFilter, status 70: "RpcException: No such method nope in class
+    # interface X", also for a method that exists with other parameter types.
+    "No such method",
     "NoSuchMethodException",
-    "method is not found",          # dubbo-go, unknown method
-    "don't have this exporter",     # dubbo-go, unknown group/version/interface
+    # dubbo-go 3.3, an exception response (java.lang.Throwable): '"nope" method
+    # is not found, service key: g1/X:1.0.0'.
+    "method is not found",
+    # dubbo-go 3.3, the same: "don't have this exporter, key: g9/X:1.0.0" for an
+    # unknown interface, group or version, or none.
+    "don't have this exporter",
+)
+# Java 3.3 answers status 40 BAD_REQUEST "Fail to decode request due to:
+# RpcInvocation [methodName=$invoke, parameterTypes=null]" when no exported
+# service has the call's interface and version: an unknown interface, an
+# unknown version, or no version for a versioned service. Its decoder looks up
+# interface:version (groups aside) before it reads the arguments and logs
+# "Service X:9.9.9 not found, invocation rejected."; DubboCodec then stores the
+# invocation in place of that exception, so only the invocation's toString()
+# reaches the wire. "parameterTypes=null" says the provider stopped before it
+# had read the arguments. Java says the same for argument bytes it cannot read,
+# but meshgate's $invoke arguments (a String, a String[] and an Object[] of plain
+# hessian values) decode without any service class (even an unknown or
+# disallowed class in the Object[] decodes, as a map), so for what meshgate
+# sends it is the lookup that failed. A request that fails to decode after its
+# arguments shows "parameterTypes=[class java.lang.String, ...]" and, like any
+# other status 40 text, stays INVALID_ARGUMENT.
+_UNRESOLVED_GENERIC_CALL = re.compile(
+    r"RpcInvocation \[methodName=" + re.escape(GENERIC_INVOKE) + r", parameterTypes=null\]"
+)
+# How the generic filters say that an argument cannot become its declared
+# parameter type: the client's JSON is wrong, INVALID_ARGUMENT as a gRPC or
+# Triple server would say.
+_BAD_ARGUMENT_MARKERS = (
+    # Java GenericFilter, status 70: "RpcException: java.lang.NumberFormatException:
+    # For input string: "abc"", whatever PojoUtils.realize threw; only the stack
+    # trace that follows says where it failed, so the whole text is read.
+    "common.utils.PojoUtils.realize",
+    # dubbo-go 3.3, an exception response (java.lang.Throwable): "realization of
+    # arg[0] failed: realizing map failed, '' expected type 'int32', got
+    # unconvertible type 'string', value: 'abc'".
+    "realization of arg[",
 )
 # Exception classes the frameworks themselves throw: only these are read for the
 # markers above, so a business exception that says "not found" stays a 500.
-_FRAMEWORK_EXCEPTIONS = frozenset({
-    "java.lang.Throwable", "org.apache.dubbo.rpc.RpcException",
-    "com.alibaba.dubbo.rpc.RpcException", "java.lang.NoSuchMethodException",
-})
+_FRAMEWORK_EXCEPTIONS = frozenset(
+    {
+        "java.lang.Throwable",
+        "org.apache.dubbo.rpc.RpcException",
+        "com.alibaba.dubbo.rpc.RpcException",
+        "java.lang.NoSuchMethodException",
+    }
+)
 
 
 def generic_arguments(call: GenericCall) -> tuple[list[str], list[Any]]:
@@ -71,13 +131,16 @@ def generic_arguments(call: GenericCall) -> tuple[list[str], list[Any]]:
     if isinstance(body, list):
         args = body
     elif isinstance(body, dict) and "class" not in body and len(types) > 1:
-        raise BadRequest(f"{call.method} takes {len(types)} arguments: send them as a JSON "
-                         f"array, dubbo2 has no parameter names")
+        raise BadRequest(
+            f"{call.method} takes {len(types)} arguments: send them as a JSON "
+            f"array, dubbo2 has no parameter names"
+        )
     else:
         args = [body]
     if not types and args:
-        raise BadRequest(f"parameter types of {call.interface}.{call.method} are unknown: "
-                         f"{TYPES_HINT}")
+        raise BadRequest(
+            f"parameter types of {call.interface}.{call.method} are unknown: {TYPES_HINT}"
+        )
     for java_type in types:
         try:
             # $invoke carries the names as strings; a malformed one is caught here
@@ -86,8 +149,9 @@ def generic_arguments(call: GenericCall) -> tuple[list[str], list[Any]]:
         except DubboCodecError as exc:
             raise BadRequest(f"parameter types of {call.method}: {exc}") from None
     if len(types) != len(args):
-        raise BadRequest(f"{call.method}({', '.join(types)}) takes {len(types)} arguments, "
-                         f"got {len(args)}")
+        raise BadRequest(
+            f"{call.method}({', '.join(types)}) takes {len(types)} arguments, got {len(args)}"
+        )
     return types, [_typed(t, from_jsonable(a)) for t, a in zip(types, args, strict=True)]
 
 
@@ -107,8 +171,12 @@ def build_invocation(call: GenericCall) -> Invocation:
     extra["remote.application"] = call.application
     try:
         return generic_invocation(
-            call.interface, call.method, types, args,
-            version=call.version, group=call.group,
+            call.interface,
+            call.method,
+            types,
+            args,
+            version=call.version,
+            group=call.group,
             timeout_ms=None if call.timeout is None else max(1, int(call.timeout * 1000)),
             attachments=extra,
         )
@@ -129,8 +197,9 @@ def reply_for(response: Response, target: str) -> GenericReply:
     try:
         body = orjson.dumps(to_jsonable(response.value))
     except (DubboCodecError, TypeError, orjson.JSONEncodeError) as exc:
-        raise UpstreamStatus(f"{target}: result cannot be rendered as JSON: {exc}",
-                             grpc_code=13, http_status=502) from None
+        raise UpstreamStatus(
+            f"{target}: result cannot be rendered as JSON: {exc}", grpc_code=13, http_status=502
+        ) from None
     return GenericReply(body)
 
 
@@ -143,8 +212,16 @@ def _not_found(message: str) -> bool:
     return any(marker in message for marker in _NOT_FOUND_MARKERS)
 
 
+def _bad_arguments(text: str) -> bool:
+    return any(marker in text for marker in _BAD_ARGUMENT_MARKERS)
+
+
 def exception_error(exception: Any) -> GatewayError:
-    """A thrown exception: 500 UNKNOWN with ``Throwable.toString()``, 404 for no such method."""
+    """A thrown exception: 500 UNKNOWN with ``Throwable.toString()``.
+
+    A framework exception that says the service or method does not exist is 404
+    NOT_FOUND, one that says an argument does not fit its type 400 INVALID_ARGUMENT.
+    """
     class_name = exception.class_name if isinstance(exception, JavaObject) else "?"
     fields = exception.fields if isinstance(exception, JavaObject) else {}
     original, text = fields.get("exceptionClass"), fields.get("exceptionMessage")
@@ -158,16 +235,26 @@ def exception_error(exception: Any) -> GatewayError:
     details = [{"@type": "dubbo.exception", "class": class_name}]
     if class_name in _FRAMEWORK_EXCEPTIONS and _not_found(message):
         return UpstreamStatus(message, grpc_code=5, details=details)
+    if class_name in _FRAMEWORK_EXCEPTIONS and _bad_arguments(message):
+        return UpstreamStatus(message, grpc_code=3, details=details)
     return UpstreamStatus(message, grpc_code=2, details=details)
 
 
 def status_error(response: Response) -> GatewayError:
     """A non-OK response status as the gateway's error."""
-    message = _first_line(response.failure_message() or f"status {response.status}")
+    text = response.failure_message() or f"status {response.status}"
+    message = _first_line(text)
     status = response.status
-    if status == Status.SERVICE_NOT_FOUND or (status == Status.SERVICE_ERROR
-                                              and _not_found(message)):
+    if status == Status.SERVICE_NOT_FOUND or (
+        status == Status.SERVICE_ERROR and _not_found(message)
+    ):
         return UpstreamStatus(message, grpc_code=5)
+    if status == Status.BAD_REQUEST and _UNRESOLVED_GENERIC_CALL.search(message):
+        return UpstreamStatus(
+            f"no exported service matches this interface and version ({message})", grpc_code=5
+        )
+    if status == Status.SERVICE_ERROR and _bad_arguments(text):
+        return UpstreamStatus(message, grpc_code=3)
     if status in (Status.CLIENT_TIMEOUT, Status.SERVER_TIMEOUT):
         return UpstreamStatus(message, grpc_code=4)
     if status == Status.SERVER_THREADPOOL_EXHAUSTED_ERROR:
@@ -175,7 +262,8 @@ def status_error(response: Response) -> GatewayError:
         # (`on: [unavailable]`) go to another endpoint; 429 would blame the client.
         return UpstreamUnavailable(message)
     if status == Status.BAD_REQUEST:
-        # The provider could not decode the arguments: almost always their types.
+        # The provider could not decode the request: "Fail to decode request due
+        # to: ..." (Java's HeaderExchangeHandler for a broken request).
         return UpstreamStatus(message, grpc_code=3)
     if status in (Status.BAD_RESPONSE, Status.CLIENT_ERROR):
         # Undecodable bytes between the two ends: a bad gateway, not a bad service.
@@ -186,15 +274,25 @@ def status_error(response: Response) -> GatewayError:
 class DubboUpstream:
     """Pooled dubbo2 connections of one worker, one per endpoint address."""
 
-    def __init__(self, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 heartbeat: float = DEFAULT_HEARTBEAT,
-                 missed_limit: int = DEFAULT_MISSED_LIMIT) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        missed_limit: int = DEFAULT_MISSED_LIMIT,
+    ) -> None:
         self._connect_timeout = connect_timeout
         self._heartbeat = heartbeat
         self._missed_limit = missed_limit
         self._connections: dict[str, DubboConnection] = {}
         # One opener per address: concurrent first calls share one connect.
         self._opening: dict[str, asyncio.Task[DubboConnection]] = {}
+
+    async def unary(self, address: str, call: Call, timeout: float | None) -> GenericReply:
+        return await self.call(address, GenericCall.from_call(call, timeout))
+
+    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+        raise no_streaming(call)
 
     async def call(self, address: str, call: GenericCall) -> GenericReply:
         invocation = build_invocation(call)
@@ -204,8 +302,9 @@ class DubboUpstream:
                 connection = await self.connection(address)
                 response = await connection.request(invocation)
         except TimeoutError:
-            raise UpstreamStatus(f"{target}: no answer within {call.timeout:g}s",
-                                 grpc_code=4) from None
+            raise UpstreamStatus(
+                f"{target}: no answer within {call.timeout:g}s", grpc_code=4
+            ) from None
         except ConnectionLost as exc:
             raise UpstreamUnavailable(f"{target}: {exc}") from None
         except DubboCodecError as exc:
@@ -236,11 +335,15 @@ class DubboUpstream:
         # provider that sent "R" closes it when it shuts down.
         try:
             connection = await DubboConnection.open(
-                address, connect_timeout=self._connect_timeout, heartbeat=self._heartbeat,
-                missed_limit=self._missed_limit)
+                address,
+                connect_timeout=self._connect_timeout,
+                heartbeat=self._heartbeat,
+                missed_limit=self._missed_limit,
+            )
         except TimeoutError:
-            raise UpstreamUnavailable(f"dubbo {address}: connect timed out after "
-                                      f"{self._connect_timeout:g}s") from None
+            raise UpstreamUnavailable(
+                f"dubbo {address}: connect timed out after {self._connect_timeout:g}s"
+            ) from None
         except (OSError, ValueError) as exc:
             raise UpstreamUnavailable(f"dubbo {address}: {exc}") from None
         self._connections[address] = connection

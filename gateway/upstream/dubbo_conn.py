@@ -48,9 +48,15 @@ class ConnectionLost(ConnectionError):
 
 
 class DubboConnection:
-    def __init__(self, address: str, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter, *, heartbeat: float = DEFAULT_HEARTBEAT,
-                 missed_limit: int = DEFAULT_MISSED_LIMIT) -> None:
+    def __init__(
+        self,
+        address: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        missed_limit: int = DEFAULT_MISSED_LIMIT,
+    ) -> None:
         self.address = address
         self._reader = reader
         self._writer = writer
@@ -68,17 +74,24 @@ class DubboConnection:
         self.heartbeats_sent = 0
         self.heartbeats_answered = 0
         self._reader_task = loop.create_task(self._read_loop(), name=f"dubbo-read {address}")
-        self._heartbeat_task = loop.create_task(self._heartbeat_loop(),
-                                                name=f"dubbo-heartbeat {address}")
+        self._heartbeat_task = loop.create_task(
+            self._heartbeat_loop(), name=f"dubbo-heartbeat {address}"
+        )
 
     @classmethod
-    async def open(cls, address: str, *, connect_timeout: float,
-                   heartbeat: float = DEFAULT_HEARTBEAT,
-                   missed_limit: int = DEFAULT_MISSED_LIMIT) -> DubboConnection:
+    async def open(
+        cls,
+        address: str,
+        *,
+        connect_timeout: float,
+        heartbeat: float = DEFAULT_HEARTBEAT,
+        missed_limit: int = DEFAULT_MISSED_LIMIT,
+    ) -> DubboConnection:
         host, _, port = address.rpartition(":")
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(host.strip("[]"), int(port),
-                                                           limit=_READ_CHUNK)
+            reader, writer = await asyncio.open_connection(
+                host.strip("[]"), int(port), limit=_READ_CHUNK
+            )
         return cls(address, reader, writer, heartbeat=heartbeat, missed_limit=missed_limit)
 
     @property
@@ -150,8 +163,9 @@ class DubboConnection:
         elif isinstance(frame, Request):
             # Server-to-client calls (Dubbo callbacks) are not supported: leave them
             # unanswered rather than guess at a reply.
-            log.debug("dubbo %s: ignoring request %d from the server", self.address,
-                      frame.request_id)
+            log.debug(
+                "dubbo %s: ignoring request %d from the server", self.address, frame.request_id
+            )
 
     def _write_nowait(self, data: bytes) -> None:
         # Control frames are tiny; the transport buffers them without a drain.
@@ -166,9 +180,12 @@ class DubboConnection:
             await asyncio.sleep(tick)
             now = loop.time()
             if now - self._last_read > self._heartbeat * self._missed_limit:
-                self._fail(ConnectionLost(
-                    f"{self.address} sent nothing for {now - self._last_read:.1f}s "
-                    f"({self._missed_limit} heartbeats missed)"))
+                self._fail(
+                    ConnectionLost(
+                        f"{self.address} sent nothing for {now - self._last_read:.1f}s "
+                        f"({self._missed_limit} heartbeats missed)"
+                    )
+                )
                 return
             if now - self._last_read > self._heartbeat or now - self._last_write > self._heartbeat:
                 self.heartbeats_sent += 1
@@ -179,8 +196,11 @@ class DubboConnection:
         if self._closed is not None:
             return
         self._closed = exc
-        error = exc if isinstance(exc, ConnectionLost) else ConnectionLost(
-            f"connection to {self.address} lost: {exc or type(exc).__name__}")
+        error = (
+            exc
+            if isinstance(exc, ConnectionLost)
+            else ConnectionLost(f"connection to {self.address} lost: {exc or type(exc).__name__}")
+        )
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(error)

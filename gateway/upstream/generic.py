@@ -1,15 +1,20 @@
 """Calls without protobuf IDL: JSON arguments in, a JSON result out.
 
-Two upstreams implement :class:`GenericUpstream`: Triple's HTTP/JSON unary
-mode (``gateway.upstream.triple_json``) and dubbo2 generic invocation over
+Two upstreams take these: Triple's HTTP/JSON unary mode
+(``gateway.upstream.triple_json``) and dubbo2 generic invocation over
 hessian2 (``gateway.upstream.dubbo``). Both raise the gateway's error tree.
+Neither streams.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+
+from gateway.errors import Code, GatewayError
+from gateway.upstream.call import Call, Reply
+
+GenericReply = Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +33,25 @@ class GenericCall:
     application: str = "meshgate"
     timeout: float | None = None
 
+    @classmethod
+    def from_call(cls, call: Call, timeout: float | None) -> GenericCall:
+        return cls(
+            interface=call.service,
+            method=call.method,
+            body=call.messages[0] if call.messages else b"",
+            group=call.dubbo.group,
+            version=call.dubbo.version,
+            parameter_types=call.dubbo.parameter_types,
+            attachments={k: v for k, v in call.metadata if isinstance(v, str)},
+            application=call.dubbo.application,
+            timeout=timeout,
+        )
 
-@dataclass(frozen=True, slots=True)
-class GenericReply:
-    # The result as JSON text.
-    body: bytes
-    headers: Sequence[tuple[str, str]] = ()
 
-
-class GenericUpstream(Protocol):
-    async def call(self, address: str, call: GenericCall) -> GenericReply: ...
-
-    async def close(self) -> None: ...
+def no_streaming(call: Call) -> GatewayError:
+    return GatewayError(
+        f"{call.path}: this protocol has no streaming calls", grpc_code=Code.UNIMPLEMENTED
+    )
 
 
 def parse_parameter_types(header: str | None) -> list[str] | None:
@@ -47,10 +59,3 @@ def parse_parameter_types(header: str | None) -> list[str] | None:
     if not header:
         return None
     return [t.strip() for t in header.split(",") if t.strip()]
-
-
-def json_args(body: Any) -> list[Any]:
-    """Positional arguments from a JSON body: an array, or a single value."""
-    if isinstance(body, list):
-        return body
-    return [body]

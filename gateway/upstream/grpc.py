@@ -8,15 +8,15 @@ channel reconnects by itself when the backend comes back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from gateway.errors import GatewayError, UpstreamStatus, UpstreamUnavailable
-from gateway.upstream.metadata import Metadata
+from gateway.errors import Code, GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.upstream.call import Call, Metadata, Reply, ReplyStream
+from gateway.upstream.metadata import response_headers
 from gateway.upstream.status import status_details
 
 _CHANNEL_OPTIONS = (
@@ -31,13 +31,6 @@ _CHANNEL_OPTIONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class UnaryReply:
-    body: bytes
-    initial_metadata: Metadata
-    trailing_metadata: Metadata
-
-
 class GrpcUpstream:
     def __init__(self) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -50,48 +43,47 @@ class GrpcUpstream:
             self._channels[address] = channel
         return channel
 
-    async def unary(self, address: str, method: str, request: bytes, metadata: Metadata,
-                    timeout: float | None) -> UnaryReply:
-        key = (address, method)
+    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+        metadata = call.metadata
+        if call.client_streaming:
+            return await _reply(
+                self.channel(address).stream_unary(call.path)(
+                    iter(call.messages), timeout=timeout, metadata=metadata
+                )
+            )
+        key = (address, call.path)
         call_factory = self._unary.get(key)
         if call_factory is None:
-            call_factory = self.channel(address).unary_unary(method)
+            call_factory = self.channel(address).unary_unary(call.path)
             self._unary[key] = call_factory
-        return await _reply(call_factory(request, timeout=timeout, metadata=metadata))
+        return await _reply(call_factory(call.messages[0], timeout=timeout, metadata=metadata))
 
-    async def client_stream(self, address: str, method: str, requests: Sequence[bytes],
-                            metadata: Metadata, timeout: float | None) -> UnaryReply:
-        return await _reply(self.channel(address).stream_unary(method)(
-            iter(requests), timeout=timeout, metadata=metadata))
-
-    async def server_stream(self, address: str, method: str, requests: Sequence[bytes],
-                            metadata: Metadata, timeout: float | None, *,
-                            client_streaming: bool = False
-                            ) -> tuple[Metadata, AsyncIterator[bytes]]:
-        """Start a stream; the iterator yields raw messages as they arrive."""
+    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
         channel = self.channel(address)
-        call: Any
-        if client_streaming:
-            call = channel.stream_stream(method)(iter(requests), timeout=timeout,
-                                                 metadata=metadata)
+        rpc: Any
+        if call.client_streaming:
+            rpc = channel.stream_stream(call.path)(
+                iter(call.messages), timeout=timeout, metadata=call.metadata
+            )
         else:
-            call = channel.unary_stream(method)(requests[0], timeout=timeout,
-                                                metadata=metadata)
+            rpc = channel.unary_stream(call.path)(
+                call.messages[0], timeout=timeout, metadata=call.metadata
+            )
         try:
-            initial = await call.initial_metadata()
+            initial = await rpc.initial_metadata()
         except grpc.aio.AioRpcError as exc:
             raise upstream_error(exc) from None
 
         async def messages() -> AsyncIterator[bytes]:
             try:
-                async for message in call:
+                async for message in rpc:
                     yield message
             except grpc.aio.AioRpcError as exc:
                 raise upstream_error(exc) from None
             finally:
-                call.cancel()
+                rpc.cancel()
 
-        return tuple(initial or ()), messages()
+        return ReplyStream(tuple(initial or ()), messages())
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
@@ -100,7 +92,7 @@ class GrpcUpstream:
             await channel.close()
 
 
-async def _reply(call: Any) -> UnaryReply:
+async def _reply(call: Any) -> Reply:
     """The single reply of a call, with its metadata, or the translated error."""
     try:
         body = await call
@@ -108,20 +100,19 @@ async def _reply(call: Any) -> UnaryReply:
         trailing = await call.trailing_metadata()
     except grpc.aio.AioRpcError as exc:
         raise upstream_error(exc) from None
-    return UnaryReply(body, tuple(initial or ()), tuple(trailing or ()))
+    return Reply(body, tuple(initial or ()), tuple(trailing or ()))
 
 
 def upstream_error(exc: grpc.aio.AioRpcError) -> GatewayError:
     """Translate a grpc.aio failure into the gateway's error tree."""
-    code = exc.code().value[0]
-    trailing = tuple(exc.trailing_metadata() or ())
-    initial = tuple(exc.initial_metadata() or ())
+    code = Code(exc.code().value[0])
+    trailing: Metadata = tuple(exc.trailing_metadata() or ())
+    initial: Metadata = tuple(exc.initial_metadata() or ())
     message = exc.details() or ""
     details = status_details(trailing)
-    from gateway.upstream.metadata import response_headers
-
     headers = response_headers(initial, trailing)
-    if code == 14:
-        return UpstreamUnavailable(message or "upstream unavailable", details=details,
-                                   headers=headers)
+    if code == Code.UNAVAILABLE:
+        return UpstreamUnavailable(
+            message or "upstream unavailable", details=details, headers=headers
+        )
     return UpstreamStatus(message, grpc_code=code, details=details, headers=headers)

@@ -21,15 +21,28 @@ import binascii
 import re
 from collections.abc import Iterable, Sequence
 
+from gateway.config.model import parse_duration
 from gateway.errors import BadRequest
+from gateway.upstream.call import Metadata
 
-Metadata = tuple[tuple[str, str | bytes], ...]
-
-DROPPED_REQUEST_HEADERS = frozenset({
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
-    "te", "trailer", "host", "content-type", "content-length", "user-agent",
-    "expect", "http2-settings", "x-request-timeout",
-})
+DROPPED_REQUEST_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "upgrade",
+        "te",
+        "trailer",
+        "host",
+        "content-type",
+        "content-length",
+        "user-agent",
+        "expect",
+        "http2-settings",
+        "x-request-timeout",
+    }
+)
 
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -86,16 +99,15 @@ def parse_request_timeout(value: str) -> float | None:
     text = value.strip()
     if text.isdigit():
         return int(text) / 1000.0
-    from gateway.config import parse_duration
-
     try:
         return parse_duration(text)
     except ValueError:
         return None
 
 
-def deadline_from_headers(route_timeout: float | None, grpc_timeout: str | None,
-                          request_timeout: str | None) -> float | None:
+def deadline_from_headers(
+    route_timeout: float | None, grpc_timeout: str | None, request_timeout: str | None
+) -> float | None:
     """The call's timeout: the route's, shortened (never extended) by the client's."""
     timeout = route_timeout if route_timeout else None
     for asked in (

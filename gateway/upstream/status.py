@@ -11,8 +11,9 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.rpc import status_pb2
 
 
-def status_details(trailing: Sequence[tuple[str, str | bytes]],
-                   pool: DescriptorPool | None = None) -> list[Any]:
+def status_details(
+    trailing: Sequence[tuple[str, str | bytes]], pool: DescriptorPool | None = None
+) -> list[Any]:
     """The ``details`` of the status in the trailers, each an Any in JSON form.
 
     A detail whose type the gateway does not know is shown as its type URL and
@@ -32,6 +33,7 @@ def status_details(trailing: Sequence[tuple[str, str | bytes]],
         try:
             details.append(json_format.MessageToDict(detail, descriptor_pool=pool))
         except (TypeError, KeyError, json_format.Error):
-            details.append({"@type": detail.type_url,
-                            "value": base64.b64encode(detail.value).decode("ascii")})
+            details.append(
+                {"@type": detail.type_url, "value": base64.b64encode(detail.value).decode("ascii")}
+            )
     return details

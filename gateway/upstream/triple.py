@@ -3,29 +3,25 @@
 Group and version select one of several providers of the same interface;
 Java and Go providers read them from ``tri-service-group`` and
 ``tri-service-version``. The request headers ``x-dubbo-service-group`` and
-``x-dubbo-service-version`` (Pixiu's names) override the cluster's values.
+``x-dubbo-service-version`` (Pixiu's names) override the route's and the
+cluster's values (see :class:`gateway.upstream.call.DubboOptions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 
-from gateway.clusters import StaticCluster
-from gateway.errors import GatewayError
-
-GROUP_HEADER = "x-dubbo-service-group"
-VERSION_HEADER = "x-dubbo-service-version"
+from gateway.errors import Code, GatewayError
+from gateway.upstream.call import Call, DubboOptions, Reply, ReplyStream
+from gateway.upstream.grpc import GrpcUpstream
 
 
-def triple_headers(cluster: StaticCluster, headers: Mapping[str, str],
-                   timeout: float | None) -> tuple[tuple[str, str], ...]:
-    out = [("tri-consumer-appname", cluster.application)]
-    group = headers.get(GROUP_HEADER) or cluster.group
-    version = headers.get(VERSION_HEADER) or cluster.version
-    if group:
-        out.append(("tri-service-group", group))
-    if version:
-        out.append(("tri-service-version", version))
+def triple_headers(dubbo: DubboOptions, timeout: float | None) -> tuple[tuple[str, str], ...]:
+    out = [("tri-consumer-appname", dubbo.application)]
+    if dubbo.group:
+        out.append(("tri-service-group", dubbo.group))
+    if dubbo.version:
+        out.append(("tri-service-version", dubbo.version))
     if timeout is not None:
         # Dubbo reads its own timeout header in milliseconds besides grpc-timeout.
         out.append(("tri-service-timeout", str(max(1, int(timeout * 1000)))))
@@ -35,7 +31,32 @@ def triple_headers(cluster: StaticCluster, headers: Mapping[str, str],
 def normalize_triple_error(error: GatewayError) -> GatewayError:
     """dubbo-go answers UNKNOWN "context deadline exceeded" when its own copy of
     the deadline fires before the client's; it is the same timeout."""
-    if error.grpc_code == 2 and "deadline exceeded" in error.message:
-        error.grpc_code = 4
+    if error.grpc_code == Code.UNKNOWN and "deadline exceeded" in error.message:
+        error.grpc_code = Code.DEADLINE_EXCEEDED
     return error
 
+
+class TripleUpstream:
+    """Triple in gRPC mode over the worker's gRPC channels."""
+
+    def __init__(self, grpc: GrpcUpstream) -> None:
+        self._grpc = grpc
+
+    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+        try:
+            return await self._grpc.unary(address, _with_headers(call, timeout), timeout)
+        except GatewayError as error:
+            raise normalize_triple_error(error) from None
+
+    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+        try:
+            return await self._grpc.stream(address, _with_headers(call, timeout), timeout)
+        except GatewayError as error:
+            raise normalize_triple_error(error) from None
+
+    async def close(self) -> None:
+        """The channels belong to the gRPC upstream, which closes them."""
+
+
+def _with_headers(call: Call, timeout: float | None) -> Call:
+    return replace(call, metadata=(*call.metadata, *triple_headers(call.dubbo, timeout)))

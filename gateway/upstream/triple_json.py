@@ -29,31 +29,65 @@ from typing import Any
 import httpx
 import orjson
 
+from gateway.dubbo.jvm_types import PRIMITIVE_CODES
 from gateway.errors import (
     GRPC_CODES_BY_NAME,
+    Code,
     GatewayError,
     UpstreamStatus,
     UpstreamUnavailable,
 )
-from gateway.upstream.generic import GenericCall, GenericReply
+from gateway.upstream.call import Call, ReplyStream
+from gateway.upstream.generic import GenericCall, GenericReply, no_streaming
+from gateway.upstream.triple import normalize_triple_error
 
 TRIPLE_PROTOCOL_VERSION = "0.1.0"
 _MAX_ERROR_TEXT = 512
 # Attachment names that would corrupt the HTTP exchange or override the
 # gateway's own choice of provider and deadline.
-_RESERVED_HEADERS = frozenset({
-    "host", "content-type", "content-length", "transfer-encoding", "connection",
-    "keep-alive", "upgrade", "te", "trailer", "expect", "accept-encoding",
-    "tri-service-group", "tri-service-version", "tri-consumer-appname",
-    "tri-service-timeout", "triple-timeout-ms", "triple-protocol-version",
-})
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "accept-encoding",
+        "tri-service-group",
+        "tri-service-version",
+        "tri-consumer-appname",
+        "tri-service-timeout",
+        "triple-timeout-ms",
+        "triple-protocol-version",
+    }
+)
 # Java answers errors as {"message", "status"} with the HTTP status only; the
 # statuses its REST layer uses, read as gRPC codes. 404 is NOT_FOUND (not
 # Connect's UNIMPLEMENTED): Java says "Invoker not found" for an unknown method
 # or provider, which the gateway reports as "no such method" everywhere else.
 _HTTP_TO_GRPC: dict[int, int] = {
-    400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 408: 4, 409: 10, 412: 9, 413: 8,
-    415: 3, 429: 8, 499: 1, 500: 2, 501: 12, 502: 14, 503: 14, 504: 4,
+    400: 3,
+    401: 16,
+    403: 7,
+    404: 5,
+    405: 12,
+    408: 4,
+    409: 10,
+    412: 9,
+    413: 8,
+    415: 3,
+    429: 8,
+    499: 1,
+    500: 2,
+    501: 12,
+    502: 14,
+    503: 14,
+    504: 4,
 }
 # Connect's spelling of CANCELLED, as dubbo-go's code.go writes it.
 _CODE_ALIASES = {"canceled": 1}
@@ -74,12 +108,6 @@ def method_signature(parameter_types: Sequence[str]) -> str | None:
     return "".join(_sig_char(_class_get_name(t)) for t in parameter_types)
 
 
-_PRIMITIVE_ARRAY_CODES = {
-    "boolean": "Z", "byte": "B", "char": "C", "short": "S", "int": "I",
-    "long": "J", "float": "F", "double": "D",
-}
-
-
 def _class_get_name(type_name: str) -> str:
     """``Class.getName()`` of a type written as in Java source (``String[]``) or JVM form."""
     name = type_name.strip()
@@ -88,7 +116,7 @@ def _class_get_name(type_name: str) -> str:
         name, dims = name[:-2].rstrip(), dims + 1
     if dims == 0:
         return name
-    element = _PRIMITIVE_ARRAY_CODES.get(name)
+    element = PRIMITIVE_CODES.get(name) if name != "void" else None
     return "[" * dims + (element if element is not None else f"L{name};")
 
 
@@ -136,6 +164,11 @@ def error_from_response(status: int, body: bytes, target: str) -> GatewayError:
         code_name = parsed.get("code")
         if isinstance(code_name, str):
             code = GRPC_CODES_BY_NAME.get(code_name, _CODE_ALIASES.get(code_name))
+            if code == Code.UNIMPLEMENTED:
+                # dubbo-go's word for "no provider of that interface, group and
+                # version": for a Dubbo route that is an unknown service, 404 as
+                # in every other Dubbo mode.
+                code = Code.NOT_FOUND
             if code is not None:
                 # dubbo-go: the code is authoritative; HTTP follows gRPC's table.
                 return _status_error(code, message or code_name, target)
@@ -146,9 +179,11 @@ def error_from_response(status: int, body: bytes, target: str) -> GatewayError:
 
 
 def _status_error(code: int, message: str, target: str) -> GatewayError:
-    if code == 14:
+    if code == Code.UNAVAILABLE:
         return UpstreamUnavailable(f"{target}: {message}")
-    return UpstreamStatus(message, grpc_code=code)
+    # dubbo-go answers its own timer's expiry as an unknown code ("code_17", HTTP
+    # 500) with "context deadline exceeded": the same timeout as gRPC mode's.
+    return normalize_triple_error(UpstreamStatus(message, grpc_code=code))
 
 
 class TripleJsonUpstream:
@@ -162,10 +197,18 @@ class TripleJsonUpstream:
             follow_redirects=False,
             # Deadlines are enforced per call (call.timeout); only connecting has its own bound.
             timeout=httpx.Timeout(None, connect=5.0),
-            limits=httpx.Limits(max_connections=None,
-                                max_keepalive_connections=max_connections_per_host,
-                                keepalive_expiry=30.0),
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=max_connections_per_host,
+                keepalive_expiry=30.0,
+            ),
         )
+
+    async def unary(self, address: str, call: Call, timeout: float | None) -> GenericReply:
+        return await self.call(address, GenericCall.from_call(call, timeout))
+
+    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+        raise no_streaming(call)
 
     async def call(self, address: str, call: GenericCall) -> GenericReply:
         path = request_path(call)

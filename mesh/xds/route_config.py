@@ -10,7 +10,8 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from mesh.errors import ResourceError
-from mesh.retry import RETRY_ON_CODES, RetryPolicy
+from mesh.hashing import HashOn, HashPolicy
+from mesh.retry import MAX_ATTEMPTS_CAP, RETRY_ON_CODES, RetryPolicy
 from mesh.xds.common import fraction, seconds
 from mesh.xds.http_filters import FilterOverrides, filter_overrides
 from mesh.xds.matchers import HeaderMatcher, header_matcher
@@ -49,12 +50,6 @@ class ClusterWeight:
     name: str
     weight: int
     filter_overrides: FilterOverrides
-
-
-@dataclass(frozen=True, slots=True)
-class HashPolicy:
-    header: str | None  # None: hash by channel (a random but stable key)
-    terminal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +253,8 @@ def _retry_policy(proto: rc.RetryPolicy, where: str) -> RetryPolicy | None:
     per_try = seconds(proto.per_try_timeout) if proto.HasField("per_try_timeout") else None
     return RetryPolicy(
         retry_on=codes,
-        max_attempts=num_retries + 1,
+        # gRPC never makes more attempts than this, whatever xDS says.
+        max_attempts=min(num_retries + 1, MAX_ATTEMPTS_CAP),
         per_try_timeout_s=per_try or None,
         backoff_base_s=base,
         backoff_max_s=maximum,
@@ -270,7 +266,17 @@ def _hash_policies(proto: rc.RouteAction) -> tuple[HashPolicy, ...]:
     for policy in proto.hash_policy:
         kind = policy.WhichOneof("policy_specifier")
         if kind == "header":
-            policies.append(HashPolicy(policy.header.header_name.lower(), policy.terminal))
+            policies.append(
+                HashPolicy(HashOn.HEADER, policy.header.header_name.lower(), policy.terminal)
+            )
+        elif kind == "cookie":
+            policies.append(HashPolicy(HashOn.COOKIE, policy.cookie.name, policy.terminal))
+        elif kind == "connection_properties" and policy.connection_properties.source_ip:
+            policies.append(HashPolicy(HashOn.SOURCE_IP, "", policy.terminal))
+        elif kind == "query_parameter":
+            policies.append(
+                HashPolicy(HashOn.QUERY_PARAMETER, policy.query_parameter.name, policy.terminal)
+            )
         elif kind == "filter_state" and policy.filter_state.key == "io.grpc.channel_id":
-            policies.append(HashPolicy(None, policy.terminal))
+            policies.append(HashPolicy(HashOn.CHANNEL, "", policy.terminal))
     return tuple(policies)

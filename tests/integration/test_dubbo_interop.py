@@ -30,11 +30,14 @@ from tests.support.protos import compile_descriptor_set
 pytestmark = pytest.mark.integration
 
 USERS = "org.apache.dubbo.meshgate.UserService"
+NO_SUCH_SERVICE = "org.apache.dubbo.meshgate.NoSuchService"
 USER_CLASS = "org.apache.dubbo.meshgate.User"
 GREETER = "meshgate.interop.v1.Greeter"
 G1 = {"group": "g1", "version": "1.0.0"}
 G2 = {"group": "g2", "version": "2.0.0"}
 TO_G2 = {"x-dubbo-service-group": "g2", "x-dubbo-service-version": "2.0.0"}
+TO_G9 = {"x-dubbo-service-group": "g9", "x-dubbo-service-version": "1.0.0"}  # no such group
+TO_V9 = {"x-dubbo-service-group": "g1", "x-dubbo-service-version": "9.9.9"}  # no such version
 FAST = "500ms"  # route timeout of the */fast routes, well under Slow's 2000 ms
 USER_TYPES = {
     "echo": ["java.lang.String"],
@@ -52,14 +55,22 @@ USER_TYPES = {
 
 
 def _cluster(name: str, protocol: str, port: int, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "protocol": protocol,
-            "endpoints": [{"address": f"127.0.0.1:{port}"}], **extra}
+    return {
+        "name": name,
+        "protocol": protocol,
+        "endpoints": [{"address": f"127.0.0.1:{port}"}],
+        **extra,
+    }
 
 
-def _generic_route(prefix: str, cluster: str, timeout: str = "10s",
-                   **dubbo: Any) -> dict[str, Any]:
-    return {"name": prefix.strip("/"), "match": {"prefix": prefix, "methods": ["POST"]},
-            "dubbo": dubbo, "cluster": cluster, "timeout": timeout}
+def _generic_route(prefix: str, cluster: str, timeout: str = "10s", **dubbo: Any) -> dict[str, Any]:
+    return {
+        "name": prefix.strip("/"),
+        "match": {"prefix": prefix, "methods": ["POST"]},
+        "dubbo": dubbo,
+        "cluster": cluster,
+        "timeout": timeout,
+    }
 
 
 def _grpc_routes(cluster: str) -> list[dict[str, Any]]:
@@ -67,10 +78,20 @@ def _grpc_routes(cluster: str) -> list[dict[str, Any]]:
     prefix = f"/{GREETER}/"
     fast = {"prefix": prefix, "headers": [{"name": "x-fast", "present": True}]}
     return [
-        {"name": "grpc-fast", "match": fast, "transcode": transcode, "cluster": cluster,
-         "timeout": FAST},
-        {"name": "grpc", "match": {"prefix": prefix}, "transcode": transcode,
-         "cluster": cluster, "timeout": "10s"},
+        {
+            "name": "grpc-fast",
+            "match": fast,
+            "transcode": transcode,
+            "cluster": cluster,
+            "timeout": FAST,
+        },
+        {
+            "name": "grpc",
+            "match": {"prefix": prefix},
+            "transcode": transcode,
+            "cluster": cluster,
+            "timeout": "10s",
+        },
     ]
 
 
@@ -81,11 +102,16 @@ def gateway_config(peer: RunningPeer, descriptor_set: Path) -> dict[str, Any]:
     routes: list[dict[str, Any]] = []
     if grouped:
         clusters.append(_cluster("tri-g2", "triple", peer.triple_port, **G2))
-        routes += [_generic_route("/tri/", "tri-g1"), _generic_route("/tri-g2/", "tri-g2"),
-                   _generic_route("/tri-fast/", "tri-g1", FAST)]
+        routes += [
+            _generic_route("/tri/", "tri-g1"),
+            _generic_route("/tri-g2/", "tri-g2"),
+            _generic_route("/tri-fast/", "tri-g1", FAST),
+        ]
     if peer.dubbo_port is not None:
-        clusters += [_cluster("dubbo-g1", "dubbo", peer.dubbo_port, **G1),
-                     _cluster("dubbo-g2", "dubbo", peer.dubbo_port, **G2)]
+        clusters += [
+            _cluster("dubbo-g1", "dubbo", peer.dubbo_port, **G1),
+            _cluster("dubbo-g2", "dubbo", peer.dubbo_port, **G2),
+        ]
         routes += [
             _generic_route("/dubbo/", "dubbo-g1", parameter_types=USER_TYPES),
             _generic_route("/dubbo-g2/", "dubbo-g2", parameter_types=USER_TYPES),
@@ -105,30 +131,36 @@ def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return compile_descriptor_set("greeter.proto", out, root=PROTO_DIR)
 
 
-def _gateway_for(name: str, descriptor_set: Path,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPeer, Any]]:
+def _gateway_for(
+    name: str, descriptor_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningPeer, Any]]:
     with peer_or_skip(name) as peer:
         config = gateway_config(peer, descriptor_set)
-        with (run_gateway(config, tmp_path_factory.mktemp(f"meshgate-{name}")) as gateway,
-              httpx.Client(base_url=gateway.url, timeout=30.0) as client):
+        with (
+            run_gateway(config, tmp_path_factory.mktemp(f"meshgate-{name}")) as gateway,
+            httpx.Client(base_url=gateway.url, timeout=30.0) as client,
+        ):
             yield peer, client
 
 
 @pytest.fixture(scope="module")
-def java(descriptor_set: Path,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPeer, Any]]:
+def java(
+    descriptor_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningPeer, Any]]:
     yield from _gateway_for("java", descriptor_set, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def go(descriptor_set: Path,
-       tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPeer, Any]]:
+def go(
+    descriptor_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningPeer, Any]]:
     yield from _gateway_for("go", descriptor_set, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def python(descriptor_set: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningPeer, Any]]:
+def python(
+    descriptor_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningPeer, Any]]:
     yield from _gateway_for("python", descriptor_set, tmp_path_factory)
 
 
@@ -145,8 +177,9 @@ def grpc_peer(request: pytest.FixtureRequest) -> tuple[str, httpx.Client]:
     return peer.name, client
 
 
-def post(client: httpx.Client, path: str, body: Any,
-         headers: dict[str, str] | None = None) -> httpx.Response:
+def post(
+    client: httpx.Client, path: str, body: Any, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return client.post(path, json=body, headers=headers or {})
 
 
@@ -157,17 +190,25 @@ def assert_error(response: httpx.Response, status: int, code: int, text: str = "
     assert text in body["message"], body
 
 
+def assert_not_found(response: httpx.Response, text: str = "") -> None:
+    """404 NOT_FOUND, and the body is the gateway's JSON whatever the peer sent."""
+    assert_error(response, 404, 5, text)
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+
+
 # --- Triple HTTP/JSON mode: Java UserService ------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "body", "expected"), [
-    ("echo", ["hi"], "hi [java g1/1.0.0]"),             # an array of arguments
-    ("echo", "hi", "hi [java g1/1.0.0]"),               # one bare value
-    ("add", [1, 2], 3),                                 # two ints
-    ("add", {"a": 40, "b": 2}, 42),                     # an object by parameter name
-])
-def test_triple_json_java_argument_shapes(java: Any, method: str, body: Any,
-                                          expected: Any) -> None:
+@pytest.mark.parametrize(
+    ("method", "body", "expected"),
+    [
+        ("echo", ["hi"], "hi [java g1/1.0.0]"),  # an array of arguments
+        ("echo", "hi", "hi [java g1/1.0.0]"),  # one bare value
+        ("add", [1, 2], 3),  # two ints
+        ("add", {"a": 40, "b": 2}, 42),  # an object by parameter name
+    ],
+)
+def test_triple_json_java_argument_shapes(java: Any, method: str, body: Any, expected: Any) -> None:
     _, client = java
     response = post(client, f"/tri/{USERS}/{method}", body)
     assert response.status_code == 200, response.text
@@ -178,11 +219,18 @@ def test_triple_json_java_argument_shapes(java: Any, method: str, body: Any,
 def test_triple_json_java_pojos(java: Any) -> None:
     _, client = java
     user = post(client, f"/tri/{USERS}/getUser", [7]).json()
-    assert user == {"id": 7, "name": "user-7", "tags": ["g1", "user-7"],
-                    "attrs": {"peer": "java", "group": "g1", "version": "1.0.0"},
-                    "created": "2023-11-14 22:13:27"}  # Java's own JSON date format
-    created = post(client, f"/tri/{USERS}/createUser",
-                   [{"id": 5, "name": "ann", "tags": ["a"], "attrs": {"k": "v"}}]).json()
+    assert user == {
+        "id": 7,
+        "name": "user-7",
+        "tags": ["g1", "user-7"],
+        "attrs": {"peer": "java", "group": "g1", "version": "1.0.0"},
+        "created": "2023-11-14 22:13:27",
+    }  # Java's own JSON date format
+    created = post(
+        client,
+        f"/tri/{USERS}/createUser",
+        [{"id": 5, "name": "ann", "tags": ["a"], "attrs": {"k": "v"}}],
+    ).json()
     assert created["tags"] == ["a", "created"]
     assert created["attrs"] == {"k": "v", "served_by": "java g1/1.0.0"}
     users = post(client, f"/tri/{USERS}/listUsers", [[1, 2]]).json()
@@ -214,6 +262,17 @@ def test_triple_json_java_errors(java: Any) -> None:
     assert_error(post(client, f"/tri/{USERS}/nope", ["x"]), 404, 5, "Invoker not found")
 
 
+def test_triple_json_java_unknown_service_and_method(java: Any) -> None:
+    _, client = java
+    # Java 3.3.6 answers 404 {"message":"Invoker not found","status":"404"} for both.
+    assert_not_found(post(client, f"/tri/{NO_SUCH_SERVICE}/echo", ["x"]), "Invoker not found")
+    assert_not_found(post(client, f"/tri/{USERS}/nope", ["x"]), "Invoker not found")
+    # No 404 to translate for an unknown group or version: Java 3.3.6 serves the call from
+    # another provider of the interface (observed), so meshgate can only pass that on.
+    for headers in (TO_G9, TO_V9):
+        assert post(client, f"/tri/{USERS}/echo", ["x"], headers).json() == "x [java g1/1.0.0]"
+
+
 # --- Triple HTTP/JSON mode: dubbo-go Greeter ------------------------------------------------
 
 
@@ -233,8 +292,12 @@ def test_triple_json_go_greeter(go: Any) -> None:
 def test_triple_json_go_errors(go: Any) -> None:
     _, client = go
     # failed_precondition (9) -> HTTP 400 by gRPC's table (dubbo-go itself answered 412).
-    assert_error(post(client, f"/tri/{GREETER}/Fail", {"name": "ada"}), 400, 9,
-                 "greeter business failure for ada")
+    assert_error(
+        post(client, f"/tri/{GREETER}/Fail", {"name": "ada"}),
+        400,
+        9,
+        "greeter business failure for ada",
+    )
     assert_error(post(client, f"/tri-fast/{GREETER}/Slow", {"millis": 2000}), 504, 4)
     # A JSON array is not a HelloRequest: dubbo-go's invalid_argument.
     assert_error(post(client, f"/tri/{GREETER}/SayHello", ["ada"]), 400, 3)
@@ -242,16 +305,36 @@ def test_triple_json_go_errors(go: Any) -> None:
     assert_error(post(client, f"/tri/{GREETER}/Nope", {}), 404, 5, "404 page not found")
 
 
+def test_triple_json_go_unknown_service_and_method(go: Any) -> None:
+    _, client = go
+    # dubbo-go's mux answers an unknown path with a plain-text 404; meshgate's answer is JSON.
+    assert_not_found(post(client, f"/tri/{NO_SUCH_SERVICE}/SayHello", {}), "404 page not found")
+    assert_not_found(post(client, f"/tri/{GREETER}/Nope", {}), "404 page not found")
+
+
+def test_triple_json_go_unknown_group_version(go: Any) -> None:
+    _, client = go
+    for headers in (TO_G9, TO_V9):
+        assert_not_found(
+            post(client, f"/tri/{GREETER}/SayHello", {"name": "ada"}, headers),
+            "no implementation found",
+        )
+
+
 # --- dubbo2 generic invocation: Java and Go UserService -------------------------------------
 
 
-@pytest.mark.parametrize(("method", "body", "expected"), [
-    ("echo", ["hi"], "hi [{peer} g1/1.0.0]"),
-    ("echo", "hi", "hi [{peer} g1/1.0.0]"),
-    ("add", [1, 2], 3),
-])
-def test_dubbo_argument_shapes(dubbo_peer: tuple[str, httpx.Client], method: str, body: Any,
-                               expected: Any) -> None:
+@pytest.mark.parametrize(
+    ("method", "body", "expected"),
+    [
+        ("echo", ["hi"], "hi [{peer} g1/1.0.0]"),
+        ("echo", "hi", "hi [{peer} g1/1.0.0]"),
+        ("add", [1, 2], 3),
+    ],
+)
+def test_dubbo_argument_shapes(
+    dubbo_peer: tuple[str, httpx.Client], method: str, body: Any, expected: Any
+) -> None:
     name, client = dubbo_peer
     response = post(client, f"/dubbo/{USERS}/{method}", body)
     assert response.status_code == 200, response.text
@@ -270,8 +353,7 @@ def test_dubbo_pojos(dubbo_peer: tuple[str, httpx.Client]) -> None:
     assert user["created"] == "2023-11-14T22:13:27.000Z"
     # dubbo-go's generic result names the Go field ID "iD" (it ignores the hessian tag).
     assert user.get("id", user.get("iD")) == 7
-    argument = {"class": USER_CLASS, "id": 5, "name": "ann", "tags": ["a"],
-                "attrs": {"k": "v"}}
+    argument = {"class": USER_CLASS, "id": 5, "name": "ann", "tags": ["a"], "attrs": {"k": "v"}}
     created = post(client, f"/dubbo/{USERS}/createUser", [argument]).json()
     assert created["name"] == "ann"
     assert created["tags"] == ["a", "created"]
@@ -290,6 +372,27 @@ def test_dubbo_group_version(dubbo_peer: tuple[str, httpx.Client]) -> None:
     assert_error(post(client, f"/dubbo/{USERS}/echo", ["x"], unknown), 404, 5)
 
 
+def test_dubbo_unknown_service_and_method(dubbo_peer: tuple[str, httpx.Client]) -> None:
+    """Unknown interface, group, version or method: 404 NOT_FOUND with a JSON body.
+
+    Java 3.3.6 says it three ways: status 40 "Fail to decode request due to: RpcInvocation
+    [methodName=$invoke, parameterTypes=null]" (no exported interface:version), status 70
+    "Not found exported service" (an unknown group) and status 70 "No such method". dubbo-go
+    answers an exception: "don't have this exporter" or "method is not found".
+    """
+    name, client = dubbo_peer
+    assert_not_found(post(client, f"/dubbo/{NO_SUCH_SERVICE}/echo", ["x"]))
+    assert_not_found(post(client, f"/dubbo/{USERS}/echo", ["x"], TO_G9))
+    assert_not_found(post(client, f"/dubbo/{USERS}/echo", ["x"], TO_V9))
+    types = {"x-dubbo-service-method-overloading": "java.lang.String"}
+    assert_not_found(post(client, f"/dubbo/{USERS}/nope", ["x"], types))
+    if name == "java":
+        unknown_interface = post(client, f"/dubbo/{NO_SUCH_SERVICE}/echo", ["x"])
+        assert "parameterTypes=null" in unknown_interface.json()["message"]
+    # The connection survives all of the above.
+    assert post(client, f"/dubbo/{USERS}/echo", ["x"]).json() == f"x [{name} g1/1.0.0]"
+
+
 def test_dubbo_overloads(dubbo_peer: tuple[str, httpx.Client]) -> None:
     name, client = dubbo_peer
     types = "x-dubbo-service-method-overloading"
@@ -301,8 +404,9 @@ def test_dubbo_overloads(dubbo_peer: tuple[str, httpx.Client]) -> None:
     else:  # Go has no overloading: greet(String, int) does not exist there.
         assert_error(two, 500, 2, "not matched")
     # Neither the header nor the route names greet's types: the client is told how.
-    assert_error(post(client, f"/dubbo/{USERS}/greet", ["bo"]), 400, 3,
-                 "x-dubbo-service-method-overloading")
+    assert_error(
+        post(client, f"/dubbo/{USERS}/greet", ["bo"]), 400, 3, "x-dubbo-service-method-overloading"
+    )
 
 
 def test_dubbo_errors(dubbo_peer: tuple[str, httpx.Client]) -> None:
@@ -318,6 +422,11 @@ def test_dubbo_errors(dubbo_peer: tuple[str, httpx.Client]) -> None:
     types = {"x-dubbo-service-method-overloading": "java.lang.String"}
     assert_error(post(client, f"/dubbo/{USERS}/nope", ["x"], types), 404, 5)
     assert_error(post(client, f"/dubbo/{USERS}/add", [1]), 400, 3, "takes 2 arguments")
+    # An argument the provider cannot convert to its parameter type: Java's GenericFilter
+    # ("RpcException: java.lang.NumberFormatException", status 70) and dubbo-go
+    # ("realization of arg[0] failed") both blame the argument: 400, like gRPC and Triple.
+    bad = post(client, f"/dubbo/{USERS}/add", ["abc", "def"])
+    assert_error(bad, 400, 3, "NumberFormatException" if name == "java" else "realization of arg")
     # The connection survives all of the above.
     assert post(client, f"/dubbo/{USERS}/add", [2, 2]).json() == 4
 
@@ -362,8 +471,15 @@ def test_dubbo_connection_heartbeats_and_reopen(java: Any) -> None:
     """Idle heartbeats are answered by Java; a closed pooled connection is reopened."""
     peer, _ = java
     address = f"127.0.0.1:{peer.dubbo_port}"
-    call = GenericCall(USERS, "echo", b'["hb"]', parameter_types=["java.lang.String"],
-                       timeout=10.0, group="g1", version="1.0.0")
+    call = GenericCall(
+        USERS,
+        "echo",
+        b'["hb"]',
+        parameter_types=["java.lang.String"],
+        timeout=10.0,
+        group="g1",
+        version="1.0.0",
+    )
 
     async def scenario() -> None:
         upstream = DubboUpstream(heartbeat=0.2)
@@ -386,10 +502,15 @@ def test_dubbo_connection_heartbeats_and_reopen(java: Any) -> None:
 def test_unreachable_endpoints_are_503(tmp_path: Path) -> None:
     port = free_port()  # nothing listens here
     config = {
-        "listeners": [{"name": "public", "routes": [
-            _generic_route("/dubbo/", "dubbo", parameter_types=USER_TYPES),
-            _generic_route("/tri/", "tri"),
-        ]}],
+        "listeners": [
+            {
+                "name": "public",
+                "routes": [
+                    _generic_route("/dubbo/", "dubbo", parameter_types=USER_TYPES),
+                    _generic_route("/tri/", "tri"),
+                ],
+            }
+        ],
         "clusters": [_cluster("dubbo", "dubbo", port), _cluster("tri", "triple", port)],
     }
     gateway: RunningGateway

@@ -46,14 +46,25 @@ def json_case(name: str, body: Any, **kwargs: Any) -> Case:
 
 
 SAME = [
-    json_case("full-message", {
-        "message": "h\u00e9llo \U0001f600", "big": "-9007199254740993",
-        "ubig": "18446744073709551615", "tags": ["a", "", "c"],
-        "nested": {"name": "n", "count": -3, "children": [{"name": "c", "children": [{}]}]},
-        "labels": {"k": "v", "": "empty"}, "data": "AAECAwQ=", "kind": "KIND_MAGAZINE",
-        "when": "2024-02-29T23:59:59.123456789Z", "ttl": "-1.000000001s", "maybe": 0,
-        "extra": {"a": [1, 2.5, "x", None, True, {"b": {}}]}, "ratio": 1e-300, "flag": True,
-    }),
+    json_case(
+        "full-message",
+        {
+            "message": "h\u00e9llo \U0001f600",
+            "big": "-9007199254740993",
+            "ubig": "18446744073709551615",
+            "tags": ["a", "", "c"],
+            "nested": {"name": "n", "count": -3, "children": [{"name": "c", "children": [{}]}]},
+            "labels": {"k": "v", "": "empty"},
+            "data": "AAECAwQ=",
+            "kind": "KIND_MAGAZINE",
+            "when": "2024-02-29T23:59:59.123456789Z",
+            "ttl": "-1.000000001s",
+            "maybe": 0,
+            "extra": {"a": [1, 2.5, "x", None, True, {"b": {}}]},
+            "ratio": 1e-300,
+            "flag": True,
+        },
+    ),
     json_case("proto-field-names", {"snake_case_field": "x", "fail_code": 0}),
     json_case("int64-as-number", {"big": 123}),
     json_case("enum-as-number", {"kind": 2}),
@@ -63,10 +74,13 @@ SAME = [
     json_case("timestamp-offset", {"when": "2024-01-01T10:00:00+02:00"}),
     Case("empty-body", b""),
     Case("ping", b"{}", path=f"/{SERVICE}/Ping"),
-    *(json_case(f"grpc-code-{code}", {"failCode": code, "failMessage": f"boom {code}"})
-      for code in range(1, 17)),
-    json_case("grpc-message-escaping",
-              {"failCode": 3, "failMessage": 'h\u00e9llo 100% "q" <b>&\'\n'}),
+    *(
+        json_case(f"grpc-code-{code}", {"failCode": code, "failMessage": f"boom {code}"})
+        for code in range(1, 17)
+    ),
+    json_case(
+        "grpc-message-escaping", {"failCode": 3, "failMessage": 'h\u00e9llo 100% "q" <b>&\'\n'}
+    ),
     json_case("status-details", {"failCode": 3, "failMessage": "bad", "failWithDetails": True}),
     json_case("route-timeout", {"delaySeconds": 3}),
     json_case("bad-int64", {"big": "abc"}),
@@ -82,10 +96,18 @@ SAME = [
 
 # name -> (meshgate status, Envoy status, why meshgate differs)
 DIFFERENCES: dict[str, tuple[int, int, str]] = {
-    "unknown-field": (400, 200, "proto3 JSON rejects unknown fields by default; the route "
-                      "option ignore_unknown_fields gives Envoy's leniency"),
-    "unknown-method": (404, 503, "Envoy passes unmatched requests to the backend; meshgate "
-                       "answers 404 and never sends JSON to a gRPC server"),
+    "unknown-field": (
+        400,
+        200,
+        "proto3 JSON rejects unknown fields by default; the route "
+        "option ignore_unknown_fields gives Envoy's leniency",
+    ),
+    "unknown-method": (
+        404,
+        503,
+        "Envoy passes unmatched requests to the backend; meshgate "
+        "answers 404 and never sends JSON to a gRPC server",
+    ),
     "unknown-service": (404, 503, "as unknown-method"),
     "get-on-method": (405, 503, "as unknown-method, with Allow: POST"),
 }
@@ -106,19 +128,32 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(backend_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     descriptors = echo_descriptor_set_with_error_details()
-    envoy = transcoder_config(free_port(), free_port(), backend_port, descriptors, [SERVICE],
-                              route_timeout=2.0)
+    envoy = transcoder_config(
+        free_port(), free_port(), backend_port, descriptors, [SERVICE], route_timeout=2.0
+    )
     config = {
         "descriptors": [{"file": str(descriptors)}],
-        "listeners": [{"name": "public", "routes": [{
-            "match": {"prefix": "/"}, "transcode": {"auto_mapping": True},
-            "cluster": "echo", "timeout": "2s"}]}],
+        "listeners": [
+            {
+                "name": "public",
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "transcode": {"auto_mapping": True},
+                        "cluster": "echo",
+                        "timeout": "2s",
+                    }
+                ],
+            }
+        ],
         "clusters": [{"name": "echo", "endpoints": [{"address": f"127.0.0.1:{backend_port}"}]}],
     }
-    with (run_envoy(envoy) as running_envoy,
-          run_gateway(config, tmp_path_factory.mktemp("diff")) as gateway,
-          httpx.Client(base_url=running_envoy.listen_url, timeout=10) as envoy_client,
-          gateway.client() as meshgate_client):
+    with (
+        run_envoy(envoy) as running_envoy,
+        run_gateway(config, tmp_path_factory.mktemp("diff")) as gateway,
+        httpx.Client(base_url=running_envoy.listen_url, timeout=10) as envoy_client,
+        gateway.client() as meshgate_client,
+    ):
         yield Pair(envoy_client, meshgate_client)
 
 

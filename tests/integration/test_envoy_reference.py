@@ -74,13 +74,20 @@ def backend_port() -> Iterator[int]:
     release_output(backend)
 
 
-def _start(backend_port: int, descriptor_set: Path | None = None,
-           route_timeout: float = ROUTE_TIMEOUT_SECONDS,
-           **options: Any) -> Iterator[RunningEnvoy]:
+def _start(
+    backend_port: int,
+    descriptor_set: Path | None = None,
+    route_timeout: float = ROUTE_TIMEOUT_SECONDS,
+    **options: Any,
+) -> Iterator[RunningEnvoy]:
     config = transcoder_config(
-        free_port(), free_port(), backend_port,
-        descriptor_set or echo_descriptor_set(), [SERVICE],
-        route_timeout=route_timeout, **options,
+        free_port(),
+        free_port(),
+        backend_port,
+        descriptor_set or echo_descriptor_set(),
+        [SERVICE],
+        route_timeout=route_timeout,
+        **options,
     )
     with run_envoy(config) as envoy:
         yield envoy
@@ -99,8 +106,12 @@ def envoy_with_details(backend_port: int) -> Iterator[RunningEnvoy]:
 
 @pytest.fixture(scope="module")
 def envoy_strict(backend_port: int) -> Iterator[RunningEnvoy]:
-    yield from _start(backend_port, route_timeout=1.0, reject_unknown_method=True,
-                      reject_unknown_query_parameters=True)
+    yield from _start(
+        backend_port,
+        route_timeout=1.0,
+        reject_unknown_method=True,
+        reject_unknown_query_parameters=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +121,13 @@ def envoy_ignoring_query(backend_port: int) -> Iterator[RunningEnvoy]:
 
 @pytest.fixture(scope="module")
 def envoy_printing_everything(backend_port: int) -> Iterator[RunningEnvoy]:
-    yield from _start(backend_port, add_whitespace=True, always_print_primitive_fields=True,
-                      always_print_enums_as_ints=True, preserve_proto_field_names=True)
+    yield from _start(
+        backend_port,
+        add_whitespace=True,
+        always_print_primitive_fields=True,
+        always_print_enums_as_ints=True,
+        preserve_proto_field_names=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,33 +147,49 @@ def client() -> Iterator[httpx.Client]:
         yield http
 
 
-def post_echo(client: httpx.Client, envoy: RunningEnvoy, body: object,
-              path: str = ECHO_PATH, **kwargs: Any) -> httpx.Response:
+def post_echo(
+    client: httpx.Client, envoy: RunningEnvoy, body: object, path: str = ECHO_PATH, **kwargs: Any
+) -> httpx.Response:
     return client.post(envoy.listen_url + path, json=body, **kwargs)
 
 
-def post_raw(client: httpx.Client, envoy: RunningEnvoy, content: bytes,
-             path: str = ECHO_PATH) -> httpx.Response:
-    return client.post(envoy.listen_url + path, content=content,
-                       headers={"content-type": "application/json"})
+def post_raw(
+    client: httpx.Client, envoy: RunningEnvoy, content: bytes, path: str = ECHO_PATH
+) -> httpx.Response:
+    return client.post(
+        envoy.listen_url + path, content=content, headers={"content-type": "application/json"}
+    )
 
 
 def assert_plain_error(response: httpx.Response, status: int, body: bytes) -> None:
     assert (response.status_code, response.headers["content-type"], response.content) == (
-        status, "text/plain", body)
+        status,
+        "text/plain",
+        body,
+    )
 
 
 # --- successful calls -------------------------------------------------------------------------
 
 
 def test_echo_renders_proto3_json_with_lower_camel_names(
-        client: httpx.Client, envoy: RunningEnvoy) -> None:
+    client: httpx.Client, envoy: RunningEnvoy
+) -> None:
     request = {
-        "message": "hi", "big": "123", "ubig": "18446744073709551615", "tags": ["a", "b"],
+        "message": "hi",
+        "big": "123",
+        "ubig": "18446744073709551615",
+        "tags": ["a", "b"],
         "nested": {"name": "n", "count": 2, "children": [{"name": "c"}]},
-        "labels": {"k": "v"}, "data": base64.b64encode(b"hi").decode(), "kind": "KIND_BOOK",
-        "when": "2024-01-02T03:04:05.5Z", "ttl": "1.5s", "maybe": 7,
-        "extra": {"a": [1, "x", None, True]}, "ratio": 0.5, "flag": True,
+        "labels": {"k": "v"},
+        "data": base64.b64encode(b"hi").decode(),
+        "kind": "KIND_BOOK",
+        "when": "2024-01-02T03:04:05.5Z",
+        "ttl": "1.5s",
+        "maybe": 7,
+        "extra": {"a": [1, "x", None, True]},
+        "ratio": 0.5,
+        "flag": True,
         "snakeCaseField": "s",
     }
     response = post_echo(client, envoy, request)
@@ -175,13 +207,13 @@ def test_echo_renders_proto3_json_with_lower_camel_names(
 
 def test_json_input_leniency(client: httpx.Client, envoy: RunningEnvoy) -> None:
     lenient_inputs: list[tuple[object, dict[str, object]]] = [
-        ({"big": 123}, {"big": "123"}),                    # int64 accepted as a number
+        ({"big": 123}, {"big": "123"}),  # int64 accepted as a number
         ({"snake_case_field": "x"}, {"snakeCaseField": "x"}),  # proto name accepted
-        ({"kind": 2}, {"kind": "KIND_MAGAZINE"}),          # enum by number
-        ({"flag": "true"}, {"flag": True}),                # bool as a string
-        ({"message": None}, {}),                           # null means default
-        ({"nope": 1}, {}),                                 # unknown field IGNORED
-        ({"nested": {"zz": 1}}, {"nested": {}}),           # unknown nested field ignored
+        ({"kind": 2}, {"kind": "KIND_MAGAZINE"}),  # enum by number
+        ({"flag": "true"}, {"flag": True}),  # bool as a string
+        ({"message": None}, {}),  # null means default
+        ({"nope": 1}, {}),  # unknown field IGNORED
+        ({"nested": {"zz": 1}}, {"nested": {}}),  # unknown nested field ignored
         ({}, {}),
     ]
     for sent, echoed in lenient_inputs:
@@ -191,21 +223,26 @@ def test_json_input_leniency(client: httpx.Client, envoy: RunningEnvoy) -> None:
 
 
 def test_empty_body_and_any_content_type_are_transcoded(
-        client: httpx.Client, envoy: RunningEnvoy) -> None:
+    client: httpx.Client, envoy: RunningEnvoy
+) -> None:
     empty = client.post(envoy.listen_url + ECHO_PATH, content=b"")
     assert (empty.status_code, empty.json()) == (200, {"request": {}, "servedBy": BACKEND_NAME})
     for content_type in ("text/plain", "application/json; charset=utf-8", ""):
-        response = client.post(envoy.listen_url + ECHO_PATH, content=b'{"message":"t"}',
-                               headers={"content-type": content_type})
+        response = client.post(
+            envoy.listen_url + ECHO_PATH,
+            content=b'{"message":"t"}',
+            headers={"content-type": content_type},
+        )
         assert response.status_code == 200, content_type
         assert response.json()["request"] == {"message": "t"}
 
 
-def test_query_parameters_bind_to_request_fields(
-        client: httpx.Client, envoy: RunningEnvoy) -> None:
+def test_query_parameters_bind_to_request_fields(client: httpx.Client, envoy: RunningEnvoy) -> None:
     response = post_echo(client, envoy, {}, path=ECHO_PATH + "?message=fromquery&big=5")
-    assert response.json() == {"request": {"message": "fromquery", "big": "5"},
-                               "servedBy": BACKEND_NAME}
+    assert response.json() == {
+        "request": {"message": "fromquery", "big": "5"},
+        "servedBy": BACKEND_NAME,
+    }
     no_body = client.post(envoy.listen_url + ECHO_PATH + "?message=q", content=b"")
     assert no_body.json()["request"] == {"message": "q"}
 
@@ -231,23 +268,31 @@ def test_print_options(client: httpx.Client, envoy_printing_everything: RunningE
 
 
 def test_server_streaming_is_a_json_array(client: httpx.Client, envoy: RunningEnvoy) -> None:
-    response = post_echo(client, envoy, {"message": "m", "tags": ["a", "b"]},
-                         path=f"/{SERVICE}/ServerStream")
+    response = post_echo(
+        client, envoy, {"message": "m", "tags": ["a", "b"]}, path=f"/{SERVICE}/ServerStream"
+    )
     assert response.status_code == 200
     assert response.headers["transfer-encoding"] == "chunked"
     assert response.content == (
         b'[{"request":{"message":"m#0","tags":["a","b"]},"servedBy":"ref"},'
-        b'{"request":{"message":"m#1","tags":["a","b"]},"servedBy":"ref"}]')
+        b'{"request":{"message":"m#1","tags":["a","b"]},"servedBy":"ref"}]'
+    )
 
 
 def test_server_stream_failure_after_messages_is_lost_over_http1(
-        client: httpx.Client, envoy: RunningEnvoy) -> None:
-    response = post_echo(client, envoy, {"message": "m", "tags": ["a"], "failCode": 5},
-                         path=f"/{SERVICE}/ServerStream")
+    client: httpx.Client, envoy: RunningEnvoy
+) -> None:
+    response = post_echo(
+        client,
+        envoy,
+        {"message": "m", "tags": ["a"], "failCode": 5},
+        path=f"/{SERVICE}/ServerStream",
+    )
     # Headers went out with the first message; the failure only exists as HTTP/2 trailers.
     assert response.status_code == 200
-    assert response.json() == [{"request": {"message": "m#0", "failCode": 5, "tags": ["a"]},
-                                "servedBy": BACKEND_NAME}]
+    assert response.json() == [
+        {"request": {"message": "m#0", "failCode": 5, "tags": ["a"]}, "servedBy": BACKEND_NAME}
+    ]
     assert "grpc-status" not in response.headers
 
 
@@ -256,7 +301,8 @@ def test_server_stream_failure_after_messages_is_lost_over_http1(
 
 @pytest.mark.parametrize("code", sorted(GRPC_CODE_TABLE))
 def test_grpc_status_maps_to_http_status(
-        client: httpx.Client, envoy: RunningEnvoy, code: int) -> None:
+    client: httpx.Client, envoy: RunningEnvoy, code: int
+) -> None:
     http_status, name = GRPC_CODE_TABLE[code]
     response = post_echo(client, envoy, {"failCode": code})
 
@@ -268,33 +314,42 @@ def test_grpc_status_maps_to_http_status(
 
 
 def test_error_message_is_percent_decoded_and_json_escaped(
-        client: httpx.Client, envoy: RunningEnvoy) -> None:
+    client: httpx.Client, envoy: RunningEnvoy
+) -> None:
     message = 'héllo 100% "q" <b>&\'\u2028\n'
     response = post_echo(client, envoy, {"failCode": 3, "failMessage": message})
     assert response.status_code == 400
     assert response.json() == {"code": 3, "message": message}
     # Non-ASCII stays raw UTF-8; <, > and U+2028 are \\u-escaped; & and ' are not.
     assert response.content == (
-        b'{"code":3,"message":"h\xc3\xa9llo 100% \\"q\\" \\u003cb\\u003e&\'\\u2028\\n"}')
+        b'{"code":3,"message":"h\xc3\xa9llo 100% \\"q\\" \\u003cb\\u003e&\'\\u2028\\n"}'
+    )
 
 
 def test_status_details_rendered_when_descriptor_set_knows_their_type(
-        client: httpx.Client, envoy_with_details: RunningEnvoy) -> None:
-    response = post_echo(client, envoy_with_details,
-                         {"failCode": 3, "failMessage": "bad thing", "failWithDetails": True})
+    client: httpx.Client, envoy_with_details: RunningEnvoy
+) -> None:
+    response = post_echo(
+        client,
+        envoy_with_details,
+        {"failCode": 3, "failMessage": "bad thing", "failWithDetails": True},
+    )
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
     assert response.content == (
         b'{"code":3,"message":"bad thing","details":[{"@type":'
         b'"type.googleapis.com/google.rpc.BadRequest","fieldViolations":'
-        b'[{"field":"message","description":"is not acceptable"}]}]}')
+        b'[{"field":"message","description":"is not acceptable"}]}]}'
+    )
     assert "grpc-status-details-bin" not in response.headers
 
 
 def test_status_details_of_unknown_type_pass_through_as_grpc(
-        client: httpx.Client, envoy: RunningEnvoy) -> None:
-    response = post_echo(client, envoy,
-                         {"failCode": 3, "failMessage": "bad thing", "failWithDetails": True})
+    client: httpx.Client, envoy: RunningEnvoy
+) -> None:
+    response = post_echo(
+        client, envoy, {"failCode": 3, "failMessage": "bad thing", "failWithDetails": True}
+    )
     # The HTTP status is still mapped, but the body is not converted: Envoy hands back
     # the gRPC trailers-only answer as headers with an empty body.
     assert response.status_code == 400
@@ -309,29 +364,52 @@ def test_status_details_of_unknown_type_pass_through_as_grpc(
 # --- bad input --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "answer"), [
-    (b"{not json", b"Expected : between key:value pair.\n{not json\n     ^"),
-    (b'{"message":"a"} xx', b'Parsing terminated before end of input.\n{"message":"a"} xx\n'
-                            b"                ^"),
-    (b"[1,2]", b": Root element must be a message."),
-    (b'"x"', b": Root element must be a message."),
-    (b'{"big":"abc"}', b'big: invalid value "abc" for type TYPE_INT64'),
-    (b'{"big":1.5}', b"big: invalid value 1.5 for type TYPE_INT64"),
-    (b'{"failCode":99999999999}', b"fail_code: invalid value 99999999999 for type TYPE_INT32"),
-    (b'{"data":"!!!"}', b'data: invalid value "!!!" for type TYPE_BYTES'),
-    (b'{"kind":"KIND_NOPE"}',
-     b'kind: invalid value "KIND_NOPE" for type type.googleapis.com/meshgate.test.v1.Kind'),
-    (b'{"kind":"kind_book"}',
-     b'kind: invalid value "kind_book" for type type.googleapis.com/meshgate.test.v1.Kind'),
-    (b'{"when":"yesterday"}',
-     b"when: invalid value Field 'when', Illegal timestamp format; timestamps must end with "
-     b"'Z' or have a valid timezone offset. for type type.googleapis.com/google.protobuf."
-     b"Timestamp"),
-], ids=["malformed", "trailing-garbage", "array-root", "string-root", "string-into-int64",
-        "float-into-int64", "int32-overflow", "bad-base64", "unknown-enum", "lowercase-enum",
-        "bad-timestamp"])
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [
+        (b"{not json", b"Expected : between key:value pair.\n{not json\n     ^"),
+        (
+            b'{"message":"a"} xx',
+            b'Parsing terminated before end of input.\n{"message":"a"} xx\n                ^',
+        ),
+        (b"[1,2]", b": Root element must be a message."),
+        (b'"x"', b": Root element must be a message."),
+        (b'{"big":"abc"}', b'big: invalid value "abc" for type TYPE_INT64'),
+        (b'{"big":1.5}', b"big: invalid value 1.5 for type TYPE_INT64"),
+        (b'{"failCode":99999999999}', b"fail_code: invalid value 99999999999 for type TYPE_INT32"),
+        (b'{"data":"!!!"}', b'data: invalid value "!!!" for type TYPE_BYTES'),
+        (
+            b'{"kind":"KIND_NOPE"}',
+            b'kind: invalid value "KIND_NOPE" for type type.googleapis.com/meshgate.test.v1.Kind',
+        ),
+        (
+            b'{"kind":"kind_book"}',
+            b'kind: invalid value "kind_book" for type type.googleapis.com/meshgate.test.v1.Kind',
+        ),
+        (
+            b'{"when":"yesterday"}',
+            b"when: invalid value Field 'when', Illegal timestamp format; timestamps must end with "
+            b"'Z' or have a valid timezone offset. for type type.googleapis.com/google.protobuf."
+            b"Timestamp",
+        ),
+    ],
+    ids=[
+        "malformed",
+        "trailing-garbage",
+        "array-root",
+        "string-root",
+        "string-into-int64",
+        "float-into-int64",
+        "int32-overflow",
+        "bad-base64",
+        "unknown-enum",
+        "lowercase-enum",
+        "bad-timestamp",
+    ],
+)
 def test_bad_json_is_a_plain_text_400(
-        client: httpx.Client, envoy: RunningEnvoy, body: bytes, answer: bytes) -> None:
+    client: httpx.Client, envoy: RunningEnvoy, body: bytes, answer: bytes
+) -> None:
     response = post_raw(client, envoy, body)
     assert_plain_error(response, 400, answer)
     # A local reply before the body was used up: Envoy closes the HTTP/1.1 connection.
@@ -339,62 +417,82 @@ def test_bad_json_is_a_plain_text_400(
 
 
 def test_request_body_over_the_limit_is_413(
-        client: httpx.Client, envoy_with_limits: RunningEnvoy) -> None:
+    client: httpx.Client, envoy_with_limits: RunningEnvoy
+) -> None:
     response = post_echo(client, envoy_with_limits, {"message": "x" * 400})
-    assert_plain_error(response, 413, b"Request rejected because the transcoder's internal buffer"
-                                      b" size exceeds the configured limit.")
+    assert_plain_error(
+        response,
+        413,
+        b"Request rejected because the transcoder's internal buffer"
+        b" size exceeds the configured limit.",
+    )
 
 
 def test_response_body_over_the_limit_is_500(
-        client: httpx.Client, envoy_with_limits: RunningEnvoy) -> None:
+    client: httpx.Client, envoy_with_limits: RunningEnvoy
+) -> None:
     small = post_echo(client, envoy_with_limits, {"message": "y"})
     assert small.status_code == 200
     response = post_echo(client, envoy_with_limits, {"message": "y" * 150})
-    assert_plain_error(response, 500, b"Response not transcoded because the transcoder's internal"
-                                      b" buffer size exceeds the configured limit.")
+    assert_plain_error(
+        response,
+        500,
+        b"Response not transcoded because the transcoder's internal"
+        b" buffer size exceeds the configured limit.",
+    )
 
 
 # --- requests the transcoder does not map ----------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", f"/{SERVICE}/Nope"),
-    ("POST", "/x.Y/Z"),
-    ("POST", "/hello"),
-    ("GET", ECHO_PATH),
-    ("PUT", ECHO_PATH),
-    ("POST", ECHO_PATH + "?zzz=1"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"/{SERVICE}/Nope"),
+        ("POST", "/x.Y/Z"),
+        ("POST", "/hello"),
+        ("GET", ECHO_PATH),
+        ("PUT", ECHO_PATH),
+        ("POST", ECHO_PATH + "?zzz=1"),
+    ],
+)
 def test_unmapped_requests_pass_through_and_the_grpc_backend_resets_them(
-        client: httpx.Client, envoy: RunningEnvoy, method: str, path: str) -> None:
+    client: httpx.Client, envoy: RunningEnvoy, method: str, path: str
+) -> None:
     response = client.request(method, envoy.listen_url + path, json={})
     # Forwarded untranscoded (content-type application/json) over HTTP/2; grpc-python
     # resets such a stream and Envoy turns the reset into its own 503.
     assert_plain_error(response, 503, UPSTREAM_RESET)
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", f"/{SERVICE}/Nope"),
-    ("POST", "/x.Y/Z"),
-    ("GET", ECHO_PATH),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", f"/{SERVICE}/Nope"),
+        ("POST", "/x.Y/Z"),
+        ("GET", ECHO_PATH),
+    ],
+)
 def test_reject_unknown_method_is_404(
-        client: httpx.Client, envoy_strict: RunningEnvoy, method: str, path: str) -> None:
+    client: httpx.Client, envoy_strict: RunningEnvoy, method: str, path: str
+) -> None:
     response = client.request(method, envoy_strict.listen_url + path, json={})
     assert_plain_error(response, 404, f"Could not resolve {path} to a method.".encode())
 
 
 def test_reject_unknown_query_parameter_is_400(
-        client: httpx.Client, envoy_strict: RunningEnvoy) -> None:
+    client: httpx.Client, envoy_strict: RunningEnvoy
+) -> None:
     response = post_echo(client, envoy_strict, {}, path=ECHO_PATH + "?zzz=1")
-    assert_plain_error(response, 400,
-                       b'Could not find field "zzz" in the type "meshgate.test.v1.EchoRequest".')
+    assert_plain_error(
+        response, 400, b'Could not find field "zzz" in the type "meshgate.test.v1.EchoRequest".'
+    )
 
 
 def test_ignore_unknown_query_parameters(
-        client: httpx.Client, envoy_ignoring_query: RunningEnvoy) -> None:
-    response = post_echo(client, envoy_ignoring_query, {"message": "m"},
-                         path=ECHO_PATH + "?zzz=1")
+    client: httpx.Client, envoy_ignoring_query: RunningEnvoy
+) -> None:
+    response = post_echo(client, envoy_ignoring_query, {"message": "m"}, path=ECHO_PATH + "?zzz=1")
     assert response.status_code == 200
     assert response.json()["request"] == {"message": "m"}
 
@@ -415,9 +513,11 @@ def test_route_timeout_is_504(client: httpx.Client, envoy_strict: RunningEnvoy) 
 
 
 def test_response_metadata_becomes_headers_but_unary_trailers_are_dropped(
-        client: httpx.Client, envoy: RunningEnvoy) -> None:
-    response = post_echo(client, envoy, {"replyHeaders": {"x-h": "hv"},
-                                         "replyTrailers": {"x-t": "tv"}})
+    client: httpx.Client, envoy: RunningEnvoy
+) -> None:
+    response = post_echo(
+        client, envoy, {"replyHeaders": {"x-h": "hv"}, "replyTrailers": {"x-t": "tv"}}
+    )
     assert response.status_code == 200
     assert response.headers["x-h"] == "hv"
     assert "x-t" not in response.headers
@@ -425,31 +525,39 @@ def test_response_metadata_becomes_headers_but_unary_trailers_are_dropped(
 
 
 def test_trailers_of_a_trailers_only_failure_become_headers(
-        client: httpx.Client, envoy: RunningEnvoy) -> None:
+    client: httpx.Client, envoy: RunningEnvoy
+) -> None:
     response = post_echo(client, envoy, {"failCode": 5, "replyTrailers": {"x-t": "tv"}})
     assert response.status_code == 404
     assert response.headers["x-t"] == "tv"
-    failed_after_headers = post_echo(client, envoy, {"failCode": 5,
-                                                     "replyHeaders": {"x-h": "hv"},
-                                                     "replyTrailers": {"x-t": "tv"}})
+    failed_after_headers = post_echo(
+        client,
+        envoy,
+        {"failCode": 5, "replyHeaders": {"x-h": "hv"}, "replyTrailers": {"x-t": "tv"}},
+    )
     assert failed_after_headers.status_code == 404
     assert failed_after_headers.headers["x-h"] == "hv"
 
 
 def test_request_headers_reaching_the_backend(client: httpx.Client, envoy: RunningEnvoy) -> None:
-    response = post_echo(client, envoy, {"echoMetadata": True}, headers={
-        "x-foo": "bar",
-        "x-foo-bin": base64.b64encode(b"\x00\x01\x02").decode(),
-        "authorization": "Bearer t",
-        "cookie": "a=b",
-        "user-agent": "ua/1",
-        "x-forwarded-for": "1.2.3.4",
-        "connection": "keep-alive, x-hop",
-        "x-hop": "1",
-        "keep-alive": "timeout=5",
-        "proxy-connection": "x",
-        "te": "trailers",
-    })
+    response = post_echo(
+        client,
+        envoy,
+        {"echoMetadata": True},
+        headers={
+            "x-foo": "bar",
+            "x-foo-bin": base64.b64encode(b"\x00\x01\x02").decode(),
+            "authorization": "Bearer t",
+            "cookie": "a=b",
+            "user-agent": "ua/1",
+            "x-forwarded-for": "1.2.3.4",
+            "connection": "keep-alive, x-hop",
+            "x-hop": "1",
+            "keep-alive": "timeout=5",
+            "proxy-connection": "x",
+            "te": "trailers",
+        },
+    )
     assert response.status_code == 200
     metadata: dict[str, str] = response.json()["metadata"]
     # The backend reports binary values as hex: the -bin header was passed on still
@@ -469,8 +577,9 @@ def test_request_headers_reaching_the_backend(client: httpx.Client, envoy: Runni
 
 
 def test_upgrade_header_is_not_forwarded(client: httpx.Client, envoy: RunningEnvoy) -> None:
-    response = post_echo(client, envoy, {"echoMetadata": True},
-                         headers={"upgrade": "h2c", "connection": "upgrade"})
+    response = post_echo(
+        client, envoy, {"echoMetadata": True}, headers={"upgrade": "h2c", "connection": "upgrade"}
+    )
     assert response.status_code == 200
     metadata = response.json()["metadata"]
     assert "upgrade" not in metadata and "connection" not in metadata
@@ -489,10 +598,16 @@ def test_sidecar_pair_carries_grpc(backend_port: int) -> None:
     pool = load_pool(echo_descriptor_set())
     request_cls = message_class(pool, "meshgate.test.v1.EchoRequest")
     reply_cls = message_class(pool, "meshgate.test.v1.EchoReply")
-    with (run_envoy(inbound), run_envoy(outbound, concurrency=2) as sidecar,
-          grpc.insecure_channel(sidecar.listen_url.removeprefix("http://")) as channel):
-        echo = channel.unary_unary(ECHO_PATH, request_serializer=request_cls.SerializeToString,
-                                   response_deserializer=reply_cls.FromString)
+    with (
+        run_envoy(inbound),
+        run_envoy(outbound, concurrency=2) as sidecar,
+        grpc.insecure_channel(sidecar.listen_url.removeprefix("http://")) as channel,
+    ):
+        echo = channel.unary_unary(
+            ECHO_PATH,
+            request_serializer=request_cls.SerializeToString,
+            response_deserializer=reply_cls.FromString,
+        )
         reply = echo(request_cls(message="via sidecars", echo_metadata=True), timeout=5.0)
     assert reply.served_by == BACKEND_NAME
     assert reply.request.message == "via sidecars"

@@ -28,20 +28,31 @@ def gateway_config(echo_set: Path, endpoints: list[str], **route: Any) -> dict[s
     transcode = {"auto_mapping": True, **route.pop("transcode", {})}
     return {
         "descriptors": [{"file": str(echo_set)}],
-        "listeners": [{
-            "name": "public",
-            "routes": [{"name": "rpc", "match": {"prefix": "/"}, "transcode": transcode,
-                        "cluster": "echo", **route}],
-        }],
+        "listeners": [
+            {
+                "name": "public",
+                "routes": [
+                    {
+                        "name": "rpc",
+                        "match": {"prefix": "/"},
+                        "transcode": transcode,
+                        "cluster": "echo",
+                        **route,
+                    }
+                ],
+            }
+        ],
         "clusters": [{"name": "echo", "endpoints": [{"address": a} for a in endpoints]}],
     }
 
 
 @pytest.fixture(scope="module")
-def gateway(echo_set: Path, backend_port: int,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    config = gateway_config(echo_set, [f"127.0.0.1:{backend_port}"], timeout="2s",
-                            max_request_bytes=64 * 1024)
+def gateway(
+    echo_set: Path, backend_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
+    config = gateway_config(
+        echo_set, [f"127.0.0.1:{backend_port}"], timeout="2s", max_request_bytes=64 * 1024
+    )
     with run_gateway(config, tmp_path_factory.mktemp("gw")) as running:
         yield running
 
@@ -54,11 +65,19 @@ def client(gateway: RunningGateway) -> Iterator[httpx.Client]:
 
 def test_unary_call_returns_proto3_json(client: httpx.Client) -> None:
     body = {
-        "message": "hi", "big": "9007199254740993", "tags": ["a", "b"],
+        "message": "hi",
+        "big": "9007199254740993",
+        "tags": ["a", "b"],
         "nested": {"name": "n", "count": 2, "children": [{"name": "c"}]},
-        "labels": {"k": "v"}, "data": base64.b64encode(b"\x00\xff").decode(),
-        "kind": "KIND_BOOK", "when": "2024-01-02T03:04:05.500Z", "ttl": "1.5s",
-        "maybe": 7, "extra": {"x": [1, "two", None]}, "ratio": 0.25, "flag": True,
+        "labels": {"k": "v"},
+        "data": base64.b64encode(b"\x00\xff").decode(),
+        "kind": "KIND_BOOK",
+        "when": "2024-01-02T03:04:05.500Z",
+        "ttl": "1.5s",
+        "maybe": 7,
+        "extra": {"x": [1, "two", None]},
+        "ratio": 0.25,
+        "flag": True,
         "snake_case_field": "original name accepted",
     }
     response = client.post(ECHO, json=body)
@@ -96,29 +115,36 @@ def test_status_ok_maps_to_200(client: httpx.Client) -> None:
 
 
 def test_status_details_are_decoded(client: httpx.Client) -> None:
-    response = client.post(ECHO, json={"failCode": 3, "failMessage": "bad",
-                                       "failWithDetails": True})
+    response = client.post(
+        ECHO, json={"failCode": 3, "failMessage": "bad", "failWithDetails": True}
+    )
     assert response.status_code == 400
     assert response.json() == {
         "code": 3,
         "message": "bad",
-        "details": [{
-            "@type": "type.googleapis.com/google.rpc.BadRequest",
-            "fieldViolations": [{"field": "message", "description": "is not acceptable"}],
-        }],
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": "message", "description": "is not acceptable"}],
+            }
+        ],
     }
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    (b"{not json", "malformed JSON"),
-    (b'{"bogus": 1}', "bogus"),
-    (b'{"big": "abc"}', "big"),
-    (b'{"tags": "not-a-list"}', "tags"),
-    (b'{"kind": "KIND_NOPE"}', "kind"),
-    (b"[1, 2]", "expected a JSON object"),
-])
-def test_bad_input_is_a_400_naming_the_problem(client: httpx.Client, body: bytes,
-                                               needle: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b'{"bogus": 1}', "bogus"),
+        (b'{"big": "abc"}', "big"),
+        (b'{"tags": "not-a-list"}', "tags"),
+        (b'{"kind": "KIND_NOPE"}', "kind"),
+        (b"[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_problem(
+    client: httpx.Client, body: bytes, needle: str
+) -> None:
     response = client.post(ECHO, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400
     error = response.json()
@@ -147,10 +173,17 @@ def test_wrong_http_method_is_405_with_allow(client: httpx.Client) -> None:
 
 def test_request_headers_reach_the_backend_as_metadata(client: httpx.Client) -> None:
     binary = base64.b64encode(b"\x01\x02\xfe").decode().rstrip("=")
-    response = client.post(ECHO, json={"echoMetadata": True}, headers={
-        "x-tenant": "acme", "x-trace-bin": binary, "connection": "keep-alive",
-        "grpc-foo": "reserved", "user-agent": "curl/8",
-    })
+    response = client.post(
+        ECHO,
+        json={"echoMetadata": True},
+        headers={
+            "x-tenant": "acme",
+            "x-trace-bin": binary,
+            "connection": "keep-alive",
+            "grpc-foo": "reserved",
+            "user-agent": "curl/8",
+        },
+    )
     metadata = response.json()["metadata"]
     assert metadata["x-tenant"] == "acme"
     assert metadata["x-trace-bin"] == "0102fe"  # the backend shows bytes as hex
@@ -166,8 +199,9 @@ def test_bad_binary_header_is_400(client: httpx.Client) -> None:
 
 
 def test_response_metadata_comes_back_as_headers(client: httpx.Client) -> None:
-    response = client.post(ECHO, json={"replyHeaders": {"x-initial": "one"},
-                                       "replyTrailers": {"x-trailing": "two"}})
+    response = client.post(
+        ECHO, json={"replyHeaders": {"x-initial": "one"}, "replyTrailers": {"x-trailing": "two"}}
+    )
     assert response.status_code == 200
     assert response.headers["x-initial"] == "one"
     assert response.headers["x-trailing"] == "two"
@@ -186,8 +220,7 @@ def test_route_timeout_becomes_the_deadline(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("header", [{"grpc-timeout": "200m"}, {"x-request-timeout": "200"}])
-def test_client_timeout_shortens_the_deadline(client: httpx.Client,
-                                              header: dict[str, str]) -> None:
+def test_client_timeout_shortens_the_deadline(client: httpx.Client, header: dict[str, str]) -> None:
     started = time.monotonic()
     response = client.post(ECHO, json={"delaySeconds": 1.5}, headers=header)
     assert response.status_code == 504
@@ -210,8 +243,9 @@ def test_admin_ready_and_config_dump(gateway: RunningGateway) -> None:
     assert clusters["xds"] == {}
 
 
-def test_metrics_count_requests_by_listener_and_status(client: httpx.Client,
-                                                       gateway: RunningGateway) -> None:
+def test_metrics_count_requests_by_listener_and_status(
+    client: httpx.Client, gateway: RunningGateway
+) -> None:
     client.post(ECHO, json={"failCode": 7})
     text = httpx.get(f"{gateway.admin_url}/metrics").text
     assert 'meshgate_requests_total{listener="public",status="403"}' in text
@@ -233,8 +267,12 @@ def test_round_robin_spreads_by_weight(echo_set: Path, tmp_path: Path) -> None:
         {"address": f"127.0.0.1:{ports[0]}", "weight": 3},
         {"address": f"127.0.0.1:{ports[1]}", "weight": 1},
     ]
-    with (echo_backend(ports[0], "heavy"), echo_backend(ports[1], "light"),
-          run_gateway(config, tmp_path) as gw, gw.client() as client):
+    with (
+        echo_backend(ports[0], "heavy"),
+        echo_backend(ports[1], "light"),
+        run_gateway(config, tmp_path) as gw,
+        gw.client() as client,
+    ):
         served = [client.post(ECHO, json={}).json()["servedBy"] for _ in range(40)]
     assert served.count("heavy") == 30
     assert served.count("light") == 10
@@ -242,10 +280,12 @@ def test_round_robin_spreads_by_weight(echo_set: Path, tmp_path: Path) -> None:
 
 def test_retry_moves_past_a_dead_endpoint(echo_set: Path, tmp_path: Path) -> None:
     live = free_port()
-    config = gateway_config(echo_set, [f"127.0.0.1:{free_port()}", f"127.0.0.1:{live}"],
-                            retry={"attempts": 2, "on": ["unavailable"]})
-    with (echo_backend(live, "live"), run_gateway(config, tmp_path) as gw,
-          gw.client() as client):
+    config = gateway_config(
+        echo_set,
+        [f"127.0.0.1:{free_port()}", f"127.0.0.1:{live}"],
+        retry={"attempts": 2, "on": ["unavailable"]},
+    )
+    with echo_backend(live, "live"), run_gateway(config, tmp_path) as gw, gw.client() as client:
         results = [client.post(ECHO, json={}) for _ in range(6)]
     assert [r.status_code for r in results] == [200] * 6
     assert {r.json()["servedBy"] for r in results} == {"live"}
@@ -254,25 +294,26 @@ def test_retry_moves_past_a_dead_endpoint(echo_set: Path, tmp_path: Path) -> Non
 def test_no_retry_without_a_policy(echo_set: Path, tmp_path: Path) -> None:
     live = free_port()
     config = gateway_config(echo_set, [f"127.0.0.1:{free_port()}", f"127.0.0.1:{live}"])
-    with (echo_backend(live, "live"), run_gateway(config, tmp_path) as gw,
-          gw.client() as client):
+    with echo_backend(live, "live"), run_gateway(config, tmp_path) as gw, gw.client() as client:
         statuses = sorted(client.post(ECHO, json={}).status_code for _ in range(6))
     assert statuses == [200, 200, 200, 503, 503, 503]
 
 
-def test_ignore_unknown_fields_route_option(echo_set: Path, backend_port: int,
-                                            tmp_path: Path) -> None:
-    config = gateway_config(echo_set, [f"127.0.0.1:{backend_port}"],
-                            transcode={"ignore_unknown_fields": True,
-                                       "preserve_proto_field_names": True})
+def test_ignore_unknown_fields_route_option(
+    echo_set: Path, backend_port: int, tmp_path: Path
+) -> None:
+    config = gateway_config(
+        echo_set,
+        [f"127.0.0.1:{backend_port}"],
+        transcode={"ignore_unknown_fields": True, "preserve_proto_field_names": True},
+    )
     with run_gateway(config, tmp_path) as gw, gw.client() as client:
         response = client.post(ECHO, json={"message": "m", "bogus": 1})
     assert response.status_code == 200
     assert response.json()["served_by"] == "primary"
 
 
-def test_several_workers_share_the_port(echo_set: Path, backend_port: int,
-                                        tmp_path: Path) -> None:
+def test_several_workers_share_the_port(echo_set: Path, backend_port: int, tmp_path: Path) -> None:
     config = gateway_config(echo_set, [f"127.0.0.1:{backend_port}"])
     with run_gateway(config, tmp_path, workers=2) as gw:
         pids = set()
@@ -288,8 +329,9 @@ def test_several_workers_share_the_port(echo_set: Path, backend_port: int,
         assert 'meshgate_requests_total{listener="public",status="200"} 40.0' in text
 
 
-def test_reload_swaps_config_and_keeps_last_good(echo_set: Path, backend_port: int,
-                                                 tmp_path: Path) -> None:
+def test_reload_swaps_config_and_keeps_last_good(
+    echo_set: Path, backend_port: int, tmp_path: Path
+) -> None:
     config = gateway_config(echo_set, [f"127.0.0.1:{backend_port}"])
     with run_gateway(config, tmp_path) as gw, gw.client() as client:
         assert client.post(ECHO, json={}).status_code == 200

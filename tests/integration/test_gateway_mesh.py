@@ -38,8 +38,9 @@ def backends() -> Iterator[dict[str, int]]:
 
 @pytest.fixture(scope="module")
 def shop(backends: dict[str, int]) -> b.Service:
-    return b.Service(HOST, PORT, {"v1": [("127.0.0.1", backends["v1"])],
-                                  "v2": [("127.0.0.1", backends["v2"])]})
+    return b.Service(
+        HOST, PORT, {"v1": [("127.0.0.1", backends["v1"])], "v2": [("127.0.0.1", backends["v2"])]}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,27 +52,47 @@ def xds(shop: b.Service) -> Iterator[XdsServer]:
 
 def default_routes(shop: b.Service) -> list[Any]:
     return [
-        b.route(name="canary", headers=[b.header("x-canary", exact="true")],
-                cluster=shop.cluster("v2")),
-        b.route(name="abort", headers=[b.header("x-fault", exact="abort")],
-                cluster=shop.cluster("v1"), fault=b.abort(8)),
-        b.route(name="slow", headers=[b.header("x-slow", present=True)],
-                cluster=shop.cluster("v1"), timeout=0.5),
+        b.route(
+            name="canary", headers=[b.header("x-canary", exact="true")], cluster=shop.cluster("v2")
+        ),
+        b.route(
+            name="abort",
+            headers=[b.header("x-fault", exact="abort")],
+            cluster=shop.cluster("v1"),
+            fault=b.abort(8),
+        ),
+        b.route(
+            name="slow",
+            headers=[b.header("x-slow", present=True)],
+            cluster=shop.cluster("v1"),
+            timeout=0.5,
+        ),
         b.route(name="split", weights={shop.cluster("v1"): 80, shop.cluster("v2"): 20}),
     ]
 
 
 @pytest.fixture(scope="module")
-def gateway(xds: XdsServer, echo_set: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+def gateway(
+    xds: XdsServer, echo_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
     tmp = tmp_path_factory.mktemp("mesh")
     bootstrap = tmp / "bootstrap.json"
     bootstrap.write_text(json.dumps(xds.bootstrap()))
     config = {
         "descriptors": [{"file": str(echo_set)}],
-        "listeners": [{"name": "public", "routes": [
-            {"match": {"prefix": "/"}, "transcode": {"auto_mapping": True},
-             "cluster": f"xds:///{TARGET}", "timeout": "5s"}]}],
+        "listeners": [
+            {
+                "name": "public",
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "transcode": {"auto_mapping": True},
+                        "cluster": f"xds:///{TARGET}",
+                        "timeout": "5s",
+                    }
+                ],
+            }
+        ],
         "mesh": {"xds": {"bootstrap": str(bootstrap)}},
     }
     with run_gateway(config, tmp) as running:
@@ -124,10 +145,17 @@ def test_admin_shows_xds_resources_and_endpoints(gateway: RunningGateway) -> Non
     assert any("v2" in name for name in clusters), clusters
 
 
-def test_weight_change_is_followed(gateway: RunningGateway, xds: XdsServer,
-                                   shop: b.Service) -> None:
-    xds.set(ROUTE, [shop.route_config(
-        b.route(name="all-v2", weights={shop.cluster("v1"): 0, shop.cluster("v2"): 100}))])
+def test_weight_change_is_followed(
+    gateway: RunningGateway, xds: XdsServer, shop: b.Service
+) -> None:
+    xds.set(
+        ROUTE,
+        [
+            shop.route_config(
+                b.route(name="all-v2", weights={shop.cluster("v1"): 0, shop.cluster("v2"): 100})
+            )
+        ],
+    )
     try:
         with gateway.client() as client:
             deadline = time.monotonic() + 10
@@ -139,9 +167,12 @@ def test_weight_change_is_followed(gateway: RunningGateway, xds: XdsServer,
 
 
 def test_invalid_resource_is_nacked_and_old_config_keeps_serving(
-        gateway: RunningGateway, xds: XdsServer, shop: b.Service) -> None:
-    xds.set(ROUTE, [shop.route_config(
-        b.route(name="bad", regex="/(?<=x)broken", cluster=shop.cluster("v2")))])
+    gateway: RunningGateway, xds: XdsServer, shop: b.Service
+) -> None:
+    xds.set(
+        ROUTE,
+        [shop.route_config(b.route(name="bad", regex="/(?<=x)broken", cluster=shop.cluster("v2")))],
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -169,14 +200,24 @@ def test_control_plane_outage_keeps_serving(gateway: RunningGateway, xds: XdsSer
 
 
 def test_interfaces_are_discovered_with_no_per_service_config(
-        xds: XdsServer, echo_set: Path, tmp_path: Path) -> None:
+    xds: XdsServer, echo_set: Path, tmp_path: Path
+) -> None:
     bootstrap = tmp_path / "bootstrap.json"
     bootstrap.write_text(json.dumps(xds.bootstrap()))
     config = {
         "descriptors": [{"file": str(echo_set)}],
-        "listeners": [{"name": "public", "routes": [
-            {"match": {"prefix": "/"}, "transcode": {"auto_mapping": True},
-             "cluster": "xds:///*"}]}],
+        "listeners": [
+            {
+                "name": "public",
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "transcode": {"auto_mapping": True},
+                        "cluster": "xds:///*",
+                    }
+                ],
+            }
+        ],
         "mesh": {"xds": {"bootstrap": str(bootstrap)}, "discover_interfaces": True},
     }
     with run_gateway(config, tmp_path) as gw, gw.client() as client:
@@ -206,8 +247,9 @@ def wait_for_route(gateway: RunningGateway, name: str, retry_on: str | None) -> 
         time.sleep(0.1)
 
 
-def test_retry_policy_from_the_control_plane(gateway: RunningGateway, xds: XdsServer,
-                                             backends: dict[str, int]) -> None:
+def test_retry_policy_from_the_control_plane(
+    gateway: RunningGateway, xds: XdsServer, backends: dict[str, int]
+) -> None:
     """A subset with one dead endpoint: with the route's retry policy every request
     lands on the live one; without it, some fail with 503."""
     dead = free_port()
@@ -218,9 +260,19 @@ def test_retry_policy_from_the_control_plane(gateway: RunningGateway, xds: XdsSe
     xds.set(ENDPOINTS, flaky.endpoints())
     try:
         for retry_on, expect_failures in (("unavailable", False), (None, True)):
-            xds.set(ROUTE, [flaky.route_config(b.route(
-                name="flaky", cluster=flaky.cluster("v1"), retry_on=retry_on,
-                num_retries=2 if retry_on else None))])
+            xds.set(
+                ROUTE,
+                [
+                    flaky.route_config(
+                        b.route(
+                            name="flaky",
+                            cluster=flaky.cluster("v1"),
+                            retry_on=retry_on,
+                            num_retries=2 if retry_on else None,
+                        )
+                    )
+                ],
+            )
             wait_for_route(gateway, "flaky", retry_on)
             with gateway.client() as client:
                 statuses = Counter(client.post(ECHO, json={}).status_code for _ in range(20))
@@ -229,8 +281,11 @@ def test_retry_policy_from_the_control_plane(gateway: RunningGateway, xds: XdsSe
             else:
                 assert statuses == Counter({200: 20}), statuses
     finally:
-        shop = b.Service(HOST, PORT, {"v1": [("127.0.0.1", backends["v1"])],
-                                      "v2": [("127.0.0.1", backends["v2"])]})
+        shop = b.Service(
+            HOST,
+            PORT,
+            {"v1": [("127.0.0.1", backends["v1"])], "v2": [("127.0.0.1", backends["v2"])]},
+        )
         xds.set(CLUSTER, shop.clusters())
         xds.set(ENDPOINTS, shop.endpoints())
         xds.set(ROUTE, [shop.route_config(*default_routes(shop))])

@@ -65,24 +65,49 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     descriptors = compile_descriptor_set("probe.proto", workdir / "probe.pb", root=PROBE_ROOT)
     ports = {"v1": free_port(), "v2": free_port()}
     values: dict[str, object] = {
-        "V1_PORT": ports["v1"], "V2_PORT": ports["v2"], "V1_WEIGHT": V1_WEIGHT,
-        "V2_WEIGHT": V2_WEIGHT, "ABORT_PERCENT": ABORT_PERCENT,
+        "V1_PORT": ports["v1"],
+        "V2_PORT": ports["v2"],
+        "V1_WEIGHT": V1_WEIGHT,
+        "V2_WEIGHT": V2_WEIGHT,
+        "ABORT_PERCENT": ABORT_PERCENT,
         "TIMEOUT": f"{ROUTE_TIMEOUT_SECONDS:g}s",
     }
     config_dir = workdir / "istio-config"
     render_config(config_dir, values)
     with ExitStack() as stack:
         for name, port in ports.items():
-            stack.enter_context(running(
-                python_module("tests.istio.probe", "serve", "--gen-dir", str(gen_dir),
-                              "--port", str(port), "--name", name), READY_MARKER))
+            stack.enter_context(
+                running(
+                    python_module(
+                        "tests.istio.probe",
+                        "serve",
+                        "--gen-dir",
+                        str(gen_dir),
+                        "--port",
+                        str(port),
+                        "--name",
+                        name,
+                    ),
+                    READY_MARKER,
+                )
+            )
         istiod = stack.enter_context(running_istiod(config_dir, binary=binary))
         bootstrap = write_grpc_bootstrap(workdir / "bootstrap.json", istiod.xds_address)
         config = {
             "descriptors": [{"file": str(descriptors)}],
-            "listeners": [{"name": "public", "routes": [{
-                "match": {"prefix": "/"}, "transcode": {"auto_mapping": True},
-                "cluster": f"xds:///{HOST}:50051", "timeout": "30s"}]}],
+            "listeners": [
+                {
+                    "name": "public",
+                    "routes": [
+                        {
+                            "match": {"prefix": "/"},
+                            "transcode": {"auto_mapping": True},
+                            "cluster": f"xds:///{HOST}:50051",
+                            "timeout": "30s",
+                        }
+                    ],
+                }
+            ],
             "mesh": {"xds": {"bootstrap": str(bootstrap)}},
         }
         gateway = stack.enter_context(run_gateway(config, workdir))
@@ -96,8 +121,11 @@ def whoami(stack: Stack, count: int, **headers: str) -> Counter[str]:
     with stack.gateway.client() as client:
         for _ in range(count):
             response = client.post(WHOAMI, json={}, headers=headers)
-            outcomes[response.json()["backend"] if response.status_code == 200
-                     else str(response.status_code)] += 1
+            outcomes[
+                response.json()["backend"]
+                if response.status_code == 200
+                else str(response.status_code)
+            ] += 1
     return outcomes
 
 

@@ -83,8 +83,9 @@ class XdsClientProcess:
             "GRPC_VERBOSITY": os.environ.get("GRPC_VERBOSITY", "ERROR"),
         }
         self.proc = subprocess.Popen(
-            python_module("tests.istio.probe", "client", "--gen-dir", str(gen_dir),
-                          "--target", TARGET),
+            python_module(
+                "tests.istio.probe", "client", "--gen-dir", str(gen_dir), "--target", TARGET
+            ),
             cwd=REPO,
             env=env,
             stdin=subprocess.PIPE,
@@ -123,8 +124,9 @@ class XdsClientProcess:
         self._log.flush()
         return self.log_path.read_text()[-4000:]
 
-    def ask(self, command: dict[str, Any],
-            timeout: float = CLIENT_ANSWER_TIMEOUT_SECONDS) -> dict[str, Any]:
+    def ask(
+        self, command: dict[str, Any], timeout: float = CLIENT_ANSWER_TIMEOUT_SECONDS
+    ) -> dict[str, Any]:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
@@ -134,8 +136,14 @@ class XdsClientProcess:
         return answer
 
     def whoami(self, count: int, headers: dict[str, str] | None = None) -> dict[str, Any]:
-        return self.ask({"op": "whoami", "count": count,
-                         "metadata": sorted((headers or {}).items()), "timeout": 10})
+        return self.ask(
+            {
+                "op": "whoami",
+                "count": count,
+                "metadata": sorted((headers or {}).items()),
+                "timeout": 10,
+            }
+        )
 
     def stop(self) -> None:
         """Close stdin (the client's signal to exit); kill its process group if it lingers."""
@@ -197,11 +205,21 @@ def mesh_stack(workdir: Path, gen_dir: Path, binary: Path) -> Iterator[Mesh]:
     render_config(config_dir, values)
     with ExitStack() as stack:
         for name, port in backend_ports.items():
-            stack.enter_context(running(
-                python_module("tests.istio.probe", "serve", "--gen-dir", str(gen_dir),
-                              "--port", str(port), "--name", name),
-                READY_MARKER,
-            ))
+            stack.enter_context(
+                running(
+                    python_module(
+                        "tests.istio.probe",
+                        "serve",
+                        "--gen-dir",
+                        str(gen_dir),
+                        "--port",
+                        str(port),
+                        "--name",
+                        name,
+                    ),
+                    READY_MARKER,
+                )
+            )
         istiod = stack.enter_context(running_istiod(config_dir, binary=binary))
         bootstrap = write_grpc_bootstrap(workdir / "grpc-bootstrap.json", istiod.xds_address)
         client = XdsClientProcess(gen_dir, bootstrap, workdir / "xds-client.log")
@@ -213,10 +231,12 @@ def mesh_stack(workdir: Path, gen_dir: Path, binary: Path) -> Iterator[Mesh]:
 
 
 @pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory, probe_gen_dir: Path,
-         istiod_executable: Path) -> Iterator[Mesh]:
-    with mesh_stack(tmp_path_factory.mktemp("istiod-mesh"), probe_gen_dir,
-                    istiod_executable) as stack:
+def mesh(
+    tmp_path_factory: pytest.TempPathFactory, probe_gen_dir: Path, istiod_executable: Path
+) -> Iterator[Mesh]:
+    with mesh_stack(
+        tmp_path_factory.mktemp("istiod-mesh"), probe_gen_dir, istiod_executable
+    ) as stack:
         yield stack
 
 
@@ -268,15 +288,20 @@ def test_route_timeout_ends_a_slow_call_with_deadline_exceeded(mesh: Mesh) -> No
 
 
 def test_istiod_resources_for_a_proxyless_grpc_node(mesh: Mesh) -> None:
-    sent = dump(mesh.istiod.xds_address, f"{HOST}:50051",
-                "sidecar~127.0.0.1~dumper.default~default.svc.cluster.local", "default")
+    sent = dump(
+        mesh.istiod.xds_address,
+        f"{HOST}:50051",
+        "sidecar~127.0.0.1~dumper.default~default.svc.cluster.local",
+        "default",
+    )
     (listener,) = sent["lds"]["resources"]
     assert listener["name"] == f"{HOST}:50051"
     manager = listener["apiListener"]["apiListener"]
     route_name = f"outbound|50051||{HOST}"
     assert manager["rds"]["routeConfigName"] == route_name
     assert [f["name"] for f in manager["httpFilters"]] == [
-        "envoy.filters.http.fault", "envoy.filters.http.router",
+        "envoy.filters.http.fault",
+        "envoy.filters.http.router",
     ]
 
     (route_config,) = sent["rds"]["resources"]
@@ -328,7 +353,8 @@ def test_istiod_resources_for_a_proxyless_grpc_node(mesh: Mesh) -> None:
 
 
 def test_live_edit_of_virtual_service_reaches_a_connected_client(
-        tmp_path: Path, probe_gen_dir: Path, istiod_executable: Path) -> None:
+    tmp_path: Path, probe_gen_dir: Path, istiod_executable: Path
+) -> None:
     with mesh_stack(tmp_path, probe_gen_dir, istiod_executable) as own:
         before = own.client.whoami(100)
         assert before["backends"].get("v1", 0) > 0
@@ -340,8 +366,10 @@ def test_live_edit_of_virtual_service_reaches_a_connected_client(
             if batch == {"backends": {"v2": 20}, "errors": {}}:
                 break
             if time.monotonic() - edited_at > LIVE_EDIT_DEADLINE_SECONDS:
-                pytest.fail(f"edit not in effect after {LIVE_EDIT_DEADLINE_SECONDS}s: {batch}\n"
-                            f"{own.istiod.process.output}")
+                pytest.fail(
+                    f"edit not in effect after {LIVE_EDIT_DEADLINE_SECONDS}s: {batch}\n"
+                    f"{own.istiod.process.output}"
+                )
             time.sleep(0.1)
         took = time.monotonic() - edited_at
         print(f"VirtualService edit took effect in {took:.2f}s", file=sys.stderr)

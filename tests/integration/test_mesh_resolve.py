@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -214,9 +215,11 @@ def test_control_plane_killed_and_restarted(xds: XdsServer, shop: b.Service) -> 
             )
             assert first_after.type_url == LISTENER and first_after.version == "1"
             for type_url in (ROUTE, CLUSTER, ENDPOINTS):
-                request = await asyncio.to_thread(
-                    xds.wait_for, lambda r, t=type_url: r.stream > 1 and r.type_url == t, 10
-                )
+
+                def resubscribed(r: Any, t: str = type_url) -> bool:
+                    return bool(r.stream > 1 and r.type_url == t)
+
+                request = await asyncio.to_thread(xds.wait_for, resubscribed, 10)
                 assert request.names  # resubscribed by name on the new stream
             await eventually(lambda: core.route(shop.target, ECHO).cluster == v2)  # type: ignore[union-attr]
             assert await served(core, shop.target, 2) == Counter({"v2": 2})

@@ -161,8 +161,11 @@ def test_slow_answers_after_sleeping_and_honours_deadlines(
     # dubbo-go races the client: its own handler deadline can fire first and it
     # then answers UNKNOWN "context deadline exceeded" instead of letting the
     # client's DEADLINE_EXCEEDED stand (seen about one run in ten).
-    raced = (any_peer.name == "go" and error.code() == grpc.StatusCode.UNKNOWN
-             and "deadline exceeded" in (error.details() or ""))
+    raced = (
+        any_peer.name == "go"
+        and error.code() == grpc.StatusCode.UNKNOWN
+        and "deadline exceeded" in (error.details() or "")
+    )
     assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED or raced, error
 
 

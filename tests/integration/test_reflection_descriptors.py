@@ -19,8 +19,18 @@ ECHO = "/meshgate.test.v1.EchoService/Echo"
 def reflection_config(port: int) -> dict[str, object]:
     return {
         "descriptors": [{"reflection": {"cluster": "echo"}}],
-        "listeners": [{"name": "public", "routes": [{
-            "match": {"prefix": "/"}, "transcode": {"auto_mapping": True}, "cluster": "echo"}]}],
+        "listeners": [
+            {
+                "name": "public",
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "transcode": {"auto_mapping": True},
+                        "cluster": "echo",
+                    }
+                ],
+            }
+        ],
         "clusters": [{"name": "echo", "endpoints": [{"address": f"127.0.0.1:{port}"}]}],
     }
 

@@ -31,8 +31,11 @@ from tests.support.processes import python_module, running
 pytestmark = pytest.mark.integration
 
 FORMATS = ("array", "ndjson", "sse")
-CONTENT_TYPES = {"array": "application/json", "ndjson": "application/x-ndjson",
-                 "sse": "text/event-stream"}
+CONTENT_TYPES = {
+    "array": "application/json",
+    "ndjson": "application/x-ndjson",
+    "sse": "text/event-stream",
+}
 STREAM = "/v1/shelves/7/books:stream"
 ROUTE_TIMEOUT = "10s"
 CLIENT_TIMEOUT_SECONDS = 15.0
@@ -53,24 +56,37 @@ def route(stream: str, headers: list[dict[str, str]]) -> dict[str, Any]:
 def streaming_config(descriptors: Path, backend_port: int) -> dict[str, Any]:
     return {
         "descriptors": [{"file": str(descriptors)}],
-        "listeners": [{"name": "public", "routes": [
-            route("ndjson", [{"name": "x-stream", "exact": "ndjson"}]),
-            route("sse", [{"name": "x-stream", "exact": "sse"}]),
-            route("array", []),
-        ]}],
-        "clusters": [{"name": "bookstore",
-                      "endpoints": [{"address": f"127.0.0.1:{backend_port}"}]}],
+        "listeners": [
+            {
+                "name": "public",
+                "routes": [
+                    route("ndjson", [{"name": "x-stream", "exact": "ndjson"}]),
+                    route("sse", [{"name": "x-stream", "exact": "sse"}]),
+                    route("array", []),
+                ],
+            }
+        ],
+        "clusters": [
+            {"name": "bookstore", "endpoints": [{"address": f"127.0.0.1:{backend_port}"}]}
+        ],
     }
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     port = free_port()
-    with (running(python_module("tests.support.bookstore_backend", "--port", str(port)),
-                  "READY", timeout=30.0),
-          run_gateway(streaming_config(bookstore_descriptor_set(), port),
-                      tmp_path_factory.mktemp("rest-stream")) as gateway,
-          httpx.Client(base_url=gateway.url, timeout=CLIENT_TIMEOUT_SECONDS) as http):
+    with (
+        running(
+            python_module("tests.support.bookstore_backend", "--port", str(port)),
+            "READY",
+            timeout=30.0,
+        ),
+        run_gateway(
+            streaming_config(bookstore_descriptor_set(), port),
+            tmp_path_factory.mktemp("rest-stream"),
+        ) as gateway,
+        httpx.Client(base_url=gateway.url, timeout=CLIENT_TIMEOUT_SECONDS) as http,
+    ):
         yield http
 
 
@@ -114,7 +130,7 @@ class Framer:
         except UnicodeDecodeError:
             return  # a multi-byte character is split across chunks
         elements, self.closed = _complete_elements(text)
-        for value in elements[len(self.records):]:
+        for value in elements[len(self.records) :]:
             self._add(value, now)
 
     def _add(self, value: Any, now: float) -> None:
@@ -164,7 +180,7 @@ def _complete_elements(text: str) -> tuple[list[Any], bool]:
     elements: list[Any] = []
     while position < len(text):
         if text[position] == "]":
-            assert not text[position + 1:].strip(), f"data after the array: {text!r}"
+            assert not text[position + 1 :].strip(), f"data after the array: {text!r}"
             return elements, True
         if elements:
             assert text[position] == ",", f"expected ',' or ']' at {position}: {text!r}"
@@ -199,13 +215,17 @@ def stream(http: httpx.Client, fmt: str, query: dict[str, str]) -> Streamed:
         for chunk in response.iter_raw():
             framer.feed(chunk, time.monotonic())
         ended_at = time.monotonic()
-        return Streamed(response.status_code, response.headers.get("content-type", ""),
-                        framer, ended_at)
+        return Streamed(
+            response.status_code, response.headers.get("content-type", ""), framer, ended_at
+        )
 
 
 def book(i: int) -> dict[str, Any]:
-    return {"name": f"shelves/7/books/{i}", "id": str(i),
-            "title": f"Volume {i} \u2014 \u7b2c{i}\u5377"}
+    return {
+        "name": f"shelves/7/books/{i}",
+        "id": str(i),
+        "title": f"Volume {i} \u2014 \u7b2c{i}\u5377",
+    }
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -227,13 +247,15 @@ def test_first_message_arrives_before_the_last_is_sent(client: httpx.Client, fmt
     # The backend sends message 3 two delays after message 1; a gateway that
     # buffered the stream would deliver message 1 only when the call ended.
     assert answer.ended_at - first >= MIN_LEAD_SECONDS, (
-        f"message 1 reached the client {answer.ended_at - first:.3f}s before the end")
+        f"message 1 reached the client {answer.ended_at - first:.3f}s before the end"
+    )
     assert [r.at for r in answer.framer.records] == sorted(r.at for r in answer.framer.records)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_error_after_first_message_ends_with_an_error_record(
-        client: httpx.Client, fmt: str) -> None:
+    client: httpx.Client, fmt: str
+) -> None:
     answer = stream(client, fmt, {"count": "2", "fail_code": "5", "fail_message": "gone"})
     # The status line went out with message 1; the failure must be in the body.
     assert answer.status == 200

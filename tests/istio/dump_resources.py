@@ -106,8 +106,9 @@ class AdsSession:
             self.first_request = False
         self.outbox.put(request)
 
-    def fetch(self, type_url: str, names: list[str],
-              timeout: float) -> discovery_pb2.DiscoveryResponse:
+    def fetch(
+        self, type_url: str, names: list[str], timeout: float
+    ) -> discovery_pb2.DiscoveryResponse:
         """Subscribe to ``names`` of ``type_url``; ACK and return the first answer of that type."""
         self.send(type_url, names)
         result: list[discovery_pb2.DiscoveryResponse] = []
@@ -116,8 +117,12 @@ class AdsSession:
         def read() -> None:
             try:
                 for response in self.responses:
-                    self.send(response.type_url, names if response.type_url == type_url else [],
-                              response.version_info, response.nonce)
+                    self.send(
+                        response.type_url,
+                        names if response.type_url == type_url else [],
+                        response.version_info,
+                        response.nonce,
+                    )
                     if response.type_url == type_url:
                         result.append(response)
                         return
@@ -149,8 +154,9 @@ def _clusters_of(route_config: route_pb2.RouteConfiguration) -> list[str]:
     return sorted(set(names))
 
 
-def _as_json(response: discovery_pb2.DiscoveryResponse,
-             message_type: type[Message]) -> dict[str, Any]:
+def _as_json(
+    response: discovery_pb2.DiscoveryResponse, message_type: type[Message]
+) -> dict[str, Any]:
     resources = []
     for packed in response.resources:
         message = message_type()
@@ -165,8 +171,9 @@ def _as_json(response: discovery_pb2.DiscoveryResponse,
     }
 
 
-def dump(xds_address: str, target: str, node_id: str, namespace: str,
-         timeout: float = 20.0) -> dict[str, Any]:
+def dump(
+    xds_address: str, target: str, node_id: str, namespace: str, timeout: float = 20.0
+) -> dict[str, Any]:
     """Walk LDS -> RDS -> CDS -> EDS for ``target`` and return every response as JSON."""
     _register_envoy_types()
     session = AdsSession(xds_address, node_proto(node_id, namespace))
@@ -212,8 +219,9 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _capture_scenario(templates: tuple[str, ...], target: str, node_id: str,
-                      namespace: str) -> dict[str, Any]:
+def _capture_scenario(
+    templates: tuple[str, ...], target: str, node_id: str, namespace: str
+) -> dict[str, Any]:
     from tests.support.istiod import render_config, running_istiod
 
     with tempfile.TemporaryDirectory(prefix="meshgate-istiod-") as scratch:
@@ -227,8 +235,9 @@ def _capture_scenario(templates: tuple[str, ...], target: str, node_id: str,
         }
 
 
-def _document(scenarios: dict[str, Any], target: str, node_id: str,
-              namespace: str) -> dict[str, Any]:
+def _document(
+    scenarios: dict[str, Any], target: str, node_id: str, namespace: str
+) -> dict[str, Any]:
     from tests.support.istiod import grpc_bootstrap
 
     return {
@@ -245,12 +254,14 @@ def _document(scenarios: dict[str, Any], target: str, node_id: str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--xds", help="host:port of a running istiod's plaintext xDS")
-    where.add_argument("--start", action="store_true",
-                       help="start istiod with the tests/istio/config templates")
+    where.add_argument(
+        "--start", action="store_true", help="start istiod with the tests/istio/config templates"
+    )
     parser.add_argument("--target", default=DEFAULT_TARGET)
     parser.add_argument("--node-id", default=DEFAULT_NODE_ID)
     parser.add_argument("--namespace", default="default")
@@ -263,13 +274,16 @@ def main() -> None:
             for name, templates in SCENARIOS.items()
         }
     else:
-        scenarios = {"running_istiod": {
-            "istio_config": {},
-            "xds": dump(args.xds, args.target, args.node_id, args.namespace),
-        }}
+        scenarios = {
+            "running_istiod": {
+                "istio_config": {},
+                "xds": dump(args.xds, args.target, args.node_id, args.namespace),
+            }
+        }
 
-    text = json.dumps(_document(scenarios, args.target, args.node_id, args.namespace),
-                      indent=2) + "\n"
+    text = (
+        json.dumps(_document(scenarios, args.target, args.node_id, args.namespace), indent=2) + "\n"
+    )
     if args.out:
         args.out.write_text(text)
     else:

@@ -104,8 +104,9 @@ class ReferenceClient:
         started = time.monotonic()
         pairs = tuple((key, value) for key, value in metadata)
         try:
-            reply = self.stub.Slow(self.pb2.SlowRequest(seconds=seconds), metadata=pairs,
-                                   timeout=timeout)
+            reply = self.stub.Slow(
+                self.pb2.SlowRequest(seconds=seconds), metadata=pairs, timeout=timeout
+            )
             code, backend = "OK", reply.backend
         except grpc.RpcError as error:
             code, backend = error.code().name, ""

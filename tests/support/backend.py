@@ -52,11 +52,14 @@ def build_handler(pool: DescriptorPool, name: str) -> grpc.GenericRpcHandler:
                         ]
                     )
                 )
-                status = status_pb2.Status(code=request.fail_code, message=message,
-                                           details=[detail])
+                status = status_pb2.Status(
+                    code=request.fail_code, message=message, details=[detail]
+                )
                 context.set_trailing_metadata(
-                    (*tuple(request.reply_trailers.items()),
-                     ("grpc-status-details-bin", status.SerializeToString()))
+                    (
+                        *tuple(request.reply_trailers.items()),
+                        ("grpc-status-details-bin", status.SerializeToString()),
+                    )
                 )
             await context.abort(code, message)
 
@@ -88,19 +91,27 @@ def build_handler(pool: DescriptorPool, name: str) -> grpc.GenericRpcHandler:
             if request.delay_seconds:
                 await asyncio.sleep(request.delay_seconds)
         if request.fail_code:
-            await context.abort(grpc.StatusCode(_code_tuple(request.fail_code)),
-                                request.fail_message or "stream failed")
+            await context.abort(
+                grpc.StatusCode(_code_tuple(request.fail_code)),
+                request.fail_message or "stream failed",
+            )
 
     handlers = {
         "Echo": grpc.unary_unary_rpc_method_handler(
-            echo, request_deserializer=request_cls.FromString,
-            response_serializer=reply_cls.SerializeToString),
+            echo,
+            request_deserializer=request_cls.FromString,
+            response_serializer=reply_cls.SerializeToString,
+        ),
         "Ping": grpc.unary_unary_rpc_method_handler(
-            ping, request_deserializer=empty_cls.FromString,
-            response_serializer=empty_cls.SerializeToString),
+            ping,
+            request_deserializer=empty_cls.FromString,
+            response_serializer=empty_cls.SerializeToString,
+        ),
         "ServerStream": grpc.unary_stream_rpc_method_handler(
-            server_stream, request_deserializer=request_cls.FromString,
-            response_serializer=reply_cls.SerializeToString),
+            server_stream,
+            request_deserializer=request_cls.FromString,
+            response_serializer=reply_cls.SerializeToString,
+        ),
     }
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 

@@ -17,10 +17,10 @@ import argparse
 import asyncio
 import functools
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf import any_pb2
@@ -45,7 +45,7 @@ COVER_PNG = bytes.fromhex(
 MAX_STREAM_COUNT = 100
 MAX_DELAY_SECONDS = 5.0
 
-Context = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 @functools.cache
@@ -83,18 +83,76 @@ SHELVES = (
     ShelfData(9007199254740993, "Big numbers"),
 )
 BOOKS = (
-    BookData(1, 1, "The Left Hand of Darkness", "Ursula K. Le Guin", 1, ("classic", "sf"),
-             b"\x00\x01\xfe\xff", "1969-03-01T00:00:00Z", 304, 1234567890123, 4.5,
-             (("isbn", "978-0441478125"), ("lang", "en"))),
-    BookData(1, 2, "Der Zauberberg", "Thomas Mann", 1, ("classic",), b"\xfb\xff\xbf",
-             "1924-11-20T12:30:00.250Z", 1000, 0, 4.0, (("isbn", "978-3596294336"),)),
-    BookData(1, 3, "Draft \u2014 untitled", "", 0, (), b"", "2024-02-29T23:59:59.123456789Z",
-             None, 18446744073709551615, 0.0, ()),
-    BookData(2, 1, "\u6625\u671b \U0001f338", "\u675c\u752b", 3, ("t\u00e0ng", "poetry"),
-             "\u6625".encode(), "0757-04-01T00:00:00Z", 1, 12, -0.5,
-             (("lang", "zh"), ("isbn", "none"))),
-    BookData(9007199254740993, 9007199254740993, "\u1f38\u03bb\u03b9\u03ac\u03c2", "Homer", 2,
-             ("epic",), b"\x7f" * 9, "1900-01-01T00:00:00Z", 683, 7, 5.0, ()),
+    BookData(
+        1,
+        1,
+        "The Left Hand of Darkness",
+        "Ursula K. Le Guin",
+        1,
+        ("classic", "sf"),
+        b"\x00\x01\xfe\xff",
+        "1969-03-01T00:00:00Z",
+        304,
+        1234567890123,
+        4.5,
+        (("isbn", "978-0441478125"), ("lang", "en")),
+    ),
+    BookData(
+        1,
+        2,
+        "Der Zauberberg",
+        "Thomas Mann",
+        1,
+        ("classic",),
+        b"\xfb\xff\xbf",
+        "1924-11-20T12:30:00.250Z",
+        1000,
+        0,
+        4.0,
+        (("isbn", "978-3596294336"),),
+    ),
+    BookData(
+        1,
+        3,
+        "Draft \u2014 untitled",
+        "",
+        0,
+        (),
+        b"",
+        "2024-02-29T23:59:59.123456789Z",
+        None,
+        18446744073709551615,
+        0.0,
+        (),
+    ),
+    BookData(
+        2,
+        1,
+        "\u6625\u671b \U0001f338",
+        "\u675c\u752b",
+        3,
+        ("t\u00e0ng", "poetry"),
+        "\u6625".encode(),
+        "0757-04-01T00:00:00Z",
+        1,
+        12,
+        -0.5,
+        (("lang", "zh"), ("isbn", "none")),
+    ),
+    BookData(
+        9007199254740993,
+        9007199254740993,
+        "\u1f38\u03bb\u03b9\u03ac\u03c2",
+        "Homer",
+        2,
+        ("epic",),
+        b"\x7f" * 9,
+        "1900-01-01T00:00:00Z",
+        683,
+        7,
+        5.0,
+        (),
+    ),
 )
 
 
@@ -115,27 +173,44 @@ async def abort(context: Context, error: RpcError) -> None:
             holder = any_pb2.Any()
             holder.Pack(detail)
             packed.append(holder)
-        status = status_pb2.Status(code=error.code.value[0], message=error.message,
-                                   details=packed)
+        status = status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
         context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
     await context.abort(error.code, error.message)
 
 
 def not_found(kind: str, name: str, **metadata: str) -> RpcError:
-    return RpcError(grpc.StatusCode.NOT_FOUND, f"{kind} {name} not found", [
-        error_details_pb2.ResourceInfo(resource_type=f"{PACKAGE}.{kind.capitalize()}",
-                                       resource_name=name, description=f"no such {kind}"),
-        error_details_pb2.ErrorInfo(reason=f"{kind.upper()}_NOT_FOUND",
-                                    domain="bookstore.meshgate.test", metadata=metadata),
-    ])
+    return RpcError(
+        grpc.StatusCode.NOT_FOUND,
+        f"{kind} {name} not found",
+        [
+            error_details_pb2.ResourceInfo(
+                resource_type=f"{PACKAGE}.{kind.capitalize()}",
+                resource_name=name,
+                description=f"no such {kind}",
+            ),
+            error_details_pb2.ErrorInfo(
+                reason=f"{kind.upper()}_NOT_FOUND",
+                domain="bookstore.meshgate.test",
+                metadata=metadata,
+            ),
+        ],
+    )
 
 
 def bad_request(field: str, description: str) -> RpcError:
-    return RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid {field}: {description}", [
-        error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-        ])
-    ])
+    return RpcError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"invalid {field}: {description}",
+        [
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=field, description=description
+                    )
+                ]
+            )
+        ],
+    )
 
 
 class Bookstore:
@@ -156,16 +231,23 @@ class Bookstore:
     def shelf(self, shelf_id: int) -> Any:
         for data in SHELVES:
             if data.id == shelf_id:
-                return self.new("Shelf", id=data.id, theme=data.theme,
-                                name=f"shelves/{data.id}")
+                return self.new("Shelf", id=data.id, theme=data.theme, name=f"shelves/{data.id}")
         raise not_found("shelf", f"shelves/{shelf_id}", shelf=str(shelf_id))
 
     def book(self, data: BookData) -> Any:
-        book = self.new("Book", name=f"shelves/{data.shelf}/books/{data.id}", id=data.id,
-                        title=data.title, author=data.author, genre=data.genre,
-                        tags=list(data.tags), isbn_digest=data.isbn_digest,
-                        copies_sold=data.copies_sold, rating=data.rating,
-                        labels=dict(data.labels))
+        book = self.new(
+            "Book",
+            name=f"shelves/{data.shelf}/books/{data.id}",
+            id=data.id,
+            title=data.title,
+            author=data.author,
+            genre=data.genre,
+            tags=list(data.tags),
+            isbn_digest=data.isbn_digest,
+            copies_sold=data.copies_sold,
+            rating=data.rating,
+            labels=dict(data.labels),
+        )
         book.published.FromJsonString(data.published)
         if data.pages is not None:
             book.pages.value = data.pages
@@ -175,8 +257,9 @@ class Bookstore:
         for data in BOOKS:
             if data.shelf == shelf_id and data.id == book_id:
                 return self.book(data)
-        raise not_found("book", f"shelves/{shelf_id}/books/{book_id}", shelf=str(shelf_id),
-                        book=str(book_id))
+        raise not_found(
+            "book", f"shelves/{shelf_id}/books/{book_id}", shelf=str(shelf_id), book=str(book_id)
+        )
 
     def select_books(self, request: Any, *, any_shelf: bool) -> Any:
         selected = []
@@ -194,7 +277,8 @@ class Bookstore:
             if request.ids and data.id not in request.ids:
                 continue
             if request.HasField("title_prefix") and not data.title.startswith(
-                    request.title_prefix.value):
+                request.title_prefix.value
+            ):
                 continue
             selected.append(self.book(data))
         reply = self.new("ListBooksResponse")
@@ -214,16 +298,21 @@ class Bookstore:
         if not request.shelf.theme:
             raise bad_request("shelf.theme", "must not be empty")
         shelf_id = request.shelf.id or 100
-        return self.new("Shelf", id=shelf_id, theme=request.shelf.theme,
-                        name=f"shelves/{shelf_id}")
+        return self.new("Shelf", id=shelf_id, theme=request.shelf.theme, name=f"shelves/{shelf_id}")
 
     async def archive_shelf(self, request: Any, context: Context) -> Any:
         shelf = self.shelf(request.shelf)
         reply = self.new("ArchiveShelfResponse", reason=request.reason, purge=request.purge)
         reply.shelf.CopyFrom(shelf)
-        reply.archived.CopyFrom(self.new(
-            "google.rpc.ResourceInfo", resource_type=f"{PACKAGE}.Shelf",
-            resource_name=shelf.name, owner="archive", description=request.reason))
+        reply.archived.CopyFrom(
+            self.new(
+                "google.rpc.ResourceInfo",
+                resource_type=f"{PACKAGE}.Shelf",
+                resource_name=shelf.name,
+                owner="archive",
+                description=request.reason,
+            )
+        )
         return reply
 
     async def list_books(self, request: Any, context: Context) -> Any:
@@ -240,8 +329,9 @@ class Bookstore:
     async def export_shelf(self, request: Any, context: Context) -> Any:
         self.shelf(request.shelf)
         lines = ["id,title,author"]
-        lines += [f"{data.id},{data.title},{data.author}" for data in BOOKS
-                  if data.shelf == request.shelf]
+        lines += [
+            f"{data.id},{data.title},{data.author}" for data in BOOKS if data.shelf == request.shelf
+        ]
         reply = self.new("ExportShelfResponse", shelf=request.shelf)
         reply.export.content_type = "text/csv; charset=utf-8"
         reply.export.data = ("\n".join(lines) + "\n").encode()
@@ -262,8 +352,12 @@ class Bookstore:
 
     async def update_book(self, request: Any, context: Context) -> Any:
         parts = request.book.name.split("/")
-        if (len(parts) != 4 or parts[0] != "shelves" or parts[2] != "books"
-                or not all(p.lstrip("-").isdigit() for p in (parts[1], parts[3]))):
+        if (
+            len(parts) != 4
+            or parts[0] != "shelves"
+            or parts[2] != "books"
+            or not all(p.lstrip("-").isdigit() for p in (parts[1], parts[3]))
+        ):
             raise bad_request("book.name", f"not shelves/<int>/books/<int>: {request.book.name!r}")
         book = self.find_book(int(parts[1]), int(parts[3]))
         if request.update_mask.paths:
@@ -301,8 +395,12 @@ class Bookstore:
         return reply
 
     async def get_file(self, request: Any, context: Context) -> Any:
-        return self.new("File", path=request.path, revision=request.revision,
-                        segments=request.path.split("/") if request.path else [])
+        return self.new(
+            "File",
+            path=request.path,
+            revision=request.revision,
+            segments=request.path.split("/") if request.path else [],
+        )
 
     async def stream_books(self, request: Any, context: Context) -> AsyncIterator[Any]:
         count = request.count or 3
@@ -312,22 +410,31 @@ class Bookstore:
         for i in range(1, count + 1):
             if i > 1 and delay:
                 await asyncio.sleep(delay)
-            yield self.new("Book", name=f"shelves/{request.shelf}/books/{i}", id=i,
-                           title=f"Volume {i} \u2014 \u7b2c{i}\u5377")
+            yield self.new(
+                "Book",
+                name=f"shelves/{request.shelf}/books/{i}",
+                id=i,
+                title=f"Volume {i} \u2014 \u7b2c{i}\u5377",
+            )
         if request.fail_code:
             code = _status_code(request.fail_code)
             raise RpcError(code, request.fail_message or f"stream failed with {code.name}")
 
     async def get_cover(self, request: Any, context: Context) -> Any:
         self.shelf(request.shelf)
-        return self.new("google.api.HttpBody", content_type=request.content_type or "image/png",
-                        data=COVER_PNG)
+        return self.new(
+            "google.api.HttpBody", content_type=request.content_type or "image/png", data=COVER_PNG
+        )
 
     async def upload_cover(self, request: Any, context: Context) -> Any:
         self.shelf(request.shelf)
-        return self.new("UploadCoverResponse", shelf=request.shelf,
-                        content_type=request.cover.content_type,
-                        size=len(request.cover.data), data=request.cover.data)
+        return self.new(
+            "UploadCoverResponse",
+            shelf=request.shelf,
+            content_type=request.cover.content_type,
+            size=len(request.cover.data),
+            data=request.cover.data,
+        )
 
 
 def _status_code(code: int) -> grpc.StatusCode:
@@ -337,8 +444,9 @@ def _status_code(code: int) -> grpc.StatusCode:
     raise bad_request("fail_code", f"not a gRPC status code: {code}")
 
 
-def _unary(fn: Callable[[Any, Context], Awaitable[Any]]
-           ) -> Callable[[Any, Context], Awaitable[Any]]:
+def _unary(
+    fn: Callable[[Any, Context], Awaitable[Any]],
+) -> Callable[[Any, Context], Awaitable[Any]]:
     async def handler(request: Any, context: Context) -> Any:
         try:
             return await fn(request, context)
@@ -348,8 +456,9 @@ def _unary(fn: Callable[[Any, Context], Awaitable[Any]]
     return handler
 
 
-def _streaming(fn: Callable[[Any, Context], AsyncIterator[Any]]
-               ) -> Callable[[Any, Context], AsyncIterator[Any]]:
+def _streaming(
+    fn: Callable[[Any, Context], AsyncIterator[Any]],
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
             async for reply in fn(request, context):
@@ -363,23 +472,33 @@ def _streaming(fn: Callable[[Any, Context], AsyncIterator[Any]]
 def build_handlers(pool: DescriptorPool) -> tuple[grpc.GenericRpcHandler, ...]:
     store = Bookstore(pool)
     unary = {
-        "GetShelf": store.get_shelf, "CreateShelf": store.create_shelf,
-        "ArchiveShelf": store.archive_shelf, "ListBooks": store.list_books,
-        "SearchBooks": store.search_books, "ExportShelf": store.export_shelf,
+        "GetShelf": store.get_shelf,
+        "CreateShelf": store.create_shelf,
+        "ArchiveShelf": store.archive_shelf,
+        "ListBooks": store.list_books,
+        "SearchBooks": store.search_books,
+        "ExportShelf": store.export_shelf,
         "GetBook": store.get_book,
-        "CreateBook": store.create_book, "UpdateBook": store.update_book,
-        "DeleteBook": store.delete_book, "LookupBook": store.lookup_book,
-        "GetFile": store.get_file, "GetCover": store.get_cover,
+        "CreateBook": store.create_book,
+        "UpdateBook": store.update_book,
+        "DeleteBook": store.delete_book,
+        "LookupBook": store.lookup_book,
+        "GetFile": store.get_file,
+        "GetCover": store.get_cover,
         "UploadCover": store.upload_cover,
     }
-    return tuple(_service_handler(pool, name, unary, store.stream_books)
-                 for name in (SERVICE, EXTRAS_SERVICE))
+    return tuple(
+        _service_handler(pool, name, unary, store.stream_books)
+        for name in (SERVICE, EXTRAS_SERVICE)
+    )
 
 
-def _service_handler(pool: DescriptorPool, service_name: str,
-                     unary: dict[str, Callable[[Any, Context], Awaitable[Any]]],
-                     stream: Callable[[Any, Context], AsyncIterator[Any]],
-                     ) -> grpc.GenericRpcHandler:
+def _service_handler(
+    pool: DescriptorPool,
+    service_name: str,
+    unary: Mapping[str, Callable[[Any, Context], Awaitable[Any]]],
+    stream: Callable[[Any, Context], AsyncIterator[Any]],
+) -> grpc.GenericRpcHandler:
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in pool.FindServiceByName(service_name).methods:
         request_cls = message_class(pool, method.input_type.full_name)
@@ -388,12 +507,14 @@ def _service_handler(pool: DescriptorPool, service_name: str,
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _streaming(stream),
                 request_deserializer=request_cls.FromString,
-                response_serializer=reply_cls.SerializeToString)
+                response_serializer=reply_cls.SerializeToString,
+            )
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
                 _unary(unary[method.name]),
                 request_deserializer=request_cls.FromString,
-                response_serializer=reply_cls.SerializeToString)
+                response_serializer=reply_cls.SerializeToString,
+            )
     return grpc.method_handlers_generic_handler(service_name, handlers)
 
 
@@ -401,8 +522,9 @@ async def serve(port: int, host: str = "127.0.0.1") -> None:
     server = grpc.aio.server()
     pool = load_pool(bookstore_descriptor_set())
     server.add_generic_rpc_handlers(build_handlers(pool))
-    reflection.enable_server_reflection((SERVICE, EXTRAS_SERVICE, reflection.SERVICE_NAME),
-                                        server, pool=pool)
+    reflection.enable_server_reflection(
+        (SERVICE, EXTRAS_SERVICE, reflection.SERVICE_NAME), server, pool=pool
+    )
     await serve_until_signalled(server, f"{host}:{port}")
 
 

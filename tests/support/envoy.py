@@ -28,8 +28,7 @@ from tests.support.protos import ECHO_PROTO, PROTO_ROOT, compile_descriptor_set
 
 TRANSCODER_FILTER = "envoy.filters.http.grpc_json_transcoder"
 TRANSCODER_TYPE = (
-    "type.googleapis.com/"
-    "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
+    "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"
 )
 HCM_TYPE = (
     "type.googleapis.com/"
@@ -232,8 +231,9 @@ def transcoder_config(
     }
 
 
-def _grpc_proxy_config(name: str, listen_port: int, admin_port: int, upstream_port: int,
-                       route_timeout: float | None) -> Config:
+def _grpc_proxy_config(
+    name: str, listen_port: int, admin_port: int, upstream_port: int, route_timeout: float | None
+) -> Config:
     hcm: Config = {
         "@type": HCM_TYPE,
         "stat_prefix": name,
@@ -260,17 +260,20 @@ class SidecarPorts:
     inbound_admin: int
 
 
-def sidecar_configs(ports: SidecarPorts, backend_port: int,
-                    route_timeout: float | None = None) -> tuple[Config, Config]:
+def sidecar_configs(
+    ports: SidecarPorts, backend_port: int, route_timeout: float | None = None
+) -> tuple[Config, Config]:
     """Two plain HTTP/2 proxies modelling a mesh's sidecar pair.
 
     client -> outbound (ports.outbound_listen) -> inbound (ports.inbound_listen) -> backend.
     Returns (outbound, inbound); start both with :func:`run_envoy`.
     """
-    outbound = _grpc_proxy_config("outbound", ports.outbound_listen, ports.outbound_admin,
-                                  ports.inbound_listen, route_timeout)
-    inbound = _grpc_proxy_config("inbound", ports.inbound_listen, ports.inbound_admin,
-                                 backend_port, route_timeout)
+    outbound = _grpc_proxy_config(
+        "outbound", ports.outbound_listen, ports.outbound_admin, ports.inbound_listen, route_timeout
+    )
+    inbound = _grpc_proxy_config(
+        "inbound", ports.inbound_listen, ports.inbound_admin, backend_port, route_timeout
+    )
     return outbound, inbound
 
 
@@ -314,8 +317,7 @@ def _wait_until_live(process: Process, admin_url: str, timeout: float) -> None:
     while time.monotonic() < deadline:
         if process.proc.poll() is not None:
             time.sleep(0.1)  # let the reader thread collect the last lines
-            raise RuntimeError(
-                f"envoy exited with {process.proc.returncode}:\n{process.output}")
+            raise RuntimeError(f"envoy exited with {process.proc.returncode}:\n{process.output}")
         try:
             answer = httpx.get(f"{admin_url}/ready", timeout=0.5)
             last_answer = f"{answer.status_code} {answer.text.strip()}"
@@ -325,13 +327,19 @@ def _wait_until_live(process: Process, admin_url: str, timeout: float) -> None:
             last_answer = repr(error)
         time.sleep(0.05)
     raise TimeoutError(
-        f"envoy not LIVE after {timeout}s (last /ready: {last_answer}):\n{process.output}")
+        f"envoy not LIVE after {timeout}s (last /ready: {last_answer}):\n{process.output}"
+    )
 
 
 @contextmanager
-def run_envoy(config: Config, *, concurrency: int = 1, base_id: int | None = None,
-              log_level: str = "warn",
-              ready_timeout: float = READY_TIMEOUT_SECONDS) -> Iterator[RunningEnvoy]:
+def run_envoy(
+    config: Config,
+    *,
+    concurrency: int = 1,
+    base_id: int | None = None,
+    log_level: str = "warn",
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
+) -> Iterator[RunningEnvoy]:
     """Start Envoy on ``config``, wait for admin /ready to say LIVE, stop it afterwards.
 
     Hot restart is disabled so several Envoys can run side by side without
@@ -341,8 +349,16 @@ def run_envoy(config: Config, *, concurrency: int = 1, base_id: int | None = Non
     with tempfile.TemporaryDirectory(prefix="meshgate-envoy-") as workdir:
         config_path = Path(workdir) / "envoy.json"
         config_path.write_text(json.dumps(config, indent=1))
-        args = [binary, "-c", str(config_path), "--concurrency", str(concurrency),
-                "--log-level", log_level, "--disable-hot-restart"]
+        args = [
+            binary,
+            "-c",
+            str(config_path),
+            "--concurrency",
+            str(concurrency),
+            "--log-level",
+            log_level,
+            "--disable-hot-restart",
+        ]
         if base_id is not None:
             args += ["--base-id", str(base_id)]
         admin_url = f"http://127.0.0.1:{_admin_port(config)}"

@@ -43,8 +43,9 @@ def wait_ready(admin_url: str, process: Process, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def run_gateway(config: dict[str, Any], tmp_path: Path, workers: int = 1,
-                env: dict[str, str] | None = None) -> Iterator[RunningGateway]:
+def run_gateway(
+    config: dict[str, Any], tmp_path: Path, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[RunningGateway]:
     """Start meshgate on ``config``; listener and admin ports are filled in if absent."""
     config = dict(config)
     config.setdefault("admin", {"address": f"127.0.0.1:{free_port()}"})
@@ -53,8 +54,9 @@ def run_gateway(config: dict[str, Any], tmp_path: Path, workers: int = 1,
         listener.setdefault("address", f"127.0.0.1:{free_port()}")
     path = tmp_path / "meshgate.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    process = Process(python_module("gateway", "run", "-c", str(path), "--workers", str(workers)),
-                      env=env)
+    process = Process(
+        python_module("gateway", "run", "-c", str(path), "--workers", str(workers)), env=env
+    )
     admin_url = f"http://{config['admin']['address']}"
     try:
         wait_ready(admin_url, process)

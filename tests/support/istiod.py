@@ -123,8 +123,9 @@ def render_template(template: Path, values: Mapping[str, object]) -> str:
     )
 
 
-def render_config(config_dir: Path, values: Mapping[str, object],
-                  only: tuple[str, ...] = ()) -> list[Path]:
+def render_config(
+    config_dir: Path, values: Mapping[str, object], only: tuple[str, ...] = ()
+) -> list[Path]:
     """Write the Istio YAML templates of tests/istio/config into ``config_dir``."""
     written = []
     for template in sorted(CONFIG_TEMPLATES.glob("*.yaml")):
@@ -178,9 +179,13 @@ def _wait_until_ready(istiod: Istiod, timeout: float) -> None:
 
 
 @contextmanager
-def running_istiod(config_dir: Path, binary: Path | None = None,
-                   timeout: float = 60.0, extra_env: Mapping[str, str] | None = None,
-                   log_level: str = "default:info") -> Iterator[Istiod]:
+def running_istiod(
+    config_dir: Path,
+    binary: Path | None = None,
+    timeout: float = 60.0,
+    extra_env: Mapping[str, str] | None = None,
+    log_level: str = "default:info",
+) -> Iterator[Istiod]:
     """Start istiod on free loopback ports, reading Istio YAML from ``config_dir``.
 
     The MeshConfig file is written beside ``config_dir`` (never inside it: every
@@ -190,12 +195,19 @@ def running_istiod(config_dir: Path, binary: Path | None = None,
     config_dir = config_dir.resolve()
     xds_port, http_port, monitoring_port = free_port(), free_port(), free_port()
     mesh_file = config_dir.parent / f"{config_dir.name}-mesh.yaml"
-    write_atomically(mesh_file, render_template(MESH_TEMPLATE, {
-        "CONFIG_DIR": config_dir,
-        "XDS_ADDRESS": f"127.0.0.1:{xds_port}",
-    }))
+    write_atomically(
+        mesh_file,
+        render_template(
+            MESH_TEMPLATE,
+            {
+                "CONFIG_DIR": config_dir,
+                "XDS_ADDRESS": f"127.0.0.1:{xds_port}",
+            },
+        ),
+    )
     args = [
-        str(executable), "discovery",
+        str(executable),
+        "discovery",
         "--registries=",
         f"--meshConfig={mesh_file}",
         f"--networksConfig={config_dir.parent / 'absent-mesh-networks.yaml'}",
@@ -232,9 +244,12 @@ def node_metadata(namespace: str = "default") -> dict[str, object]:
     }
 
 
-def grpc_bootstrap(xds_address: str, node_id: str = DEFAULT_NODE_ID,
-                   namespace: str = "default",
-                   metadata: Mapping[str, object] | None = None) -> dict[str, Any]:
+def grpc_bootstrap(
+    xds_address: str,
+    node_id: str = DEFAULT_NODE_ID,
+    namespace: str = "default",
+    metadata: Mapping[str, object] | None = None,
+) -> dict[str, Any]:
     """A GRPC_XDS_BOOTSTRAP document shaped like the one istio-agent writes.
 
     GENERATOR=grpc makes istiod answer with its proxyless-gRPC generator
@@ -242,11 +257,13 @@ def grpc_bootstrap(xds_address: str, node_id: str = DEFAULT_NODE_ID,
     """
     metadata_of_node = {**node_metadata(namespace), **(metadata or {})}
     return {
-        "xds_servers": [{
-            "server_uri": xds_address,
-            "channel_creds": [{"type": "insecure"}],
-            "server_features": ["xds_v3"],
-        }],
+        "xds_servers": [
+            {
+                "server_uri": xds_address,
+                "channel_creds": [{"type": "insecure"}],
+                "server_features": ["xds_v3"],
+            }
+        ],
         "node": {
             "id": node_id,
             "metadata": metadata_of_node,
@@ -256,9 +273,13 @@ def grpc_bootstrap(xds_address: str, node_id: str = DEFAULT_NODE_ID,
     }
 
 
-def write_grpc_bootstrap(path: Path, xds_address: str, node_id: str = DEFAULT_NODE_ID,
-                         namespace: str = "default",
-                         metadata: Mapping[str, object] | None = None) -> Path:
+def write_grpc_bootstrap(
+    path: Path,
+    xds_address: str,
+    node_id: str = DEFAULT_NODE_ID,
+    namespace: str = "default",
+    metadata: Mapping[str, object] | None = None,
+) -> Path:
     """Write :func:`grpc_bootstrap` to ``path`` for GRPC_XDS_BOOTSTRAP."""
     document = grpc_bootstrap(xds_address, node_id, namespace, metadata)
     write_atomically(path, json.dumps(document, indent=2) + "\n")

@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 class Process:
     """A child process whose output is collected for failure messages."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.args = list(args)
         self.lines: list[str] = []
         self._ready = threading.Event()
@@ -52,10 +53,12 @@ class Process:
             if self.proc.poll() is not None:
                 time.sleep(0.1)
                 raise RuntimeError(
-                    f"{self.args[:3]} exited with {self.proc.returncode}:\n{self.output}")
+                    f"{self.args[:3]} exited with {self.proc.returncode}:\n{self.output}"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(
-                    f"no {marker!r} from {self.args[:3]} in {timeout}s:\n{self.output}")
+                    f"no {marker!r} from {self.args[:3]} in {timeout}s:\n{self.output}"
+                )
 
     @property
     def output(self) -> str:
@@ -76,8 +79,9 @@ class Process:
 
 
 @contextmanager
-def running(args: Sequence[str], ready: str, timeout: float = 30.0,
-            env: dict[str, str] | None = None) -> Iterator[Process]:
+def running(
+    args: Sequence[str], ready: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> Iterator[Process]:
     process = Process(args, env=env)
     try:
         process.wait_for_line(ready, timeout)
@@ -92,6 +96,7 @@ def python_module(module: str, *args: str) -> list[str]:
 
 @contextmanager
 def echo_backend(port: int, name: str = "backend") -> Iterator[Process]:
-    with running(python_module("tests.support.backend", "--port", str(port), "--name", name),
-                 "READY") as process:
+    with running(
+        python_module("tests.support.backend", "--port", str(port), "--name", name), "READY"
+    ) as process:
         yield process

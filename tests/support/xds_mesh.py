@@ -14,7 +14,7 @@ import grpc
 
 from mesh.backoff import Backoff
 from mesh.bootstrap import parse
-from mesh.resolver import MeshCore
+from mesh.core import MeshCore
 from tests.support.protos import echo_descriptor_set, load_pool, message_class
 from tests.support.xds_builders import ECHO_METHOD
 from tests.support.xds_server import XdsServer

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
@@ -287,7 +288,7 @@ class XdsServer:
             self._streams.pop(stream.number, None)
 
     def response_for(
-        self, type_url: str, names: set[str] | None
+        self, type_url: str, names: AbstractSet[str] | None
     ) -> discovery_pb2.DiscoveryResponse | None:
         with self._lock:
             if type_url in self._held or type_url not in self._resources:

@@ -7,9 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import parse_address, parse_duration
-from gateway.config_load import ConfigError, load_config_text
-from gateway.snapshot import compile_snapshot
+from gateway.config import (
+    ConfigError,
+    LoadedConfig,
+    load_config_text,
+    parse_address,
+    parse_duration,
+)
+from gateway.snapshot import Snapshot, compile_snapshot
+from gateway.sources import load_sources
+from gateway.transcode.protobuf_kind import ProtobufTranscoding
+from gateway.upstream.clusters import StaticClusterRef
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,15 +39,27 @@ clusters:
 """
 
 
+def compile_loaded(loaded: LoadedConfig) -> Snapshot:
+    return compile_snapshot(loaded, load_sources(loaded))
+
+
 def issues_of(text: str) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        compile_snapshot(load_config_text(text, base_dir=REPO / "config"))
+        compile_loaded(load_config_text(text, base_dir=REPO / "config"))
     return [str(i) for i in caught.value.issues]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("5s", 5.0), ("250ms", 0.25), ("1.5m", 90.0), ("2h", 7200.0), ("10us", 1e-5), (3, 3.0),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("5s", 5.0),
+        ("250ms", 0.25),
+        ("1.5m", 90.0),
+        ("2h", 7200.0),
+        ("10us", 1e-5),
+        (3, 3.0),
+    ],
+)
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -60,11 +80,11 @@ def test_bad_addresses(text: object) -> None:
 
 
 def test_good_config_compiles() -> None:
-    snapshot = compile_snapshot(load_config_text(GOOD, base_dir=REPO / "config"))
+    snapshot = compile_loaded(load_config_text(GOOD, base_dir=REPO / "config"))
     route = snapshot.listeners[0].routes.entries[0][1]
     assert route.timeout == 0.25
-    assert route.transcoding is not None
-    assert "/demo.greeter.v1.Greeter/SayHello" in route.transcoding.methods
+    assert isinstance(route.kind, ProtobufTranscoding)
+    assert "/demo.greeter.v1.Greeter/SayHello" in route.kind.transcoding.methods
     assert snapshot.services == ("demo.greeter.v1.Greeter",)
 
 
@@ -113,16 +133,20 @@ def test_missing_proto_file() -> None:
 def test_broken_proto_file(tmp_path: Path) -> None:
     (tmp_path / "broken.proto").write_text('syntax = "proto3"; message {')
     text = GOOD.replace("demo/greeter.proto", str(tmp_path / "broken.proto")).replace(
-        "include: [demo]", f"include: [{tmp_path}]")
+        "include: [demo]", f"include: [{tmp_path}]"
+    )
     [issue] = issues_of(text)
     assert "protoc failed" in issue and "broken.proto:1" in issue
 
 
 def test_duplicate_ports_and_clusters() -> None:
-    text = GOOD + """
+    text = (
+        GOOD
+        + """
   - name: greeter
     endpoints: [{address: "127.0.0.1:50052"}]
 """
+    )
     text = text.replace("listeners:\n", "listeners:\n  - {name: other, address: 127.0.0.1:8080}\n")
     assert issues_of(text) == [
         "clusters (line 14): cluster name 'greeter' is used 2 times",
@@ -144,8 +168,14 @@ def test_not_yaml() -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_validate_command(tmp_path: Path) -> None:
@@ -153,8 +183,9 @@ def test_validate_command(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert "ok (1 listener(s)" in ok.stdout
     bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO / "config/demo.yaml").read_text().replace(
-        "cluster: greeter", "cluster: shop2"))
+    bad.write_text(
+        (REPO / "config/demo.yaml").read_text().replace("cluster: greeter", "cluster: shop2")
+    )
     result = run_cli("validate", "-c", str(bad))
     assert result.returncode == 1
     assert "listeners[0].routes[0].cluster" in result.stderr
@@ -181,12 +212,15 @@ def test_example_configs_validate() -> None:
 def test_yaml_12_booleans_keep_the_retry_on_key() -> None:
     retry_yaml = "retry: {attempts: 2, on: [unavailable, internal]}"
     text = GOOD.replace("timeout: 250ms", f"timeout: 250ms\n        {retry_yaml}")
-    snapshot = compile_snapshot(load_config_text(text, base_dir=REPO / "config"))
-    retry = snapshot.listeners[0].routes.entries[0][1].retry
-    assert retry is not None and retry.on == ["unavailable", "internal"]
+    snapshot = compile_loaded(load_config_text(text, base_dir=REPO / "config"))
+    cluster = snapshot.listeners[0].routes.entries[0][1].cluster
+    assert isinstance(cluster, StaticClusterRef) and cluster.retry is not None
+    assert cluster.retry.retry_on == {14, 13} and cluster.retry.max_attempts == 3
     with pytest.raises(ConfigError, match="flag"):
-        load_config_text(GOOD.replace("auto_mapping: true", "auto_mapping: yes, flag: 1"),
-                         base_dir=REPO / "config")
+        load_config_text(
+            GOOD.replace("auto_mapping: true", "auto_mapping: yes, flag: 1"),
+            base_dir=REPO / "config",
+        )
 
 
 def test_grpc_listeners_are_refused_until_supported() -> None:

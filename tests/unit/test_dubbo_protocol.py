@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.dubbo.descriptors import (
+from gateway.dubbo.errors import DubboProtocolError
+from gateway.dubbo.hessian2 import JavaLong, JavaObject, TypedList, decode_all, encode
+from gateway.dubbo.invocation import Invocation, generic_invocation, invocation
+from gateway.dubbo.jvm_types import (
     descriptor_for,
     descriptor_of,
     java_type_name,
     split_descriptors,
 )
-from gateway.dubbo.errors import DubboProtocolError
-from gateway.dubbo.hessian2 import JavaLong, JavaObject, TypedList, decode_all, encode
-from gateway.dubbo.invocation import Invocation, generic_invocation, invocation
 from gateway.dubbo.protocol import (
     Event,
     Frame,

@@ -39,13 +39,38 @@ def pool(name: str) -> DescriptorPool:
 
 
 LEAVES = st.one_of(
-    st.none(), st.booleans(),
+    st.none(),
+    st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["", "0", "-1", "12", "1.5", "1e3", "abc", "AAE=", "AAE", "-_8", "!!",
-                     "KIND_BOOK", "KIND_NOPE", "GENRE_FICTION", "2024-01-01T00:00:00Z", "1.5s",
-                     "NaN", "Infinity", "true", "false", "18446744073709551615",
-                     "9223372036854775808", "a,b", "\u00e9\U0001f600"]),
+    st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "12",
+            "1.5",
+            "1e3",
+            "abc",
+            "AAE=",
+            "AAE",
+            "-_8",
+            "!!",
+            "KIND_BOOK",
+            "KIND_NOPE",
+            "GENRE_FICTION",
+            "2024-01-01T00:00:00Z",
+            "1.5s",
+            "NaN",
+            "Infinity",
+            "true",
+            "false",
+            "18446744073709551615",
+            "9223372036854775808",
+            "a,b",
+            "\u00e9\U0001f600",
+        ]
+    ),
 )
 
 
@@ -60,31 +85,34 @@ def field_names(descriptor: Descriptor) -> list[str]:
 def json_for(draw: st.DrawFn, descriptor: Descriptor, depth: int = 0) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name in draw(st.lists(st.sampled_from(field_names(descriptor)), max_size=6)):
-        field = descriptor.fields_by_name.get(name) or descriptor.fields_by_camelcase_name.get(
-            name)
+        field = descriptor.fields_by_name.get(name) or descriptor.fields_by_camelcase_name.get(name)
         choices: list[st.SearchStrategy[Any]] = [LEAVES, st.lists(LEAVES, max_size=3)]
         if field is not None and field.message_type is not None and depth < 3:
             sub = field.message_type
             if sub.GetOptions().map_entry:
-                choices.append(st.dictionaries(st.sampled_from(["k", "1", "true", "x y"]),
-                                               LEAVES, max_size=3))
+                choices.append(
+                    st.dictionaries(st.sampled_from(["k", "1", "true", "x y"]), LEAVES, max_size=3)
+                )
             elif not sub.full_name.startswith("google.protobuf."):
                 nested = json_for(sub, depth + 1)
                 choices += [nested, st.lists(nested, max_size=2)]
             else:
-                choices.append(st.dictionaries(st.sampled_from(["a", "seconds", "value"]),
-                                               LEAVES, max_size=2))
+                choices.append(
+                    st.dictionaries(st.sampled_from(["a", "seconds", "value"]), LEAVES, max_size=2)
+                )
         data[name] = draw(st.one_of(*choices))
     return data
 
 
-def reference(cls: type[Message], pool_: DescriptorPool, data: dict[str, Any],
-              ignore_unknown: bool) -> Message | None:
+def reference(
+    cls: type[Message], pool_: DescriptorPool, data: dict[str, Any], ignore_unknown: bool
+) -> Message | None:
     message = cls()
     try:
         check_bytes_fields(data, message.DESCRIPTOR)
-        json_format.ParseDict(data, message, ignore_unknown_fields=ignore_unknown,
-                              descriptor_pool=pool_)
+        json_format.ParseDict(
+            data, message, ignore_unknown_fields=ignore_unknown, descriptor_pool=pool_
+        )
     except (BadRequest, json_format.ParseError, ValueError, TypeError, RecursionError):
         return None
     return message
@@ -94,9 +122,9 @@ def reference(cls: type[Message], pool_: DescriptorPool, data: dict[str, Any],
 @pytest.mark.parametrize("ignore_unknown", [False, True])
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_same_verdict_and_message_as_json_format(proto: str, full_name: str,
-                                                 ignore_unknown: bool, data: st.DataObject
-                                                 ) -> None:
+def test_same_verdict_and_message_as_json_format(
+    proto: str, full_name: str, ignore_unknown: bool, data: st.DataObject
+) -> None:
     pool_ = pool(proto)
     cls = message_class(pool_, full_name)
     value = data.draw(json_for(cls.DESCRIPTOR))
@@ -113,15 +141,20 @@ def test_same_verdict_and_message_as_json_format(proto: str, full_name: str,
 
 
 @pytest.mark.parametrize(("proto", "full_name"), MESSAGES, ids=[m for _, m in MESSAGES])
-@pytest.mark.parametrize("options", [
-    PrintOptions(),
-    PrintOptions(preserve_proto_field_names=True, always_print_primitive_fields=True,
-                 enums_as_ints=True),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        PrintOptions(),
+        PrintOptions(
+            preserve_proto_field_names=True, always_print_primitive_fields=True, enums_as_ints=True
+        ),
+    ],
+)
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
-def test_prints_what_json_format_prints(proto: str, full_name: str, options: PrintOptions,
-                                        data: st.DataObject) -> None:
+def test_prints_what_json_format_prints(
+    proto: str, full_name: str, options: PrintOptions, data: st.DataObject
+) -> None:
     pool_ = pool(proto)
     cls = message_class(pool_, full_name)
     message = reference(cls, pool_, data.draw(json_for(cls.DESCRIPTOR)), True)

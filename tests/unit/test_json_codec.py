@@ -13,8 +13,9 @@ REQUEST = message_class(POOL, "meshgate.test.v1.EchoRequest")
 
 def codec(**options: bool) -> MessageCodec:
     ignore = options.pop("ignore_unknown_fields", False)
-    return MessageCodec(REQUEST, POOL, ignore_unknown_fields=ignore,
-                        options=PrintOptions(**options))
+    return MessageCodec(
+        REQUEST, POOL, ignore_unknown_fields=ignore, options=PrintOptions(**options)
+    )
 
 
 def test_both_field_names_accepted_lower_camel_printed() -> None:
@@ -28,17 +29,20 @@ def test_both_field_names_accepted_lower_camel_printed() -> None:
 def test_print_options() -> None:
     message = codec().parse_json(b'{"kind": "KIND_MAGAZINE", "big": "5"}')
     assert orjson.loads(codec(enums_as_ints=True).render(message)) == {"kind": 2, "big": "5"}
-    plain = orjson.loads(codec(preserve_proto_field_names=True,
-                               always_print_primitive_fields=True).render(message))
+    plain = orjson.loads(
+        codec(preserve_proto_field_names=True, always_print_primitive_fields=True).render(message)
+    )
     assert plain["snake_case_field"] == ""
     assert plain["fail_code"] == 0
     assert plain["tags"] == []
 
 
 def test_round_trip_is_stable() -> None:
-    body = (b'{"message":"m","big":"-9223372036854775808","ubig":"18446744073709551615",'
-            b'"tags":["a"],"labels":{"k":"v"},"data":"AAE=","when":"1970-01-01T00:00:00Z",'
-            b'"ttl":"0s","maybe":0,"ratio":"NaN","extra":{"a":{"b":[true,null,1.5]}}}')
+    body = (
+        b'{"message":"m","big":"-9223372036854775808","ubig":"18446744073709551615",'
+        b'"tags":["a"],"labels":{"k":"v"},"data":"AAE=","when":"1970-01-01T00:00:00Z",'
+        b'"ttl":"0s","maybe":0,"ratio":"NaN","extra":{"a":{"b":[true,null,1.5]}}}'
+    )
     c = codec()
     once = c.render(c.parse_json(body))
     assert c.render(c.parse_json(once)) == once
@@ -51,16 +55,31 @@ def test_unknown_fields_rejected_or_ignored() -> None:
     assert codec(ignore_unknown_fields=True).parse_json(b'{"nope": 1}') == REQUEST()
 
 
-@pytest.mark.parametrize("body", [b"{", b"null", b"1", b'"s"', b'{"big": 1.5}',
-                                  b'{"nested": {"count": "x"}}', b'{"when": "yesterday"}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"null",
+        b"1",
+        b'"s"',
+        b'{"big": 1.5}',
+        b'{"nested": {"count": "x"}}',
+        b'{"when": "yesterday"}',
+    ],
+)
 def test_invalid_input_is_bad_request(body: bytes) -> None:
     with pytest.raises(BadRequest):
         codec().parse_json(body)
 
 
-@pytest.mark.parametrize("body", [
-    b'{"data": "!!!"}', b'{"data": "AAE"}x', b'{"nested": {}, "data": "a b"}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data": "!!!"}',
+        b'{"data": "AAE"}x',
+        b'{"nested": {}, "data": "a b"}',
+    ],
+)
 def test_bytes_must_be_base64(body: bytes) -> None:
     with pytest.raises(BadRequest):
         codec().parse_json(body)

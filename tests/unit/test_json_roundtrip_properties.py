@@ -64,7 +64,9 @@ _SCALARS: dict[int, st.SearchStrategy[Any]] = {
 
 # FieldMask paths that survive the JSON form's lowerCamelCase conversion.
 _MASK_PATH = st.lists(
-    st.text(string.ascii_lowercase, min_size=1, max_size=5), min_size=1, max_size=3,
+    st.text(string.ascii_lowercase, min_size=1, max_size=5),
+    min_size=1,
+    max_size=3,
 ).map("_".join)
 
 
@@ -100,17 +102,18 @@ def _fill(message: Any, descriptor: Descriptor, draw: st.DrawFn, depth: int) -> 
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             key_field = field.message_type.fields_by_name["key"]
             value_field = field.message_type.fields_by_name["value"]
-            entries = draw(st.dictionaries(_scalar(key_field), _scalar(value_field),
-                                           max_size=MAX_REPEATED))
+            entries = draw(
+                st.dictionaries(_scalar(key_field), _scalar(value_field), max_size=MAX_REPEATED)
+            )
             getattr(message, field.name).update(entries)
         elif field.is_repeated:
             if field.message_type is not None:
                 for _ in range(draw(st.integers(0, MAX_REPEATED)) if depth < 3 else 0):
-                    _fill(getattr(message, field.name).add(), field.message_type, draw,
-                          depth + 1)
+                    _fill(getattr(message, field.name).add(), field.message_type, draw, depth + 1)
             else:
                 getattr(message, field.name).extend(
-                    draw(st.lists(_scalar(field), max_size=MAX_REPEATED)))
+                    draw(st.lists(_scalar(field), max_size=MAX_REPEATED))
+                )
         elif field.message_type is not None:
             if depth < 3:
                 child = getattr(message, field.name)
@@ -131,8 +134,9 @@ def messages(draw: st.DrawFn, full_name: str) -> Message:
 def check_round_trip(full_name: str, message: Message) -> None:
     the_codec = codec(full_name)
     rendered = the_codec.render(message)
-    assert orjson.loads(rendered) == json_format.MessageToDict(
-        message, descriptor_pool=pool()), rendered
+    assert orjson.loads(rendered) == json_format.MessageToDict(message, descriptor_pool=pool()), (
+        rendered
+    )
     parsed = the_codec.parse_json(rendered)
     assert parsed == message, (rendered, parsed)
     # Stable as JSON; map entries may come out in another order after a parse
@@ -166,5 +170,8 @@ def test_generated_messages_reach_every_field_kind() -> None:
         descriptor = message_class(pool(), full_name).DESCRIPTOR
         for field in descriptor.fields:
             kind = field.message_type.full_name if field.message_type else field.type
-            assert (field.message_type is not None or field.type in _SCALARS
-                    or field.type == FieldDescriptor.TYPE_ENUM), (full_name, field.name, kind)
+            assert (
+                field.message_type is not None
+                or field.type in _SCALARS
+                or field.type == FieldDescriptor.TYPE_ENUM
+            ), (full_name, field.name, kind)

@@ -6,7 +6,8 @@ from collections import Counter
 import pytest
 
 from mesh.endpoint import Endpoint, Health
-from mesh.lb import NoEndpointError, RandomPicker, RoundRobinPicker, build_picker
+from mesh.errors import NoEndpointError
+from mesh.lb import RandomPicker, RoundRobinPicker, build_picker
 
 
 def endpoints(*weights: int) -> list[Endpoint]:
@@ -24,8 +25,11 @@ def test_round_robin_is_exact_per_cycle_and_smooth() -> None:
 
 
 def test_unhealthy_and_zero_weight_endpoints_are_skipped() -> None:
-    eps = [Endpoint("h", 1, health=Health.UNHEALTHY), Endpoint("h", 2, health=Health.HEALTHY),
-           Endpoint("h", 3, weight=0)]
+    eps = [
+        Endpoint("h", 1, health=Health.UNHEALTHY),
+        Endpoint("h", 2, health=Health.HEALTHY),
+        Endpoint("h", 3, weight=0),
+    ]
     picker = RoundRobinPicker(eps)
     assert {picker.pick().port for _ in range(10)} == {2}
 

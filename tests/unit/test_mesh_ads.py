@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 from mesh.errors import InvalidTransition
 from mesh.xds import type_urls as t
 from mesh.xds.ads import AdsClient
+from mesh.xds.cluster import Cluster
 from mesh.xds.resource_state import ResourceEvent, ResourceState, transition
 from tests.support import xds_builders as b
 
@@ -89,7 +90,7 @@ def test_nack_keeps_valid_resources_and_previous_version(client: AdsClient) -> N
     assert V1 in nack.error_detail.message and "CLUSTER_PROVIDED" in nack.error_detail.message
     entry = client.entry(t.CLUSTER, V1)
     assert entry is not None and entry.state is ResourceState.NACKED
-    assert entry.resource is not None and entry.resource.lb_policy == "round_robin"  # last good
+    assert isinstance(entry.resource, Cluster) and entry.resource.lb_policy == "round_robin"
     assert entry.version == "1" and entry.rejected_version == "2"
 
 

@@ -23,9 +23,8 @@ from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2  # 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from mesh.decision import RequestCounter
-from mesh.locality import ClusterBalancer
-from mesh.snapshot import ClusterView, TargetView, build_view
+from mesh.balancer import ClusterBalancer, RequestCounter
+from mesh.views import ClusterView, TargetView, build_view
 from mesh.xds import type_urls as t
 from mesh.xds.cluster import Cluster
 from mesh.xds.decode import Resource, decode

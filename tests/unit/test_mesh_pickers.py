@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from mesh.balancer import ClusterBalancer
 from mesh.endpoint import Endpoint, Health
-from mesh.lb import PICKERS, LeastRequestPicker, NoEndpointError, Picker, RoundRobinPicker
-from mesh.lb_hash import MaglevPicker, RingHashPicker
-from mesh.locality import ClusterBalancer
+from mesh.errors import NoEndpointError
+from mesh.hashing_lb import MaglevPicker, RingHashPicker
+from mesh.lb import PICKERS, LeastRequestPicker, Picker, RoundRobinPicker
 from mesh.xds.cluster import Cluster
 from mesh.xds.endpoints import LoadAssignment, LocalityEndpoints
 

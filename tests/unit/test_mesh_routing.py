@@ -8,12 +8,11 @@ from collections import Counter
 import pytest
 from google.protobuf.message import Message
 
-from mesh.decision import RequestCounter
+from mesh.balancer import ClusterBalancer, RequestCounter
 from mesh.fault import FaultPolicy, fault_decision
-from mesh.locality import ClusterBalancer
 from mesh.retry import RetryPolicy, retry_backoff, should_retry
-from mesh.routing import DomainMatch, domain_match, select_virtual_host
-from mesh.snapshot import ClusterView, Incomplete, TargetView, build_view
+from mesh.route_match import DomainMatch, domain_match, select_virtual_host
+from mesh.views import ClusterView, Incomplete, TargetView, build_view
 from mesh.xds import type_urls as t
 from mesh.xds.cluster import Cluster
 from mesh.xds.decode import Resource, decode
@@ -142,8 +141,8 @@ def test_weighted_split_follows_weights_with_a_seeded_rng() -> None:
     counts = Counter(view.decide(ECHO, {}, rng, 0).cluster for _ in range(4000))  # type: ignore[union-attr]
     # Binomial(4000, 0.25): sd ~ 27; 5 sd either side.
     assert abs(counts[V2] - 1000) < 140
-    seq = lambda: [view.decide(ECHO, {}, rng2, 0).cluster for _ in range(50)]  # type: ignore[union-attr]  # noqa: E731
     rng2 = random.Random(9)
+    seq = lambda: [view.decide(ECHO, {}, rng2, 0).cluster for _ in range(50)]  # type: ignore[union-attr]  # noqa: E731
     first = seq()
     rng2 = random.Random(9)
     assert seq() == first  # a seeded rng replays the same picks
@@ -244,8 +243,8 @@ def test_should_retry_and_backoff() -> None:
     assert not should_retry(policy, 14, 3)
     assert not should_retry(policy, 13, 1)
     assert not should_retry(None, 14, 1)
-    capped = RetryPolicy(retry_on=frozenset({14}), max_attempts=10)
-    assert should_retry(capped, 14, 4) and not should_retry(capped, 14, 5)  # gRPC caps at 5
+    yaml_policy = RetryPolicy(retry_on=frozenset({14}), max_attempts=8)
+    assert should_retry(yaml_policy, 14, 7) and not should_retry(yaml_policy, 14, 8)
     rng = random.Random(0)
     assert all(0 <= retry_backoff(policy, 1, rng) <= 0.1 for _ in range(50))
     assert all(0 <= retry_backoff(policy, 5, rng) <= 0.3 for _ in range(50))

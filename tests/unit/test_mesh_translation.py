@@ -176,6 +176,10 @@ def test_retry_policy_per_grfc_a44() -> None:
     policy = action.retry_policy
     assert policy.retry_on == frozenset({14, 1}) and policy.max_attempts == 4
     assert (policy.backoff_base_s, policy.backoff_max_s, policy.per_try_timeout_s) == (0.1, 1.0, 1)
+    route.route.retry_policy.num_retries.value = 9
+    capped = route_config(b.route_config(TARGET, HOST, PORT, [route])).virtual_hosts[0].routes[0]
+    assert capped.action is not None and capped.action.retry_policy is not None
+    assert capped.action.retry_policy.max_attempts == 5  # gRPC caps attempts at 5
     route.route.retry_policy.retry_back_off.base_interval.nanos = 0
     with pytest.raises(ResourceError, match="base_interval"):
         route_config(b.route_config(TARGET, HOST, PORT, [route]))

@@ -12,15 +12,25 @@ from gateway.upstream.metadata import (
 
 
 def test_request_headers_become_metadata_with_the_documented_exceptions() -> None:
-    metadata = request_metadata([
-        ("x-tenant", "acme"), ("x-tenant", "other"), ("connection", "close"),
-        ("host", "gw"), ("content-type", "application/json"), ("content-length", "3"),
-        ("te", "trailers"), ("grpc-timeout", "1S"), ("grpc-encoding", "gzip"),
-        ("user-agent", "curl"), ("x-request-timeout", "5"), (":authority", "x"),
-        ("authorization", "Bearer t"), ("x-accent", "caf\u00e9"),
-    ])
-    assert metadata == (("x-tenant", "acme"), ("x-tenant", "other"),
-                        ("authorization", "Bearer t"))
+    metadata = request_metadata(
+        [
+            ("x-tenant", "acme"),
+            ("x-tenant", "other"),
+            ("connection", "close"),
+            ("host", "gw"),
+            ("content-type", "application/json"),
+            ("content-length", "3"),
+            ("te", "trailers"),
+            ("grpc-timeout", "1S"),
+            ("grpc-encoding", "gzip"),
+            ("user-agent", "curl"),
+            ("x-request-timeout", "5"),
+            (":authority", "x"),
+            ("authorization", "Bearer t"),
+            ("x-accent", "caf\u00e9"),
+        ]
+    )
+    assert metadata == (("x-tenant", "acme"), ("x-tenant", "other"), ("authorization", "Bearer t"))
 
 
 @pytest.mark.parametrize("value", ["AQL+", "AQL-", "AQL+/w==", "AQL+/w"])
@@ -43,10 +53,21 @@ def test_response_metadata_becomes_headers() -> None:
     assert headers == [("x-a", "1"), ("x-b-bin", "AAE="), ("x-c", "3")]
 
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    ("1H", 3600.0), ("2M", 120.0), ("3S", 3.0), ("250m", 0.25), ("10u", 1e-5), ("5n", 5e-9),
-    ("123456789S", None), ("1s", None), ("S", None), ("-1S", None),
-])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("1H", 3600.0),
+        ("2M", 120.0),
+        ("3S", 3.0),
+        ("250m", 0.25),
+        ("10u", 1e-5),
+        ("5n", 5e-9),
+        ("123456789S", None),
+        ("1s", None),
+        ("S", None),
+        ("-1S", None),
+    ],
+)
 def test_grpc_timeout_grammar(value: str, seconds: float | None) -> None:
     result = parse_grpc_timeout(value)
     assert result == (pytest.approx(seconds) if seconds is not None else None)

@@ -14,20 +14,13 @@ import math
 import random
 from collections.abc import Sequence
 
-from mesh.endpoint import Endpoint
+from mesh.endpoint import Endpoint, routable
 
 MAGLEV_TABLE_SIZE = 65537  # prime, Envoy's default
 
 
 def hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
-def _usable(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
-    # Imported lazily to avoid a cycle: mesh.lb builds these pickers.
-    from mesh.lb import routable
-
-    return routable(endpoints)
 
 
 class RingHashPicker:
@@ -42,7 +35,7 @@ class RingHashPicker:
         min_ring_size: int = 1024,
         max_ring_size: int = 8 * 1024 * 1024,
     ) -> None:
-        usable = _usable(endpoints)
+        usable = routable(endpoints)
         total = sum(e.weight for e in usable)
         smallest = min(e.weight for e in usable) / total
         # Enough slots that the lightest endpoint still gets at least one.
@@ -77,7 +70,7 @@ class MaglevPicker:
         rng: random.Random | None = None,
         table_size: int = MAGLEV_TABLE_SIZE,
     ) -> None:
-        usable = _usable(endpoints)
+        usable = routable(endpoints)
         offsets = [hash64(e.address) % table_size for e in usable]
         skips = [hash64(e.address + "#skip") % (table_size - 1) + 1 for e in usable]
         heaviest = max(e.weight for e in usable)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl
 
-from gateway.config import HeaderMatch, QueryMatch, RouteMatch
+from gateway.config.model import HeaderMatchConfig, QueryMatchConfig, RouteMatchConfig
 
 T = TypeVar("T")
 
@@ -27,8 +27,13 @@ class CompiledMatch:
     header_tests: tuple[HeaderTest, ...]
     query_tests: tuple[QueryTest, ...]
 
-    def matches(self, method: str, path: str, headers: Mapping[str, str],
-                query: Callable[[], Mapping[str, list[str]]]) -> bool:
+    def matches(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        query: Callable[[], Mapping[str, list[str]]],
+    ) -> bool:
         if self.methods and method not in self.methods:
             return False
         if not self.path_test(path):
@@ -41,7 +46,7 @@ class CompiledMatch:
         return True
 
 
-def compile_match(match: RouteMatch) -> CompiledMatch:
+def compile_match(match: RouteMatchConfig) -> CompiledMatch:
     return CompiledMatch(
         path_test=_path_test(match),
         methods=frozenset(m.upper() for m in match.methods),
@@ -50,7 +55,7 @@ def compile_match(match: RouteMatch) -> CompiledMatch:
     )
 
 
-def _path_test(match: RouteMatch) -> Callable[[str], bool]:
+def _path_test(match: RouteMatchConfig) -> Callable[[str], bool]:
     if match.prefix is not None:
         prefix = match.prefix
         return lambda path: path.startswith(prefix)
@@ -63,7 +68,7 @@ def _path_test(match: RouteMatch) -> Callable[[str], bool]:
     return lambda path: pattern.fullmatch(path) is not None
 
 
-def _header_test(rule: HeaderMatch) -> HeaderTest:
+def _header_test(rule: HeaderMatchConfig) -> HeaderTest:
     name = rule.name.lower()
     value_test: Callable[[str], bool]
     if rule.exact is not None:
@@ -100,7 +105,7 @@ def _header_test(rule: HeaderMatch) -> HeaderTest:
     return header_test
 
 
-def _query_test(rule: QueryMatch) -> QueryTest:
+def _query_test(rule: QueryMatchConfig) -> QueryTest:
     name = rule.name
     if rule.exact is not None:
         exact = rule.exact
@@ -122,8 +127,9 @@ class RouteTable(Generic[T]):
 
     entries: Sequence[tuple[CompiledMatch, T]]
 
-    def find(self, method: str, path: str, headers: Mapping[str, str],
-             query_string: bytes) -> T | None:
+    def find(
+        self, method: str, path: str, headers: Mapping[str, str], query_string: bytes
+    ) -> T | None:
         parsed: dict[str, list[str]] | None = None
 
         def query() -> Mapping[str, list[str]]:

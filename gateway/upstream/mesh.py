@@ -12,34 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from gateway.config import MeshConfig
-from gateway.config_check import XDS_SCHEME
 from gateway.errors import RouteNotFound, UpstreamUnavailable
-from gateway.plan import CallPlan, RetrySpec
-from gateway.snapshot import Snapshot
-from mesh import MeshCore, RouteDecision, TargetNotReady, fault_decision, load_bootstrap
-from mesh.endpoint import Endpoint
-from mesh.retry import MAX_ATTEMPTS_CAP
+from gateway.upstream.clusters import CallPlan
+from mesh import MeshCore, TargetNotReady, fault_decision, load_bootstrap
+from mesh.hashing import RequestAttributes
+from mesh.retry import RetryPolicy
 
-log = logging.getLogger("meshgate")
+log = logging.getLogger(__name__)
 
-BY_INTERFACE = "*"
 # How long start-up waits for the xDS chain of each target before serving anyway.
 INITIAL_FETCH_TIMEOUT = 10.0
 
 
-def xds_targets(snapshot: Snapshot) -> set[str]:
-    targets = {route.cluster.removeprefix(XDS_SCHEME)
-               for listener in snapshot.listeners for _, route in listener.routes.entries
-               if route.cluster.startswith(XDS_SCHEME)}
-    targets.discard(BY_INTERFACE)
-    targets.update(snapshot.config.mesh.interfaces.values())
-    return targets
-
-
-class MeshLink:
+class MeshClient:
     def __init__(self, config: MeshConfig, rng: random.Random | None = None) -> None:
         assert config.xds is not None
         self.core = MeshCore(load_bootstrap(config.xds.bootstrap))
@@ -65,7 +53,8 @@ class MeshLink:
             self.core.watch(target)
         results = await asyncio.gather(
             *(self.core.wait_ready(t, INITIAL_FETCH_TIMEOUT) for t in targets),
-            return_exceptions=True)
+            return_exceptions=True,
+        )
         for target, result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("xds:///%s not resolved yet: %s", target, result)
@@ -73,53 +62,43 @@ class MeshLink:
     async def stop(self) -> None:
         await self.core.stop()
 
-    def target_for(self, cluster: str, service: str) -> str:
-        target = cluster.removeprefix(XDS_SCHEME)
-        if target != BY_INTERFACE:
-            return target
+    def target_for(self, service: str) -> str:
         found = self.interfaces.get(service)
         if found is None:
             raise RouteNotFound(f"no mesh target serves {service!r} (mesh.interfaces)")
         return found
 
-    def plan(self, target: str, rpc_path: str, headers: Mapping[str, str],
-             protocol: str) -> CallPlan:
+    def plan(
+        self,
+        target: str,
+        rpc_path: str,
+        headers: Mapping[str, str],
+        attributes: RequestAttributes,
+        retry: RetryPolicy | None,
+    ) -> CallPlan:
+        """The mesh's decision for one request; ``retry`` (the route's) wins over RDS's."""
         try:
-            decision = self.core.route(target, rpc_path, headers)
+            decision = self.core.route(target, rpc_path, headers, attributes)
         except TargetNotReady as exc:
             raise UpstreamUnavailable(str(exc)) from None
         if decision is None:
             raise UpstreamUnavailable(f"xds:///{target}: no route matches {rpc_path}")
-        if decision.error or decision.endpoint is None:
+        if (
+            decision.error
+            or decision.endpoint is None
+            or decision.balancer is None
+            or decision.requests is None
+        ):
             raise UpstreamUnavailable(f"xds:///{target}: {decision.error or 'no endpoint'}")
         delay, abort = fault_decision(decision.fault, self._rng, headers)
         return CallPlan(
             cluster=decision.cluster or target,
-            protocol=protocol,
             first=decision.endpoint,
-            pick=_picker(decision),
-            begin=decision.begin,
-            end=decision.end,
+            balancer=decision.balancer,
+            requests=decision.requests,
+            hash_key=decision.hash_key,
             timeout=decision.timeout_s,
-            retry=_retry(decision),
+            retry=retry or decision.retry,
             delay=delay,
             abort=abort,
         )
-
-
-def _picker(decision: RouteDecision) -> Callable[[], Endpoint]:
-    def pick() -> Endpoint:
-        try:
-            return decision.pick()
-        except LookupError as exc:
-            raise UpstreamUnavailable(f"{decision.cluster}: {exc}") from None
-
-    return pick
-
-
-def _retry(decision: RouteDecision) -> RetrySpec | None:
-    policy = decision.retry
-    if policy is None:
-        return None
-    return RetrySpec(policy.retry_on, min(policy.max_attempts, MAX_ATTEMPTS_CAP),
-                     policy.per_try_timeout_s, policy.backoff_base_s, policy.backoff_max_s)

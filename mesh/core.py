@@ -21,13 +21,14 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from mesh.backoff import Backoff
+from mesh.balancer import ClusterBalancer, RequestCounter
 from mesh.bootstrap import Bootstrap
-from mesh.decision import RequestCounter, RouteDecision
+from mesh.decision import RouteDecision
 from mesh.discovery import services_of
 from mesh.errors import TargetNotReady
-from mesh.locality import ClusterBalancer
-from mesh.routing import Headers
-from mesh.snapshot import ClusterView, Incomplete, TargetView, build_view
+from mesh.hashing import RequestAttributes
+from mesh.route_match import Headers
+from mesh.views import ClusterView, Incomplete, TargetView, build_view
 from mesh.xds import type_urls
 from mesh.xds.ads import DOES_NOT_EXIST_TIMEOUT_S, AdsClient, Key
 from mesh.xds.cluster import Cluster
@@ -129,12 +130,18 @@ class MeshCore:
     def view(self, target: str) -> TargetView | None:
         return self._views.get(target)
 
-    def route(self, target: str, path: str, headers: Headers | None = None) -> RouteDecision | None:
+    def route(
+        self,
+        target: str,
+        path: str,
+        headers: Headers | None = None,
+        attributes: RequestAttributes | None = None,
+    ) -> RouteDecision | None:
         """The route for one request, or None when no route matches (fail UNAVAILABLE)."""
         view = self._views.get(target)
         if view is None:
             raise TargetNotReady(f"{target} is not resolved")
-        return view.decide(path, headers or {}, self._rng, self._channel_key)
+        return view.decide(path, headers or {}, self._rng, self._channel_key, attributes)
 
     # -- discovery of every listener ---------------------------------------
 
@@ -285,4 +292,3 @@ def _as_json(message: Message) -> Any:
         return json_format.MessageToDict(message)
     except TypeError as exc:
         return {"@type": message.DESCRIPTOR.full_name, "error": str(exc)}
-

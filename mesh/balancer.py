@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from mesh.endpoint import Endpoint
-from mesh.lb import LeastRequestPicker, NoEndpointError, Picker, RandomPicker, RoundRobinPicker
-from mesh.lb_hash import MaglevPicker, RingHashPicker
+from mesh.errors import NoEndpointError
+from mesh.hashing_lb import MaglevPicker, RingHashPicker
+from mesh.lb import LeastRequestPicker, Picker, RandomPicker, RoundRobinPicker
 from mesh.xds.cluster import Cluster
 from mesh.xds.endpoints import LoadAssignment, LocalityEndpoints
 
@@ -106,3 +107,23 @@ def _active_priority(localities: Sequence[LocalityEndpoints]) -> tuple[LocalityE
     if not by_priority:
         return ()
     return tuple(by_priority[min(by_priority)])
+
+
+class RequestCounter:
+    """In-flight requests of one cluster, against its circuit breaker's max_requests."""
+
+    __slots__ = ("in_flight", "max_requests")
+
+    def __init__(self, max_requests: int) -> None:
+        self.max_requests = max_requests
+        self.in_flight = 0
+
+    def try_acquire(self) -> bool:
+        """Count one more request, unless the circuit breaker is open (gRFC A32: fail it)."""
+        if self.in_flight >= self.max_requests:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.in_flight = max(self.in_flight - 1, 0)

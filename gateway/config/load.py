@@ -8,7 +8,6 @@ at the exact spot.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,9 @@ from typing import Any
 import pydantic
 import yaml
 
-from gateway.config import GatewayConfig
+from gateway.config.issues import ConfigError, ConfigIssue
+from gateway.config.model import GatewayConfig
+from gateway.config.references import check_references
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -36,32 +37,6 @@ _Yaml12Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigIssue:
-    path: tuple[str | int, ...]
-    message: str
-    line: int | None = None
-
-    @property
-    def where(self) -> str:
-        text = ""
-        for part in self.path:
-            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-        return text or "(top level)"
-
-    def __str__(self) -> str:
-        line = f" (line {self.line})" if self.line else ""
-        return f"{self.where}{line}: {self.message}"
-
-
-class ConfigError(Exception):
-    """The file cannot be used; ``issues`` lists every reason."""
-
-    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
-        self.issues = list(issues)
-        super().__init__("\n".join(str(i) for i in self.issues))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +75,6 @@ def load_config_text(text: str, base_dir: Path, source: str = "<text>") -> Loade
         config = GatewayConfig.model_validate(data)
     except pydantic.ValidationError as exc:
         raise ConfigError([_issue_from_pydantic(e, root) for e in exc.errors()]) from None
-    from gateway.config_check import check_references
-
     issues = check_references(config)
     if issues:
         raise ConfigError([_with_line(i, root) for i in issues])

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from gateway.dubbo.errors import DubboProtocolError
 
-_PRIMITIVES = {
+# Java primitive type names and their JVM descriptor codes (JVMS 4.3.2).
+PRIMITIVE_CODES = {
     "boolean": "Z",
     "byte": "B",
     "char": "C",
@@ -25,7 +26,7 @@ _PRIMITIVES = {
     "double": "D",
     "void": "V",
 }
-_PRIMITIVE_NAMES = {code: name for name, code in _PRIMITIVES.items()}
+_PRIMITIVE_NAMES = {code: name for name, code in PRIMITIVE_CODES.items()}
 
 
 def descriptor_of(java_type: str) -> str:
@@ -41,7 +42,7 @@ def descriptor_of(java_type: str) -> str:
         if split_descriptors(descriptor) != [descriptor]:
             raise DubboProtocolError(f"malformed Java array type name {java_type!r}")
         return descriptor
-    primitive = _PRIMITIVES.get(name)
+    primitive = PRIMITIVE_CODES.get(name)
     if primitive is not None:
         return primitive
     if any(ch in name for ch in ";[]/ ") or name.startswith(".") or name.endswith("."):

@@ -25,16 +25,11 @@ import uvicorn
 
 from gateway.admin import build_admin
 from gateway.app import GatewayApp
-from gateway.config import split_address
-from gateway.config_load import ConfigError, load_config_file
+from gateway.config import ConfigError, split_address
 from gateway.metrics import MULTIPROC_ENV
-from gateway.snapshot import Snapshot, compile_snapshot
+from gateway.sources import load_snapshot, refresh_reflection
 
-log = logging.getLogger("meshgate")
-
-
-def load_snapshot(path: Path) -> Snapshot:
-    return compile_snapshot(load_config_file(path))
+log = logging.getLogger(__name__)
 
 
 def bind(address: str, reuse_port: bool) -> socket.socket:
@@ -54,15 +49,11 @@ def build_app(config_path: Path) -> GatewayApp:
     """The worker's app on the file's snapshot, with admin, reload on SIGHUP and,
     for reflection sources, the on-demand refresh."""
     snapshot = load_snapshot(config_path)
-    admin_address = snapshot.config.admin.address
-    app = GatewayApp(snapshot, admin_port=split_address(admin_address)[1])
-    app.admin_app = build_admin(app)
-    if snapshot.reflection_clusters:
-        app.reloader = lambda current: compile_snapshot(current.loaded)
+    app: GatewayApp
 
     def reload() -> None:
         try:
-            app.activate(load_snapshot(config_path))
+            app.activate(load_snapshot(config_path, previous=app.active.snapshot))
             log.info("config reloaded from %s", config_path)
         except ConfigError as exc:
             # Last known good: the old snapshot keeps serving.
@@ -71,7 +62,13 @@ def build_app(config_path: Path) -> GatewayApp:
     def install_reload() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
-    app.on_startup.append(install_reload)
+    app = GatewayApp(
+        snapshot,
+        admin_port=split_address(snapshot.config.admin.address)[1],
+        admin=build_admin,
+        refresh=refresh_reflection,
+        on_startup=[install_reload],
+    )
     return app
 
 
@@ -81,8 +78,13 @@ def run_worker(config_path: Path, reuse_port: bool) -> None:
     app = build_app(config_path)
     snapshot = app.active.snapshot
     admin_address = snapshot.config.admin.address
-    sockets = [bind(listener_address, reuse_port) for listener_address in
-               [admin_address, *(f"{lst.host}:{lst.port}" for lst in snapshot.listeners)]]
+    sockets = [
+        bind(listener_address, reuse_port)
+        for listener_address in [
+            admin_address,
+            *(f"{lst.host}:{lst.port}" for lst in snapshot.listeners),
+        ]
+    ]
     config = uvicorn.Config(
         app,
         loop="uvloop",

@@ -10,11 +10,11 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mesh.decision import UNAVAILABLE, RequestCounter, RouteDecision
-from mesh.lb import NoEndpointError
-from mesh.lb_hash import hash64
-from mesh.locality import ClusterBalancer
-from mesh.routing import (
+from mesh.balancer import ClusterBalancer, RequestCounter
+from mesh.decision import UNAVAILABLE, RouteDecision
+from mesh.errors import NoEndpointError
+from mesh.hashing import RequestAttributes, hash_key
+from mesh.route_match import (
     Headers,
     effective_fault,
     effective_timeout,
@@ -27,8 +27,7 @@ from mesh.xds.cluster import Cluster
 from mesh.xds.decode import Resource
 from mesh.xds.endpoints import LoadAssignment
 from mesh.xds.listener import HttpConnectionManager, Listener
-from mesh.xds.matchers import header_value
-from mesh.xds.route_config import HashPolicy, RouteConfig, VirtualHost
+from mesh.xds.route_config import RouteConfig, VirtualHost
 
 __all__ = ["UNAVAILABLE", "ClusterView", "Incomplete", "TargetView", "build_view"]
 
@@ -53,7 +52,12 @@ class TargetView:
     error: str | None = None
 
     def decide(
-        self, path: str, headers: Headers, rng: random.Random, channel_key: int
+        self,
+        path: str,
+        headers: Headers,
+        rng: random.Random,
+        channel_key: int,
+        attributes: RequestAttributes | None = None,
     ) -> RouteDecision | None:
         if self.error is not None or self.hcm is None:
             return self._failed("", None, self.error or "listener has no HTTP routes")
@@ -72,9 +76,9 @@ class TargetView:
         )
         if view is None:
             return self._failed(route.name, weighted.name, f"cluster {weighted.name} not found")
-        hash_key = _hash_key(route.action.hash_policies, headers, channel_key)
+        key = hash_key(route.action.hash_policies, headers, channel_key, attributes)
         try:
-            endpoint = view.balancer.pick(hash_key)
+            endpoint = view.balancer.pick(key)
         except NoEndpointError as exc:
             return self._failed(route.name, weighted.name, f"{weighted.name}: {exc}")
         return RouteDecision(
@@ -85,7 +89,7 @@ class TargetView:
             timeout_s=timeout,
             retry=route.action.retry_policy,
             fault=fault,
-            hash_key=hash_key,
+            hash_key=key,
             max_requests=view.requests.max_requests,
             balancer=view.balancer,
             requests=view.requests,
@@ -149,20 +153,3 @@ def _cluster(name: str, lookup: Lookup, cluster_view: ClusterViews) -> ClusterVi
 
 def _error_view(target: str, error: str) -> TargetView:
     return TargetView(target, target, None, "", None, {}, error=error)
-
-
-def _hash_key(policies: tuple[HashPolicy, ...], headers: Headers, channel_key: int) -> int | None:
-    key: int | None = None
-    for policy in policies:
-        if policy.header is None:
-            value: int | None = channel_key
-        else:
-            text = header_value(headers, policy.header)
-            value = None if text is None else hash64(text)
-        if value is None:
-            continue
-        # Envoy's combination: rotate the running key left by one, then xor.
-        key = value if key is None else (((key << 1) | (key >> 63)) & (2**64 - 1)) ^ value
-        if policy.terminal:
-            break
-    return key

@@ -3,8 +3,8 @@
 Shapes follow DESIGN.md. Every model forbids unknown keys, so a typo is an
 error with its place in the file rather than a silently ignored setting.
 Checks that span sections (a route naming a missing cluster) live in
-:mod:`gateway.config_check`; loading and error formatting in
-:mod:`gateway.config_load`.
+:mod:`gateway.config.references`; loading and error places in
+:mod:`gateway.config.load`. Every model is named ``*Config``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ def split_address(address: str) -> tuple[str, int]:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# The protocols an upstream speaks: gRPC, Dubbo Triple (gRPC mode for transcode
+# routes, HTTP/JSON mode for dubbo routes) and dubbo2.
+Protocol = Literal["grpc", "triple", "dubbo"]
+LbPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "maglev"]
 Address = Annotated[str, BeforeValidator(parse_address)]
 MIB = 1024 * 1024
 
@@ -62,20 +66,20 @@ class AdminConfig(Model):
     address: Address = "127.0.0.1:9901"
 
 
-class ReflectionSource(Model):
+class ReflectionSourceConfig(Model):
     cluster: str
 
 
-class DescriptorSource(Model):
+class DescriptorSourceConfig(Model):
     """One source of protobuf schemas; exactly one of file, proto, reflection."""
 
     file: Path | None = None
     proto: Path | None = None
     include: list[Path] = Field(default_factory=list)
-    reflection: ReflectionSource | None = None
+    reflection: ReflectionSourceConfig | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> DescriptorSource:
+    def _exactly_one(self) -> DescriptorSourceConfig:
         given = [k for k in ("file", "proto", "reflection") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of file, proto or reflection")
@@ -84,7 +88,7 @@ class DescriptorSource(Model):
         return self
 
 
-class HeaderMatch(Model):
+class HeaderMatchConfig(Model):
     name: str
     exact: str | None = None
     prefix: str | None = None
@@ -94,9 +98,12 @@ class HeaderMatch(Model):
     invert: bool = False
 
     @model_validator(mode="after")
-    def _one_rule(self) -> HeaderMatch:
-        rules = [k for k in ("exact", "prefix", "suffix", "regex", "present")
-                 if getattr(self, k) is not None]
+    def _one_rule(self) -> HeaderMatchConfig:
+        rules = [
+            k
+            for k in ("exact", "prefix", "suffix", "regex", "present")
+            if getattr(self, k) is not None
+        ]
         if len(rules) > 1:
             raise ValueError(f"give one of exact, prefix, suffix, regex, present; got {rules}")
         if self.regex is not None:
@@ -104,22 +111,22 @@ class HeaderMatch(Model):
         return self
 
 
-class QueryMatch(Model):
+class QueryMatchConfig(Model):
     name: str
     exact: str | None = None
     present: bool | None = None
 
 
-class RouteMatch(Model):
+class RouteMatchConfig(Model):
     prefix: str | None = None
     path: str | None = None
     regex: str | None = None
     methods: list[str] = Field(default_factory=list)
-    headers: list[HeaderMatch] = Field(default_factory=list)
-    query: list[QueryMatch] = Field(default_factory=list)
+    headers: list[HeaderMatchConfig] = Field(default_factory=list)
+    query: list[QueryMatchConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _one_path_rule(self) -> RouteMatch:
+    def _one_path_rule(self) -> RouteMatchConfig:
         given = [k for k in ("prefix", "path", "regex") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of prefix, path or regex")
@@ -166,12 +173,18 @@ class TranscodeConfig(Model):
 
 
 RetryOn = Literal[
-    "cancelled", "deadline_exceeded", "internal", "resource_exhausted", "unavailable",
-    "unknown", "aborted", "data_loss",
+    "cancelled",
+    "deadline_exceeded",
+    "internal",
+    "resource_exhausted",
+    "unavailable",
+    "unknown",
+    "aborted",
+    "data_loss",
 ]
 
 
-class RetryPolicy(Model):
+class RetryConfig(Model):
     """Istio's HTTPRetry shape: ``attempts`` counts retries after the first try."""
 
     attempts: int = Field(default=1, ge=0, le=10)
@@ -181,7 +194,7 @@ class RetryPolicy(Model):
     max_backoff: Duration = 0.25
 
 
-class DubboRoute(Model):
+class DubboRouteConfig(Model):
     """A route that passes JSON arguments to a Dubbo service with no protobuf IDL.
 
     ``POST /{interface}/{method}`` with a JSON array of arguments (or one
@@ -199,19 +212,23 @@ class DubboRoute(Model):
     attachments: dict[str, str] = Field(default_factory=dict)
 
 
-class Route(Model):
+class RouteConfig(Model):
     name: str = ""
-    match: RouteMatch
+    match: RouteMatchConfig
     transcode: TranscodeConfig | None = None
-    dubbo: DubboRoute | None = None
+    dubbo: DubboRouteConfig | None = None
     cluster: str
+    # The upstream protocol: a static cluster's own by default; for an
+    # xds:/// cluster the mesh does not say, so the route does (default: grpc
+    # for transcode routes, triple for dubbo routes).
+    protocol: Protocol | None = None
     timeout: Duration = 15.0
-    retry: RetryPolicy | None = None
+    retry: RetryConfig | None = None
     max_request_bytes: int = Field(default=4 * MIB, gt=0)
     max_response_bytes: int = Field(default=64 * MIB, gt=0)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> Route:
+    def _one_kind(self) -> RouteConfig:
         if self.transcode is not None and self.dubbo is not None:
             raise ValueError("a route has transcode or dubbo, not both")
         if self.transcode is None and self.dubbo is None:
@@ -224,12 +241,12 @@ class FilterConfig(Model):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-class Listener(Model):
+class ListenerConfig(Model):
     name: str
     address: Address
     protocol: Literal["http", "grpc"] = "http"
     filters: list[FilterConfig] = Field(default_factory=list)
-    routes: list[Route] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
 
 
 class EndpointConfig(Model):
@@ -238,10 +255,33 @@ class EndpointConfig(Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
-class Cluster(Model):
+class HashPolicyConfig(Model):
+    """One request attribute a ring_hash or maglev cluster hashes on (Envoy's hash_policy)."""
+
+    header: str | None = None
+    cookie: str | None = None
+    source_ip: bool | None = None
+    query_parameter: str | None = None
+    terminal: bool = False
+
+    @model_validator(mode="after")
+    def _one_attribute(self) -> HashPolicyConfig:
+        given = [
+            k
+            for k in ("header", "cookie", "source_ip", "query_parameter")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("give exactly one of header, cookie, source_ip or query_parameter")
+        return self
+
+
+class ClusterConfig(Model):
     name: str
-    protocol: Literal["grpc", "triple", "dubbo", "http"] = "grpc"
-    lb: Literal["round_robin", "least_request", "random", "ring_hash", "maglev"] = "round_robin"
+    protocol: Protocol = "grpc"
+    lb: LbPolicy = "round_robin"
+    # ring_hash and maglev: what each request is hashed on, in order.
+    hash_policy: list[HashPolicyConfig] = Field(default_factory=list)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     max_requests: int = Field(default=1024, ge=1)
     # Dubbo service group and version (triple and dubbo protocols); a route's
@@ -263,7 +303,7 @@ class MeshConfig(Model):
 
 class GatewayConfig(Model):
     admin: AdminConfig = Field(default_factory=AdminConfig)
-    descriptors: list[DescriptorSource] = Field(default_factory=list)
-    listeners: list[Listener] = Field(default_factory=list)
-    clusters: list[Cluster] = Field(default_factory=list)
+    descriptors: list[DescriptorSourceConfig] = Field(default_factory=list)
+    listeners: list[ListenerConfig] = Field(default_factory=list)
+    clusters: list[ClusterConfig] = Field(default_factory=list)
     mesh: MeshConfig = Field(default_factory=MeshConfig)

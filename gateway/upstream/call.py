@@ -1,0 +1,91 @@
+"""One RPC on its way to an upstream, its reply, and the interface every
+protocol client implements.
+
+A route kind decodes an HTTP request into a :class:`Call`; the invoker hands
+it to an :class:`Upstream` (grpc, triple, triple-json, dubbo2) with an endpoint
+address and a timeout. The same shapes serve every protocol, so the invoker
+and the tests treat them alike (httpx's transport interface, for upstreams).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+# Pixiu's request headers that pick a Dubbo provider; they win over the route
+# and the cluster.
+GROUP_HEADER = "x-dubbo-service-group"
+VERSION_HEADER = "x-dubbo-service-version"
+
+
+@dataclass(frozen=True, slots=True)
+class DubboOptions:
+    """Which Dubbo provider serves the call and how it is named (Dubbo upstreams only)."""
+
+    group: str | None = None
+    version: str | None = None
+    application: str = "meshgate"
+    # Java parameter types, for dubbo2 generic invocation and Java's ~sig overloads.
+    parameter_types: Sequence[str] | None = None
+
+    def for_request(self, headers: Mapping[str, str]) -> DubboOptions:
+        """Request headers first, then this (the route's over the cluster's) value."""
+        group = headers.get(GROUP_HEADER) or self.group
+        version = headers.get(VERSION_HEADER) or self.version
+        if group == self.group and version == self.version:
+            return self
+        return DubboOptions(group, version, self.application, self.parameter_types)
+
+
+NO_DUBBO = DubboOptions()
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    service: str  # gRPC service or Dubbo interface
+    method: str
+    # Serialized protobuf messages, or for JSON route kinds the one JSON body.
+    messages: Sequence[bytes]
+    metadata: Metadata = ()
+    client_streaming: bool = False
+    server_streaming: bool = False
+    dubbo: DubboOptions = field(default=NO_DUBBO)
+
+    @property
+    def path(self) -> str:
+        return f"/{self.service}/{self.method}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    body: bytes  # a serialized protobuf message, or JSON text
+    initial_metadata: Metadata = ()
+    trailing_metadata: Metadata = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStream:
+    initial_metadata: Metadata
+    messages: AsyncIterator[bytes]
+
+
+class Upstream(Protocol):
+    """A protocol client of one worker, pooling its connections per address.
+
+    Failures are raised as the gateway's error tree (``gateway.errors``),
+    translated where they enter, so the invoker decides retries on gRPC codes
+    whatever the protocol.
+    """
+
+    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+        """One reply: unary, or client streaming when ``call.client_streaming``."""
+        ...
+
+    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+        """Server streaming: the initial metadata, then messages as they arrive."""
+        ...
+
+    async def close(self) -> None: ...

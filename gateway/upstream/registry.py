@@ -1,0 +1,57 @@
+"""The protocol clients of one worker, by name, created on first use.
+
+A route is compiled to one of these names (its cluster's protocol and its
+kind's encoding, see :func:`upstream_name`), so the router asks for a client
+by a name it already knows to exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from gateway.upstream.call import Upstream
+from gateway.upstream.dubbo import DubboUpstream
+from gateway.upstream.grpc import GrpcUpstream
+from gateway.upstream.triple import TripleUpstream
+from gateway.upstream.triple_json import TripleJsonUpstream
+
+UpstreamName = Literal["grpc", "triple", "triple-json", "dubbo2"]
+Encoding = Literal["proto", "json"]
+
+# (cluster protocol, what the route kind sends) -> the client that speaks it.
+UPSTREAMS: dict[tuple[str, Encoding], UpstreamName] = {
+    ("grpc", "proto"): "grpc",
+    ("triple", "proto"): "triple",
+    ("triple", "json"): "triple-json",
+    ("dubbo", "json"): "dubbo2",
+}
+
+
+def upstream_name(protocol: str, encoding: Encoding) -> UpstreamName | None:
+    """None when no client carries that encoding over that protocol."""
+    return UPSTREAMS.get((protocol, encoding))
+
+
+class UpstreamClients:
+    def __init__(self, factories: dict[UpstreamName, Callable[[], Upstream]] | None = None) -> None:
+        self._grpc = GrpcUpstream()
+        self._factories: dict[UpstreamName, Callable[[], Upstream]] = factories or {
+            "grpc": lambda: self._grpc,
+            "triple": lambda: TripleUpstream(self._grpc),
+            "triple-json": TripleJsonUpstream,
+            "dubbo2": DubboUpstream,
+        }
+        self._clients: dict[UpstreamName, Upstream] = {}
+
+    def get(self, name: UpstreamName) -> Upstream:
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self._factories[name]()
+        return client
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.close()
+        await self._grpc.close()

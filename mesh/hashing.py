@@ -1,0 +1,104 @@
+"""Request hash keys for ring hash and Maglev, from a route's hash policies.
+
+One implementation serves xDS routes (RDS ``hash_policy``) and static YAML
+clusters (``hash_policy:``): a policy names one request attribute (a header,
+a cookie, the source IP, a query parameter, or the channel), and the key is
+Envoy's combination of the attributes that are present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import parse_qsl
+
+from mesh.hashing_lb import hash64
+from mesh.xds.matchers import header_value
+
+Headers = Mapping[str, str | Sequence[str]]
+MASK64 = 2**64 - 1
+
+
+class HashOn(Enum):
+    HEADER = "header"
+    COOKIE = "cookie"
+    SOURCE_IP = "source_ip"
+    QUERY_PARAMETER = "query_parameter"
+    # gRPC's filter_state io.grpc.channel_id: one random but stable key per client.
+    CHANNEL = "channel"
+
+
+@dataclass(frozen=True, slots=True)
+class HashPolicy:
+    on: HashOn
+    name: str = ""  # header, cookie or query parameter name
+    terminal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestAttributes:
+    """What a hash policy may read from one request, besides its headers."""
+
+    source_ip: str | None = None
+    query_string: bytes = b""
+
+
+def hash_key(
+    policies: Sequence[HashPolicy],
+    headers: Headers,
+    channel_key: int,
+    attributes: RequestAttributes | None = None,
+) -> int | None:
+    """The request's 64-bit key, or None when no policy found its attribute."""
+    key: int | None = None
+    for policy in policies:
+        text = _attribute(policy, headers, attributes or _NO_ATTRIBUTES)
+        if policy.on is HashOn.CHANNEL:
+            value: int | None = channel_key
+        else:
+            value = None if text is None else hash64(text)
+        if value is None:
+            continue
+        # Envoy's combination: rotate the running key left by one, then xor.
+        key = value if key is None else (((key << 1) | (key >> 63)) & MASK64) ^ value
+        if policy.terminal:
+            break
+    return key
+
+
+_NO_ATTRIBUTES = RequestAttributes()
+
+
+def _attribute(policy: HashPolicy, headers: Headers, attributes: RequestAttributes) -> str | None:
+    if policy.on is HashOn.HEADER:
+        return header_value(headers, policy.name)
+    if policy.on is HashOn.COOKIE:
+        return _cookie(header_value(headers, "cookie"), policy.name)
+    if policy.on is HashOn.SOURCE_IP:
+        return attributes.source_ip
+    if policy.on is HashOn.QUERY_PARAMETER:
+        return _query_parameter(attributes.query_string, policy.name)
+    return None
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    if not header:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header.replace(",", ";"))
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return None if morsel is None else morsel.value
+
+
+def _query_parameter(query_string: bytes, name: str) -> str | None:
+    if not query_string:
+        return None
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if key == name:
+            return value
+    return None
