@@ -28,6 +28,7 @@ if [ ! -x "$binary" ]; then
 fi
 
 [ -x "$repo/.venv/bin/py-spy" ] || "$python" -m pip install -q py-spy
+"$python" -c "import granian" 2>/dev/null || "$python" -m pip install -q granian
 
 cd "$repo"
 export MESHGATE_BENCH_GOBACKEND="$binary"
