@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from gateway.config import ClusterConfig, HashPolicyConfig, RetryConfig, split_address
 from gateway.errors import GRPC_CODES_BY_NAME, UpstreamUnavailable
@@ -30,9 +30,6 @@ from mesh.hashing import HashOn, HashPolicy, RequestAttributes, hash_key
 from mesh.retry import RetryPolicy
 from mesh.xds.cluster import Cluster
 from mesh.xds.endpoints import LoadAssignment, LocalityEndpoints
-
-if TYPE_CHECKING:
-    from gateway.upstream.mesh import MeshClient
 
 Headers = Mapping[str, str]
 
@@ -70,6 +67,21 @@ class CallPlan:
         self.balancer.finished(endpoint)
 
 
+class MeshPlanner(Protocol):
+    """What an xds:/// reference asks of the worker's mesh client (upstream/mesh.py)."""
+
+    def target_for(self, service: str) -> str: ...
+
+    def plan(
+        self,
+        target: str,
+        rpc_path: str,
+        headers: Headers,
+        attributes: RequestAttributes,
+        retry: RetryPolicy | None,
+    ) -> CallPlan: ...
+
+
 class ClusterRef(Protocol):
     """What a route's ``cluster:`` compiles to."""
 
@@ -77,7 +89,7 @@ class ClusterRef(Protocol):
     def name(self) -> str: ...
 
     def select(
-        self, call: Call, headers: Headers, attributes: RequestAttributes, mesh: MeshClient | None
+        self, call: Call, headers: Headers, attributes: RequestAttributes, mesh: MeshPlanner | None
     ) -> CallPlan: ...
 
 
@@ -113,7 +125,7 @@ class StaticClusterRef:
         return self.cluster.name
 
     def select(
-        self, call: Call, headers: Headers, attributes: RequestAttributes, mesh: MeshClient | None
+        self, call: Call, headers: Headers, attributes: RequestAttributes, mesh: MeshPlanner | None
     ) -> CallPlan:
         cluster = self.cluster
         key = hash_key(cluster.hash_policies, headers, 0, attributes)
@@ -136,7 +148,7 @@ class XdsClusterRef:
         return f"xds:///{self.target}"
 
     def select(
-        self, call: Call, headers: Headers, attributes: RequestAttributes, mesh: MeshClient | None
+        self, call: Call, headers: Headers, attributes: RequestAttributes, mesh: MeshPlanner | None
     ) -> CallPlan:
         return _mesh(mesh).plan(self.target, call.path, headers, attributes, self.retry)
 
@@ -150,7 +162,7 @@ class ByInterfaceRef:
         return "xds:///*"
 
     def select(
-        self, call: Call, headers: Headers, attributes: RequestAttributes, mesh: MeshClient | None
+        self, call: Call, headers: Headers, attributes: RequestAttributes, mesh: MeshPlanner | None
     ) -> CallPlan:
         client = _mesh(mesh)
         return client.plan(
@@ -158,7 +170,7 @@ class ByInterfaceRef:
         )
 
 
-def _mesh(mesh: MeshClient | None) -> MeshClient:
+def _mesh(mesh: MeshPlanner | None) -> MeshPlanner:
     if mesh is None:
         raise UpstreamUnavailable("the mesh core is not running in this worker")
     return mesh
