@@ -7,6 +7,7 @@ fails until it does.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 
 from filters import REGISTRY, FilterConfigError, build_filter
 from filters.http import Handler, HttpRequest, HttpResponse
+
+AUTH_DATA = Path(__file__).resolve().parents[1] / "data" / "auth"
 
 # Configs that switch each filter's features on, so the contract is checked
 # against the code paths users run, not only against a filter that does nothing.
@@ -37,7 +40,46 @@ SAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
         },
         "response": {"set": {"x-echo": "%REQ(origin)%"}, "remove": ["server"]},
     },
+    # A request without a token passes (allow_missing); one with a token must verify.
+    "jwt_auth": {
+        "providers": [
+            {
+                "name": "contract",
+                "issuer": "https://id.meshgate.test",
+                "audiences": ["shop"],
+                "jwks": {"file": str(AUTH_DATA / "contract-jwks.json")},
+                "from": [
+                    {"header": "authorization", "prefix": "Bearer "},
+                    {"query": "access_token"},
+                    {"cookie": "session"},
+                ],
+                "forward_claims": {"header": "x-jwt-claims"},
+                "claims_to_headers": {"sub": "x-user"},
+            }
+        ],
+        "require": {"allow_missing": True},
+    },
+    "api_key": {
+        "keys_file": str(AUTH_DATA / "contract-api-keys.txt"),
+        "from": [{"header": "x-api-key"}, {"query": "api_key"}],
+        "name_header": "x-api-key-name",
+    },
+    # Nothing listens on port 1: every check fails fast, and failure_mode_allow
+    # lets the request through, so the contract sees the filter's whole path.
+    "ext_authz": {"target": "127.0.0.1:1", "timeout": "2s", "failure_mode_allow": True},
+    "rbac": {
+        "trusted_proxies": ["10.0.0.0/8"],
+        "deny": [{"paths": ["/admin/*"]}, {"headers": {"x-blocked": ["*"]}}],
+        "allow": [
+            {"methods": ["GET"], "paths": ["/v1/*"]},
+            {"source_ips": ["10.0.0.0/8"], "not_paths": ["/private*"]},
+            {"claims": [{"path": "groups", "values": ["admin"]}]},
+        ],
+    },
 }
+
+# Headers that make a plain request acceptable to filters that authenticate.
+CREDENTIALS: dict[str, list[tuple[str, str]]] = {"api_key": [("x-api-key", "contract-key")]}
 
 # Header names the sample configs look at, so odd values reach the filters' logic.
 INSPECTED_HEADERS = [
@@ -47,6 +89,9 @@ INSPECTED_HEADERS = [
     "x-api-key",
     "cookie",
     "vary",
+    "authorization",
+    "x-forwarded-for",
+    "x-jwt-claims",
 ]
 
 
@@ -93,7 +138,7 @@ def test_plain_get_reaches_the_next_handler_once(filter_name: str) -> None:
         method="GET",
         path="/v1/items",
         query_string=b"page=2",
-        header_list=[("accept", "application/json")],
+        header_list=[("accept", "application/json"), *CREDENTIALS.get(filter_name, [])],
         client=("10.0.0.7", 40000),
     )
 
