@@ -118,18 +118,18 @@ def check_request(
 def _header_changes(
     options: Sequence[base_pb2.HeaderValueOption],
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(replace, append) lists from the service's HeaderValueOptions."""
+    """(replace, append) lists from the service's HeaderValueOptions.
+
+    As Envoy documents for this message, ``append`` defaults to false here: a
+    header replaces the request's own unless ``append: true``.
+    """
     replace: list[tuple[str, str]] = []
     append: list[tuple[str, str]] = []
     for option in options:
         name, value = option.header.key.lower(), option.header.value
         if not name or name in PROTECTED_HEADERS or name.startswith(":"):
             continue
-        appends = (
-            option.append.value
-            if option.HasField("append")
-            else option.append_action == base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
-        )
+        appends = option.HasField("append") and option.append.value
         (append if appends else replace).append((name, value))
     return replace, append
 

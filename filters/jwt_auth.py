@@ -37,13 +37,16 @@ Config (YAML)::
             forward: false
             forward_claims: {header: x-jwt-claims}
             claims_to_headers: {sub: x-user, tenant: x-tenant}
+            cache_size: 1000                  # verified tokens kept until they expire
         require: {any: [corp], allow_missing: false}   # or {all: [corp, partner]}
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,12 +63,13 @@ from filters.credentials import (
 )
 from filters.errors import UNAUTHENTICATED, error_response
 from filters.http import Filter, Handler, HttpRequest, HttpResponse
-from filters.jwks import SUPPORTED_ALGORITHMS, FileJwks, JwksSource, UrlJwks
+from filters.jwks import SUPPORTED_ALGORITHMS, FileJwks, JwksSource, KeySet, UrlJwks
 from filters.jwt_verify import Expectations, Rejected, Verified, read_header, verify
 from filters.settings import Duration, HeaderName
 
 CLAIMS_ATTRIBUTE = "jwt_claims"
 MAX_TOKEN_LENGTH = 16 * 1024
+MAX_CACHED_TOKEN_LENGTH = 4 * 1024
 
 
 class JwksConfig(BaseModel):
@@ -121,6 +125,8 @@ class ProviderConfig(BaseModel):
     forward_claims: ForwardClaimsConfig | None = None
     # Claim name -> header carrying its value (JSON for non-string values).
     claims_to_headers: dict[str, HeaderName] = Field(default_factory=dict)
+    # Verified tokens remembered until they expire (0: verify every request).
+    cache_size: int = Field(default=1000, ge=0)
 
     @model_validator(mode="after")
     def _known_algorithms(self) -> ProviderConfig:
@@ -165,6 +171,41 @@ class Config(BaseModel):
         return self
 
 
+class VerifiedCache:
+    """Tokens that verified, so a client sending the same token again costs a
+    lookup rather than a signature check (Envoy's jwt_cache_config).
+
+    An entry holds while the key set it was checked against is current and
+    the token has not expired; at most ``size`` entries, least recently used
+    evicted. Long tokens are not cached, to bound the memory.
+    """
+
+    def __init__(self, size: int, clock: Callable[[], float] = time.time) -> None:
+        self.size = size
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[KeySet, float, dict[str, Any]]] = OrderedDict()
+
+    def get(self, token: str, keys: KeySet, skew: float) -> dict[str, Any] | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        checked_with, expires, claims = entry
+        if checked_with is not keys or self.clock() > expires + skew:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return claims
+
+    def put(self, token: str, keys: KeySet, claims: dict[str, Any]) -> None:
+        if len(token) > MAX_CACHED_TOKEN_LENGTH or self.size == 0:
+            return
+        exp = claims.get("exp")
+        expires = float(exp) if isinstance(exp, int | float) else float("inf")
+        self._entries[token] = (keys, expires, claims)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     name: str
@@ -174,17 +215,25 @@ class Provider:
     forward: bool
     forward_header: str | None
     claim_headers: tuple[tuple[str, str], ...]
+    cache: VerifiedCache
 
     async def check(self, token: str) -> Verified | Rejected:
         if len(token) > MAX_TOKEN_LENGTH:
             return Rejected("Jwt is too long")
+        keys = await self.keys.current()
+        cached = self.cache.get(token, keys, self.expect.clock_skew)
+        if cached is not None:
+            return Verified(cached)
         header = read_header(token)
         if isinstance(header, Rejected):
             return header
-        outcome = verify(token, header, await self.keys.current(), self.expect)
+        outcome = verify(token, header, keys, self.expect)
         if isinstance(outcome, Rejected) and outcome.unknown_kid:
             # A rotated key: look at the provider's current set once more.
-            outcome = verify(token, header, await self.keys.refetch(), self.expect)
+            keys = await self.keys.refetch()
+            outcome = verify(token, header, keys, self.expect)
+        if isinstance(outcome, Verified):
+            self.cache.put(token, keys, outcome.claims)
         return outcome
 
     def forwarded(self, claims: dict[str, Any]) -> list[tuple[str, str]]:
@@ -220,6 +269,7 @@ def _provider(config: ProviderConfig) -> Provider:
         forward=config.forward,
         forward_header=config.forward_claims.header if config.forward_claims else None,
         claim_headers=tuple(config.claims_to_headers.items()),
+        cache=VerifiedCache(config.cache_size),
     )
 
 

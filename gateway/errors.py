@@ -153,7 +153,7 @@ class UpstreamUnavailable(GatewayError):
     addresses and clusters, so the client is told only this much."""
 
     grpc_code = Code.UNAVAILABLE
-    public_message = "upstream unavailable"
+    public_message: str | None = "upstream unavailable"
 
 
 class ClientClosedRequest(GatewayError):

@@ -269,3 +269,37 @@ def test_pyjwt_refuses_alg_none_even_if_asked() -> None:
     # A guard on the library itself: decoding with no algorithm list must fail.
     with pytest.raises(jwt.InvalidTokenError):
         jwt.decode(unsigned_token(), key="", algorithms=["HS256"])
+
+
+def test_verified_cache_forgets_expired_tokens_and_old_key_sets() -> None:
+    from filters.jwks import KeySet
+    from filters.jwt_auth import VerifiedCache
+
+    clock = [1000.0]
+    cache = VerifiedCache(2, clock=lambda: clock[0])
+    keys, rotated = KeySet(), KeySet()
+    cache.put("a", keys, {"sub": "a", "exp": 1010})
+    assert cache.get("a", keys, skew=5) == {"sub": "a", "exp": 1010}
+    assert cache.get("a", rotated, skew=5) is None  # checked against another set
+    cache.put("a", keys, {"sub": "a", "exp": 1010})
+    clock[0] = 1016.0
+    assert cache.get("a", keys, skew=5) is None  # past exp + skew
+    for token in ("b", "c", "d"):
+        cache.put(token, keys, {"sub": token})
+    assert cache.get("b", keys, skew=0) is None  # evicted: size 2
+    assert cache.get("d", keys, skew=0) == {"sub": "d"}
+
+
+def test_a_cached_token_is_refused_once_expired(jwks_file: Path) -> None:
+    token = KEYS.token(exp=int(time.time()) + 2)
+    handler = build_filter("jwt_auth", {"providers": [provider(jwks_file, clock_skew=0)]})(
+        Upstream()
+    )
+
+    async def twice() -> tuple[int, int]:
+        first = await handler(HttpRequest("GET", "/", b"", bearer(token)))
+        await asyncio.sleep(3.1)
+        second = await handler(HttpRequest("GET", "/", b"", bearer(token)))
+        return first.status, second.status
+
+    assert settle(twice()) == (200, 401)

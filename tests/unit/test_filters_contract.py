@@ -7,6 +7,7 @@ fails until it does.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,30 @@ def test_any_latin1_headers_get_an_answer(
 
     assert 100 <= response.status <= 599
     assert len(upstream.requests) <= 1
+
+
+# A request each filter refuses with its sample config (filters that never
+# refuse on their own, like headers, are not listed).
+REFUSED = {
+    "cors": HttpRequest(
+        "OPTIONS",
+        "/",
+        b"",
+        [("origin", "https://evil.example"), ("access-control-request-method", "GET")],
+    ),
+    "jwt_auth": HttpRequest("GET", "/", b"", [("authorization", "Bearer not.a.jwt")]),
+    "api_key": HttpRequest("GET", "/", b"", []),
+    "rbac": HttpRequest("GET", "/admin/x", b"", [], ("10.0.0.1", 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_refusal_is_a_json_status_and_never_reaches_the_upstream(name: str) -> None:
+    response, upstream = call(name, REFUSED[name])
+
+    assert 400 <= response.status <= 499
+    assert upstream.requests == []
+    assert dict(response.headers)["content-type"] == "application/json"
+    body = json.loads(response.body)
+    assert set(body) == {"code", "message", "details"}
+    assert isinstance(body["code"], int) and body["message"]

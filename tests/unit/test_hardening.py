@@ -4,8 +4,11 @@ loopback, secrets out of /config_dump."""
 
 from __future__ import annotations
 
+import json
 import logging
 
+import grpc
+import grpc.aio
 import pytest
 from pydantic import ValidationError
 
@@ -13,6 +16,7 @@ from gateway.config import AdminConfig
 from gateway.errors import UpstreamUnavailable, error_response
 from gateway.redact import REDACTED, redact
 from gateway.upstream.call import Call, Reply
+from gateway.upstream.grpc import upstream_error
 from gateway.upstream.metadata import request_metadata
 from tests.support.in_process import InProcessGateway
 from tests.unit.test_request_path import BOOKSTORE, TRANSCODE, config
@@ -106,3 +110,27 @@ def test_redact_hides_credentials_and_keeps_references() -> None:
     assert out[2]["config"] == {"client_secret": REDACTED, "hmac_token": REDACTED}
     assert out[3]["config"] == {"key": "header:x-api-key"}
     assert out[4]["config"]["url"] == f"https://user:{REDACTED}@id.test/jwks"
+
+
+class _FakeRpcError(grpc.aio.AioRpcError):
+    def __init__(self, details: str) -> None:
+        super().__init__(grpc.StatusCode.UNAVAILABLE, None, None, details)
+
+
+@pytest.mark.parametrize(
+    ("details", "shown"),
+    [
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: "
+            "ipv4:10.0.3.7:50062: Failed to connect to remote host: Connection refused",
+            "upstream unavailable",
+        ),
+        ("Socket closed", "upstream unavailable"),
+        ("maintenance until 10:00", "maintenance until 10:00"),
+    ],
+)
+def test_grpc_transport_failures_are_hidden_backend_statuses_are_not(
+    details: str, shown: str
+) -> None:
+    error = upstream_error(_FakeRpcError(details))
+    assert json.loads(error_response(error).body)["message"] == shown

@@ -154,3 +154,36 @@ def test_a_bad_route_filter_config_is_reported_at_its_place() -> None:
     with pytest.raises(ConfigError) as raised:
         InProcessGateway(config(routes, filters=FILTERS), lambda *a: None)  # type: ignore[arg-type,return-value]
     assert "listeners.public" in str(raised.value) or "routes[1].filters[0]" in str(raised.value)
+
+
+async def test_jwt_requirement_overridden_per_route(tmp_path: Path) -> None:
+    import json
+
+    from tests.support.jose import ISSUER, SigningKeys
+
+    keys = SigningKeys.generate("route")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(keys.jwks()))
+    provider = {"name": "corp", "issuer": ISSUER, "jwks": {"file": str(jwks)}}
+    filters = json.dumps([{"name": "jwt_auth", "config": {"providers": [provider]}}])
+    routes = f"""      - match: {{path: /{BOOKSTORE}/GetShelf}}
+        transcode: {{services: [{BOOKSTORE}], auto_mapping: true}}
+        cluster: books
+        filters: [{{name: jwt_auth, config: {{require: {{allow_missing: true}}}}}}]
+      - match: {{prefix: /}}
+        transcode: {{services: [{BOOKSTORE}], auto_mapping: true}}
+        cluster: books
+"""
+
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        return Reply(b"")
+
+    gateway = InProcessGateway(config(routes, filters=filters), handler)
+    expired = {"authorization": f"Bearer {keys.token(exp=1)}"}
+    async with gateway.client() as client:
+        optional = await client.post(f"/{BOOKSTORE}/GetShelf", json={})
+        optional_bad = await client.post(f"/{BOOKSTORE}/GetShelf", json={}, headers=expired)
+        required = await client.post(f"/{BOOKSTORE}/GetBook", json={})
+    assert optional.status_code == 200
+    assert optional_bad.status_code == 401  # allow_missing, not allow_failed
+    assert required.status_code == 401
