@@ -22,6 +22,7 @@ import importlib
 import logging
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol
 
 import pydantic
@@ -102,10 +103,14 @@ def filter_factory(name: str) -> FilterFactory:
     return loaded  # type: ignore[no-any-return]
 
 
-def build_filter(name: str, config: dict[str, Any]) -> Filter:
+def build_filter(name: str, config: dict[str, Any], base_dir: Path | None = None) -> Filter:
+    """Validate ``config`` and build the filter; relative paths in it are
+    taken from ``base_dir`` (the config file's folder) by fields typed
+    :data:`filters.settings.FilePath`."""
     factory = filter_factory(name)
+    context = {"base_dir": base_dir} if base_dir is not None else None
     try:
-        typed = factory.Config.model_validate(config)
+        typed = factory.Config.model_validate(config, context=context)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()

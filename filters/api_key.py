@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,7 +39,7 @@ from filters.credentials import (
 )
 from filters.errors import PERMISSION_DENIED, UNAUTHENTICATED, error_response
 from filters.http import Filter, Handler, HttpRequest, HttpResponse
-from filters.settings import HeaderName
+from filters.settings import FilePath, HeaderName
 
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _NAME = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
@@ -49,7 +48,7 @@ _NAME = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    keys_file: Path | None = None
+    keys_file: FilePath | None = None
     keys_env: str | None = None
     locations: list[LocationConfig] = Field(
         default_factory=lambda: [LocationConfig(header="x-api-key")], alias="from", min_length=1

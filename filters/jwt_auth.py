@@ -48,7 +48,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -65,7 +64,7 @@ from filters.errors import UNAUTHENTICATED, error_response
 from filters.http import Filter, Handler, HttpRequest, HttpResponse
 from filters.jwks import SUPPORTED_ALGORITHMS, FileJwks, JwksSource, KeySet, UrlJwks
 from filters.jwt_verify import Expectations, Rejected, Verified, read_header, verify
-from filters.settings import Duration, HeaderName
+from filters.settings import Duration, FilePath, HeaderName
 
 CLAIMS_ATTRIBUTE = "jwt_claims"
 MAX_TOKEN_LENGTH = 16 * 1024
@@ -77,13 +76,13 @@ class JwksConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    file: Path | None = None
+    file: FilePath | None = None
     url: str | None = None
     # How often a URL is fetched again (a kid it does not know asks sooner).
     refresh: Duration = 600.0
     timeout: Duration = 5.0
     # CA bundle for the URL's server certificate (default: the system's).
-    ca: Path | None = None
+    ca: FilePath | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> JwksConfig:

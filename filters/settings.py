@@ -7,9 +7,10 @@ third-party alike) depend on ``filters`` alone.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -39,3 +40,16 @@ def header_name(name: Any) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 HeaderName = Annotated[str, BeforeValidator(header_name)]
+
+
+def resolve_path(path: Path, info: ValidationInfo) -> Path:
+    """A relative path is relative to the config file (passed as the
+    validation context's ``base_dir``), as every path in the YAML is."""
+    base_dir = (info.context or {}).get("base_dir")
+    if path.is_absolute() or base_dir is None:
+        return path
+    return Path(base_dir) / path
+
+
+# A file named in a filter's config; relative to the config file.
+FilePath = Annotated[Path, AfterValidator(resolve_path)]

@@ -20,6 +20,7 @@ import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -172,7 +173,7 @@ def compile_snapshot(
                     "protocol 'grpc' (gRPC passthrough) is not supported yet; use http",
                 )
             )
-        filters = _FilterBuilder(listener.name, filter_cache, used_filters, issues)
+        filters = _FilterBuilder(listener.name, loaded.base_dir, filter_cache, used_filters, issues)
         listener_specs = listener_filter_specs(listener.filters, ("listeners", i, "filters"))
         built = filters.build(listener_specs)
         entries = []
@@ -336,11 +337,13 @@ class _FilterBuilder:
     def __init__(
         self,
         listener: str,
+        base_dir: Path,
         cache: Mapping[FilterKey, Filter],
         used: dict[FilterKey, Filter],
         issues: list[ConfigIssue],
     ) -> None:
         self._listener = listener
+        self._base_dir = base_dir
         self._cache = cache
         self._used = used
         self._issues = issues
@@ -352,7 +355,7 @@ class _FilterBuilder:
             found = self._used.get(key) or self._cache.get(key)
             if found is None:
                 try:
-                    found = build_filter(spec.name, spec.config)
+                    found = build_filter(spec.name, spec.config, self._base_dir)
                 except FilterConfigError as exc:
                     issue = ConfigIssue((*spec.where, "name"), str(exc))
                     if issue not in self._issues:

@@ -94,3 +94,14 @@ def test_config_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty.write_text("# nothing\n")
     with pytest.raises(FilterConfigError, match="no API keys"):
         build_filter("api_key", {"keys_file": str(empty)})
+
+
+def test_a_relative_keys_file_is_relative_to_the_config_file(keys_file: Path) -> None:
+    upstream = Upstream()
+    handler = build_filter("api_key", {"keys_file": keys_file.name}, base_dir=keys_file.parent)(
+        upstream
+    )
+    request = HttpRequest("GET", "/", b"", [("x-api-key", "plain-key")])
+    assert settle(handler(request)).status == 200
+    with pytest.raises(FilterConfigError, match="No such file"):
+        build_filter("api_key", {"keys_file": keys_file.name}, base_dir=Path("/nonexistent"))
