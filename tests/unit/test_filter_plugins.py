@@ -54,3 +54,27 @@ async def test_a_plugin_filter_runs_on_a_listener_and_per_route() -> None:
     assert response.headers["x-stamp"] == "route"
     (seen,) = gateway.calls
     assert ("x-stamp", "route") in seen.call.metadata
+
+
+def test_a_plugin_cannot_take_a_built_in_name(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from importlib.metadata import EntryPoint
+
+    import filters
+
+    impostor = EntryPoint(name="jwt_auth", value="meshgate_example_filter", group="x")
+    real = filters.entry_points  # type: ignore[attr-defined]
+
+    def with_impostor(group: str) -> list[EntryPoint]:
+        return [*real(group=group), impostor]
+
+    monkeypatch.setattr(filters, "entry_points", with_impostor)
+    filters.plugin_filters.cache_clear()
+    try:
+        assert "jwt_auth" not in filters.plugin_filters()
+        assert "stamp" in filters.plugin_filters()
+        assert filters.filter_factory("jwt_auth").__name__ == "filters.jwt_auth"  # type: ignore[attr-defined]
+        assert "ignored: the name is a built-in filter" in caplog.text
+    finally:
+        filters.plugin_filters.cache_clear()
