@@ -16,6 +16,8 @@ from filters.http import HttpResponse
 
 PERMISSION_DENIED = 7
 RESOURCE_EXHAUSTED = 8
+UNAVAILABLE = 14
+UNAUTHENTICATED = 16
 
 
 def error_response(

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.metrics import exposition
+from gateway.redact import redact
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
@@ -36,7 +37,8 @@ def build_admin(gateway: GatewayApp) -> Starlette:
             {
                 "source": snapshot.loaded.source,
                 "pid": os.getpid(),
-                "config": snapshot.config.model_dump(mode="json"),
+                # Filter configs may hold credentials (gateway/redact.py).
+                "config": redact(snapshot.config.model_dump(mode="json")),
                 "services": list(snapshot.services),
                 "xds": mesh.core.config_dump() if mesh else None,
                 "interfaces": mesh.interfaces if mesh else {},

@@ -26,6 +26,7 @@ from gateway.metrics import observe
 from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
 from gateway.upstream.mesh import MeshClient
+from gateway.upstream.metadata import HeaderList
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class Active:
     handlers: Mapping[int, Handler]
     routers: Mapping[int, Router]
     listener_names: Mapping[int, str]
+    # Per port: removes the listener's internal headers (absent: none configured).
+    strips: Mapping[int, Callable[[HeaderList], HeaderList]]
 
 
 class GatewayApp:
@@ -90,13 +93,15 @@ class GatewayApp:
         routers: dict[int, Router] = {}
         for listener in snapshot.listeners:
             refresh = self._refresher(listener.port) if snapshot.reflection_clusters else None
-            router = routers[listener.port] = Router(listener.routes, self.upstreams, refresh)
-            handler: Handler = router
-            for wrap in reversed(listener.filters):
-                handler = wrap(handler)
-            handlers[listener.port] = handler
+            router = Router(listener.routes, self.upstreams, refresh, listener.filters)
+            routers[listener.port] = handlers[listener.port] = router
         names = {listener.port: listener.name for listener in snapshot.listeners}
-        return Active(snapshot, handlers, routers, names)
+        strips = {
+            listener.port: listener.strip_internal
+            for listener in snapshot.listeners
+            if listener.strip_internal is not None
+        }
+        return Active(snapshot, handlers, routers, names, strips)
 
     def _refresher(self, port: int) -> Callable[[], Awaitable[Router | None]]:
         async def refresh() -> Router | None:
@@ -151,11 +156,15 @@ class GatewayApp:
     async def _serve(
         self, handler: Handler, port: int | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        header_list = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        strip = self.active.strips.get(port) if port is not None else None
+        if strip is not None:
+            header_list = strip(header_list)
         request = HttpRequest(
             method=scope["method"],
             path=scope["path"],
             query_string=scope["query_string"],
-            header_list=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+            header_list=header_list,
             client=scope.get("client"),
             receive=receive,
             raw_path=scope.get("raw_path") or b"",

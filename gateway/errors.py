@@ -14,10 +14,16 @@ Errors are data (DESIGN.md, principle 5): each renders as a google.rpc.Status
 shaped JSON body, ``{"code": ..., "message": ..., "details": [...]}``, so a
 client parses every failure the same way. gRPC and httpx exceptions are
 translated into this tree where they enter the gateway, never later.
+
+What the client reads is not always what the operator needs: a failure to
+reach a backend names its address (``ipv4:10.0.3.7:50051: Failed to
+connect``), which tells an outsider the network's layout. Such errors carry a
+``public_message``; the body shows it and the full message goes to the log.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
@@ -25,6 +31,8 @@ from typing import Any
 import orjson
 
 from filters.http import HttpResponse
+
+log = logging.getLogger(__name__)
 
 
 class Code(IntEnum):
@@ -83,6 +91,8 @@ def http_status_for(grpc_code: int) -> int:
 class GatewayError(Exception):
     grpc_code: int = Code.UNKNOWN
     http_status: int | None = None
+    # Shown to the client instead of ``message`` (kept for the log) when set.
+    public_message: str | None = None
 
     def __init__(
         self,
@@ -107,9 +117,8 @@ class GatewayError(Exception):
         return self.http_status if self.http_status is not None else http_status_for(self.grpc_code)
 
     def body(self) -> bytes:
-        return orjson.dumps(
-            {"code": self.grpc_code, "message": self.message, "details": self.details}
-        )
+        message = self.public_message or self.message
+        return orjson.dumps({"code": self.grpc_code, "message": message, "details": self.details})
 
 
 class BadRequest(GatewayError):
@@ -140,7 +149,11 @@ class UpstreamStatus(GatewayError):
 
 
 class UpstreamUnavailable(GatewayError):
+    """No endpoint, or the backend cannot be reached: the reason names
+    addresses and clusters, so the client is told only this much."""
+
     grpc_code = Code.UNAVAILABLE
+    public_message: str | None = "upstream unavailable"
 
 
 class ClientClosedRequest(GatewayError):
@@ -155,4 +168,6 @@ JSON_HEADERS = (("content-type", "application/json"),)
 
 def error_response(error: GatewayError) -> HttpResponse:
     """The JSON answer for an error, as every listener sends it."""
+    if error.public_message is not None and error.public_message != error.message:
+        log.warning("%s (answered as %r)", error.message, error.public_message)
     return HttpResponse(error.status, [*JSON_HEADERS, *error.headers], error.body())

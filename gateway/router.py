@@ -1,22 +1,25 @@
-"""The router: the last handler of a listener's filter chain.
+"""The router: finds the route, then runs the route's filter chain around the call.
 
     route  = table.find(request)            first match wins (route_table)
+    (route.filters wrap the rest)           filter_chain: per route, after matching
     call   = route.kind.decode(request)     transcode/: protobuf or Dubbo JSON
     plan   = route.cluster.select(call)     upstream/clusters: endpoint, policies
     reply  = invoker.unary(plan, call)      upstream/invoker: deadline, fault, cap, retries
     return call.encode(reply)               back through the route kind
 
 Every failure becomes a JSON error response here, innermost, so the filters
-around the router see errors as ordinary responses.
+around the call see errors as ordinary responses. A request that matches no
+route runs the listener's filters around the 404.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from filters.http import HttpRequest, HttpResponse
+from filters.http import Filter, Handler, HttpRequest, HttpResponse
 from gateway.errors import GatewayError, RouteNotFound, UnknownService, error_response
+from gateway.filter_chain import wrap
 from gateway.route_table import RouteTable
 from gateway.snapshot import CompiledRoute
 from gateway.upstream.invoker import Invoker
@@ -41,21 +44,47 @@ class Upstreams:
 Refresh = Callable[[], Awaitable["Router | None"]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    route: CompiledRoute
+    # The route's filters around the call, built once per router.
+    handler: Handler
+
+
 class Router:
     def __init__(
         self,
         routes: RouteTable[CompiledRoute],
         upstreams: Upstreams,
         refresh: Refresh | None = None,
+        listener_filters: Sequence[Filter] = (),
     ) -> None:
         self._routes = routes
         self._upstreams = upstreams
         self._refresh = refresh
+        self._entries = RouteTable(
+            tuple((match, self._entry(route)) for match, route in routes.entries)
+        )
+        self._unmatched = wrap(listener_filters, _not_found)
+
+    def _entry(self, route: CompiledRoute) -> _Entry:
+        async def call(request: HttpRequest) -> HttpResponse:
+            return await self._call(route, request)
+
+        return _Entry(route, wrap(route.filters, call))
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
+        entry = self._entries.find(
+            request.method, request.path, request.headers, request.query_string
+        )
+        if entry is None:
+            return await self._unmatched(request)
+        return await entry.handler(request)
+
+    async def _call(self, route: CompiledRoute, request: HttpRequest) -> HttpResponse:
         try:
             try:
-                return await self.serve(request)
+                return await self.invoke(route, request)
             except UnknownService as missing:
                 fresh = await self._refresh() if self._refresh is not None else None
                 if fresh is None:
@@ -66,10 +95,15 @@ class Router:
             return error_response(error)
 
     async def serve(self, request: HttpRequest) -> HttpResponse:
+        """Match and call, without the filters (they ran before a reflection refresh)."""
         headers = request.headers
         route = self._routes.find(request.method, request.path, headers, request.query_string)
         if route is None:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
+        return await self.invoke(route, request)
+
+    async def invoke(self, route: CompiledRoute, request: HttpRequest) -> HttpResponse:
+        headers = request.headers
         decoded = await route.kind.decode(request)
         call = decoded.call
         timeout = deadline_from_headers(
@@ -85,3 +119,7 @@ class Router:
             stream = await upstreams.invoker.stream(plan, upstream, call, timeout)
             return await decoded.encode_stream(stream)
         return decoded.encode(await upstreams.invoker.unary(plan, upstream, call, timeout))
+
+
+async def _not_found(request: HttpRequest) -> HttpResponse:
+    return error_response(RouteNotFound(f"no route for {request.method} {request.path}"))

@@ -15,10 +15,12 @@ or a reflection refresh does not reset rate-limit buckets.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -28,15 +30,14 @@ from filters.http import Filter
 from gateway.config import (
     ConfigError,
     ConfigIssue,
-    FilterConfig,
     GatewayConfig,
-    ListenerConfig,
     LoadedConfig,
     RouteConfig,
     split_address,
 )
 from gateway.config.cluster_name import ByInterface, StaticName, XdsTarget, parse_cluster_name
 from gateway.descriptors import DescriptorError, all_services, build_pool
+from gateway.filter_chain import FilterSpec, listener_filter_specs, route_filter_specs
 from gateway.route_table import CompiledMatch, RouteTable, compile_match
 from gateway.transcode.compile import compile_transcoding
 from gateway.transcode.dubbo_kind import DubboJson
@@ -51,6 +52,7 @@ from gateway.upstream.clusters import (
     XdsClusterRef,
     retry_policy,
 )
+from gateway.upstream.metadata import HeaderList, internal_header_strip
 from gateway.upstream.registry import UpstreamName, upstream_name
 
 Where = tuple[str | int, ...]
@@ -82,6 +84,9 @@ class CompiledRoute:
     cluster: ClusterRef
     upstream: UpstreamName
     timeout: float | None
+    # The route's filter chain: the listener's, changed by routes[].filters.
+    filter_names: tuple[str, ...] = ()
+    filters: tuple[Filter, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +97,11 @@ class CompiledListener:
     protocol: str
     routes: RouteTable[CompiledRoute]
     filter_names: tuple[str, ...]
-    # Built once, in YAML order: the first sees the request first.
+    # Built once, in YAML order: the first sees the request first. Requests
+    # that match no route run these; a route runs its own (CompiledRoute.filters).
     filters: tuple[Filter, ...]
+    # Removes listener.internal_headers from a request on arrival (None: none).
+    strip_internal: Callable[[HeaderList], HeaderList] | None = None
 
 
 FilterKey = tuple[str, str, str]  # listener, filter name, config as canonical JSON
@@ -165,12 +173,33 @@ def compile_snapshot(
                     "protocol 'grpc' (gRPC passthrough) is not supported yet; use http",
                 )
             )
+        filters = _FilterBuilder(listener.name, loaded.base_dir, filter_cache, used_filters, issues)
+        listener_specs = listener_filter_specs(listener.filters, ("listeners", i, "filters"))
+        built = filters.build(listener_specs)
         entries = []
         for j, route in enumerate(listener.routes):
-            compiled = compiler.route(route, f"{listener.name}/{j}", ("listeners", i, "routes", j))
-            if compiled is not None:
-                entries.append((compiled.match, compiled))
-        built = _filters(listener, i, filter_cache, used_filters, issues)
+            where = ("listeners", i, "routes", j)
+            compiled = compiler.route(route, f"{listener.name}/{j}", where)
+            if compiled is None:
+                continue
+            if route.filters:
+                specs = route_filter_specs(
+                    listener.filters,
+                    route.filters,
+                    ("listeners", i, "filters"),
+                    (*where, "filters"),
+                    issues,
+                )
+                compiled = dataclasses.replace(
+                    compiled,
+                    filter_names=tuple(s.name for s in specs),
+                    filters=filters.build(specs),
+                )
+            else:
+                compiled = dataclasses.replace(
+                    compiled, filter_names=tuple(s.name for s in listener_specs), filters=built
+                )
+            entries.append((compiled.match, compiled))
         host, port = split_address(listener.address)
         listeners.append(
             CompiledListener(
@@ -181,6 +210,7 @@ def compile_snapshot(
                 routes=RouteTable(tuple(entries)),
                 filter_names=tuple(f.name for f in listener.filters),
                 filters=built,
+                strip_internal=internal_header_strip(listener.internal_headers),
             )
         )
     if issues:
@@ -299,27 +329,42 @@ class _RouteCompiler:
         return found
 
 
-def _filters(
-    listener: ListenerConfig,
-    index: int,
-    cache: Mapping[FilterKey, Filter],
-    used: dict[FilterKey, Filter],
-    issues: list[ConfigIssue],
-) -> tuple[Filter, ...]:
-    built: list[Filter] = []
-    for k, spec in enumerate(listener.filters):
-        key = _filter_key(listener.name, spec)
-        found = cache.get(key)
-        if found is None:
-            try:
-                found = build_filter(spec.name, spec.config)
-            except FilterConfigError as exc:
-                issues.append(ConfigIssue(("listeners", index, "filters", k, "name"), str(exc)))
-                continue
-        used[key] = found
-        built.append(found)
-    return tuple(built)
+class _FilterBuilder:
+    """Builds a listener's filters, reusing the instance of an unchanged
+    (listener, name, config) from the previous snapshot, and sharing one
+    instance between the routes of a listener that use the same config."""
+
+    def __init__(
+        self,
+        listener: str,
+        base_dir: Path,
+        cache: Mapping[FilterKey, Filter],
+        used: dict[FilterKey, Filter],
+        issues: list[ConfigIssue],
+    ) -> None:
+        self._listener = listener
+        self._base_dir = base_dir
+        self._cache = cache
+        self._used = used
+        self._issues = issues
+
+    def build(self, specs: Sequence[FilterSpec]) -> tuple[Filter, ...]:
+        built: list[Filter] = []
+        for spec in specs:
+            key = _filter_key(self._listener, spec.name, spec.config)
+            found = self._used.get(key) or self._cache.get(key)
+            if found is None:
+                try:
+                    found = build_filter(spec.name, spec.config, self._base_dir)
+                except FilterConfigError as exc:
+                    issue = ConfigIssue((*spec.where, "name"), str(exc))
+                    if issue not in self._issues:
+                        self._issues.append(issue)
+                    continue
+            self._used[key] = found
+            built.append(found)
+        return tuple(built)
 
 
-def _filter_key(listener: str, spec: FilterConfig) -> FilterKey:
-    return listener, spec.name, json.dumps(spec.config, sort_keys=True, default=str)
+def _filter_key(listener: str, name: str, config: Mapping[str, object]) -> FilterKey:
+    return listener, name, json.dumps(config, sort_keys=True, default=str)

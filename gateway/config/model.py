@@ -9,6 +9,7 @@ Checks that span sections (a route naming a missing cluster) live in
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -62,8 +63,39 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
 class AdminConfig(Model):
+    """The admin endpoint (/ready, /metrics, /config_dump, /clusters).
+
+    It shows the whole config and the mesh state, so it listens on loopback
+    unless ``allow_remote`` says otherwise (a Kubernetes probe on the pod IP,
+    say, behind a NetworkPolicy).
+    """
+
     address: Address = "127.0.0.1:9901"
+    # Let address name a non-loopback interface (0.0.0.0, a pod IP).
+    allow_remote: bool = False
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> AdminConfig:
+        host = split_address(self.address)[0]
+        if not self.allow_remote and not _is_loopback(host):
+            raise ValueError(
+                f"admin address {self.address!r} is not loopback; "
+                "set allow_remote: true to expose the admin endpoint"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ReflectionSourceConfig(Model):
@@ -212,9 +244,32 @@ class DubboRouteConfig(Model):
     attachments: dict[str, str] = Field(default_factory=dict)
 
 
+class RouteFilterConfig(Model):
+    """A route's change to its listener's filter chain.
+
+    Naming a listener filter replaces the given top-level keys of its config
+    for this route (``config``), or drops it (``disabled: true``); naming any
+    other filter adds it after the listener's filters, in the route's order.
+    """
+
+    name: str
+    # Keys that replace the listener filter's (or, for an added filter, its config).
+    config: dict[str, Any] | None = None
+    # Leave the listener's filter of this name out of this route's chain.
+    disabled: bool = False
+
+    @model_validator(mode="after")
+    def _disabled_alone(self) -> RouteFilterConfig:
+        if self.disabled and self.config is not None:
+            raise ValueError("a disabled filter takes no config")
+        return self
+
+
 class RouteConfig(Model):
     name: str = ""
     match: RouteMatchConfig
+    # Per-route changes to the listener's filter chain (see RouteFilterConfig).
+    filters: list[RouteFilterConfig] = Field(default_factory=list)
     transcode: TranscodeConfig | None = None
     dubbo: DubboRouteConfig | None = None
     cluster: str
@@ -237,6 +292,8 @@ class RouteConfig(Model):
 
 
 class FilterConfig(Model):
+    """One HTTP filter of a listener: a registered name and its config."""
+
     name: str
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -246,6 +303,10 @@ class ListenerConfig(Model):
     address: Address
     protocol: Literal["http", "grpc"] = "http"
     filters: list[FilterConfig] = Field(default_factory=list)
+    # Request headers only the gateway may set (exact names, or a prefix
+    # ending in *, like x-internal-*): removed from every request on arrival,
+    # before the filters, so a client cannot forge them.
+    internal_headers: list[str] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
 
 

@@ -8,6 +8,7 @@ channel reconnects by itself when the backend comes back.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -103,6 +104,15 @@ async def _reply(call: Any) -> Reply:
     return Reply(body, tuple(initial or ()), tuple(trailing or ()))
 
 
+# grpc core's wording when it, not the backend, fails a call: these name
+# addresses and the network's state, and stay in the log (gateway/errors.py).
+_TRANSPORT_FAILURE = re.compile(
+    r"ipv4:|ipv6:|unix:|failed to connect|connection refused|connection reset|socket closed"
+    r"|dns resolution|goaway|broken pipe|keepalive|handshake|subchannel|no healthy upstream",
+    re.IGNORECASE,
+)
+
+
 def upstream_error(exc: grpc.aio.AioRpcError) -> GatewayError:
     """Translate a grpc.aio failure into the gateway's error tree."""
     code = Code(exc.code().value[0])
@@ -112,7 +122,11 @@ def upstream_error(exc: grpc.aio.AioRpcError) -> GatewayError:
     details = status_details(trailing)
     headers = response_headers(initial, trailing)
     if code == Code.UNAVAILABLE:
-        return UpstreamUnavailable(
+        error = UpstreamUnavailable(
             message or "upstream unavailable", details=details, headers=headers
         )
+        if message and not _TRANSPORT_FAILURE.search(message):
+            # The backend's own UNAVAILABLE status: its message is for the client.
+            error.public_message = None
+        return error
     return UpstreamStatus(message, grpc_code=code, details=details, headers=headers)

@@ -3,7 +3,8 @@
 The rule, in both directions:
 
 * Request headers become metadata under the same (lower-cased) name, except
-  hop-by-hop headers (RFC 9110 7.6.1), pseudo headers, ``host`` (it is the
+  hop-by-hop headers (RFC 9110 7.6.1: the fixed list, and any header the
+  ``Connection`` header names), proxy credentials, pseudo headers, ``host`` (it is the
   HTTP/2 ``:authority``), ``content-type``, ``content-length``, ``te``,
   ``user-agent`` (gRPC sends its own) and the reserved ``grpc-*`` names.
   ``x-request-timeout`` and ``grpc-timeout`` are read as deadlines instead
@@ -19,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from gateway.config.model import parse_duration
 from gateway.errors import BadRequest
@@ -41,8 +42,12 @@ DROPPED_REQUEST_HEADERS = frozenset(
         "expect",
         "http2-settings",
         "x-request-timeout",
+        # Credentials for the client's proxy, never for the backend.
+        "proxy-authorization",
     }
 )
+
+HeaderList = list[tuple[str, str]]
 
 _GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -50,9 +55,12 @@ _VISIBLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
 
 
 def request_metadata(headers: Iterable[tuple[str, str]]) -> Metadata:
+    headers = list(headers)
+    # Connection: close, x-hop names more hop-by-hop headers for this hop only.
+    named = _connection_tokens(headers)
     out: list[tuple[str, str | bytes]] = []
     for name, value in headers:
-        if name in DROPPED_REQUEST_HEADERS or name.startswith((":", "grpc-")):
+        if name in DROPPED_REQUEST_HEADERS or name.startswith((":", "grpc-")) or name in named:
             continue
         if name.endswith("-bin"):
             out.append((name, _decode_binary(name, value)))
@@ -61,6 +69,34 @@ def request_metadata(headers: Iterable[tuple[str, str]]) -> Metadata:
         # Other values cannot travel as gRPC ASCII metadata; they are left out
         # rather than failing the whole request over an incidental header.
     return tuple(out)
+
+
+def _connection_tokens(headers: Sequence[tuple[str, str]]) -> frozenset[str]:
+    tokens = [
+        token.strip().lower()
+        for name, value in headers
+        if name == "connection"
+        for token in value.split(",")
+    ]
+    return frozenset(t for t in tokens if t)
+
+
+def internal_header_strip(patterns: Sequence[str]) -> Callable[[HeaderList], HeaderList] | None:
+    """A function removing the listener's internal headers (exact names or
+    ``prefix*``), or None when there are none (the common case costs nothing)."""
+    if not patterns:
+        return None
+    exact = frozenset(p.lower() for p in patterns if not p.endswith("*"))
+    prefixes = tuple(p[:-1].lower() for p in patterns if p.endswith("*"))
+
+    def strip(headers: HeaderList) -> HeaderList:
+        return [
+            (n, v)
+            for n, v in headers
+            if n not in exact and not (prefixes and n.startswith(prefixes))
+        ]
+
+    return strip
 
 
 def _decode_binary(name: str, value: str) -> bytes:

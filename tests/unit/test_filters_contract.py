@@ -7,6 +7,8 @@ fails until it does.
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,8 @@ from hypothesis import strategies as st
 
 from filters import REGISTRY, FilterConfigError, build_filter
 from filters.http import Handler, HttpRequest, HttpResponse
+
+AUTH_DATA = Path(__file__).resolve().parents[1] / "data" / "auth"
 
 # Configs that switch each filter's features on, so the contract is checked
 # against the code paths users run, not only against a filter that does nothing.
@@ -37,7 +41,46 @@ SAMPLE_CONFIGS: dict[str, dict[str, Any]] = {
         },
         "response": {"set": {"x-echo": "%REQ(origin)%"}, "remove": ["server"]},
     },
+    # A request without a token passes (allow_missing); one with a token must verify.
+    "jwt_auth": {
+        "providers": [
+            {
+                "name": "contract",
+                "issuer": "https://id.meshgate.test",
+                "audiences": ["shop"],
+                "jwks": {"file": str(AUTH_DATA / "contract-jwks.json")},
+                "from": [
+                    {"header": "authorization", "prefix": "Bearer "},
+                    {"query": "access_token"},
+                    {"cookie": "session"},
+                ],
+                "forward_claims": {"header": "x-jwt-claims"},
+                "claims_to_headers": {"sub": "x-user"},
+            }
+        ],
+        "require": {"allow_missing": True},
+    },
+    "api_key": {
+        "keys_file": str(AUTH_DATA / "contract-api-keys.txt"),
+        "from": [{"header": "x-api-key"}, {"query": "api_key"}],
+        "name_header": "x-api-key-name",
+    },
+    # Nothing listens on port 1: every check fails fast, and failure_mode_allow
+    # lets the request through, so the contract sees the filter's whole path.
+    "ext_authz": {"target": "127.0.0.1:1", "timeout": "2s", "failure_mode_allow": True},
+    "rbac": {
+        "trusted_proxies": ["10.0.0.0/8"],
+        "deny": [{"paths": ["/admin/*"]}, {"headers": {"x-blocked": ["*"]}}],
+        "allow": [
+            {"methods": ["GET"], "paths": ["/v1/*"]},
+            {"source_ips": ["10.0.0.0/8"], "not_paths": ["/private*"]},
+            {"claims": [{"path": "groups", "values": ["admin"]}]},
+        ],
+    },
 }
+
+# Headers that make a plain request acceptable to filters that authenticate.
+CREDENTIALS: dict[str, list[tuple[str, str]]] = {"api_key": [("x-api-key", "contract-key")]}
 
 # Header names the sample configs look at, so odd values reach the filters' logic.
 INSPECTED_HEADERS = [
@@ -47,6 +90,9 @@ INSPECTED_HEADERS = [
     "x-api-key",
     "cookie",
     "vary",
+    "authorization",
+    "x-forwarded-for",
+    "x-jwt-claims",
 ]
 
 
@@ -93,7 +139,7 @@ def test_plain_get_reaches_the_next_handler_once(filter_name: str) -> None:
         method="GET",
         path="/v1/items",
         query_string=b"page=2",
-        header_list=[("accept", "application/json")],
+        header_list=[("accept", "application/json"), *CREDENTIALS.get(filter_name, [])],
         client=("10.0.0.7", 40000),
     )
 
@@ -170,7 +216,9 @@ header_lists = st.lists(
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+# No deadline: ext_authz dials its (absent) service on loopback, and a unit test
+# asserts behaviour, not timing, on a shared machine.
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     method=st.sampled_from(["GET", "OPTIONS", "POST", "DELETE"]),
     header_list=header_lists,
@@ -182,3 +230,30 @@ def test_any_latin1_headers_get_an_answer(
 
     assert 100 <= response.status <= 599
     assert len(upstream.requests) <= 1
+
+
+# A request each filter refuses with its sample config (filters that never
+# refuse on their own, like headers, are not listed).
+REFUSED = {
+    "cors": HttpRequest(
+        "OPTIONS",
+        "/",
+        b"",
+        [("origin", "https://evil.example"), ("access-control-request-method", "GET")],
+    ),
+    "jwt_auth": HttpRequest("GET", "/", b"", [("authorization", "Bearer not.a.jwt")]),
+    "api_key": HttpRequest("GET", "/", b"", []),
+    "rbac": HttpRequest("GET", "/admin/x", b"", [], ("10.0.0.1", 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_a_refusal_is_a_json_status_and_never_reaches_the_upstream(name: str) -> None:
+    response, upstream = call(name, REFUSED[name])
+
+    assert 400 <= response.status <= 499
+    assert upstream.requests == []
+    assert dict(response.headers)["content-type"] == "application/json"
+    body = json.loads(response.body)
+    assert set(body) == {"code", "message", "details"}
+    assert isinstance(body["code"], int) and body["message"]
