@@ -12,11 +12,12 @@ around the router see errors as ordinary responses.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from filters.http import HttpRequest, HttpResponse
 from gateway.errors import GatewayError, RouteNotFound, UnknownService, error_response
+from gateway.exposure import Exposure
 from gateway.route_table import RouteTable
 from gateway.snapshot import CompiledRoute
 from gateway.upstream.invoker import Invoker
@@ -47,8 +48,10 @@ class Router:
         routes: RouteTable[CompiledRoute],
         upstreams: Upstreams,
         refresh: Refresh | None = None,
+        exposures: Sequence[Exposure] = (),
     ) -> None:
         self._routes = routes
+        self._exposures = tuple(exposures)
         self._upstreams = upstreams
         self._refresh = refresh
 
@@ -69,6 +72,8 @@ class Router:
         headers = request.headers
         route = self._routes.find(request.method, request.path, headers, request.query_string)
         if route is None:
+            route = self._exposed(request.path)
+        if route is None:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
         decoded = await route.kind.decode(request)
         call = decoded.call
@@ -80,8 +85,16 @@ class Router:
         )
         upstreams = self._upstreams
         plan = route.cluster.select(call, headers, attributes, upstreams.mesh)
-        upstream = upstreams.clients.get(route.upstream)
+        upstream = upstreams.clients.get(plan.upstream or route.upstream)
         if call.server_streaming:
             stream = await upstreams.invoker.stream(plan, upstream, call, timeout)
             return await decoded.encode_stream(stream)
         return decoded.encode(await upstreams.invoker.unary(plan, upstream, call, timeout))
+
+    def _exposed(self, path: str) -> CompiledRoute | None:
+        """A route an exposure made from a registry (after the listed routes)."""
+        for exposure in self._exposures:
+            found = exposure.find(path)
+            if found is not None:
+                return found
+        return None

@@ -1,0 +1,20 @@
+"""A route as the router uses it: compiled from the YAML or made by an exposure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.route_table import CompiledMatch
+from gateway.transcode.route_kind import RouteKind
+from gateway.upstream.clusters import ClusterRef
+from gateway.upstream.registry import UpstreamName
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRoute:
+    name: str
+    match: CompiledMatch
+    kind: RouteKind
+    cluster: ClusterRef
+    upstream: UpstreamName
+    timeout: float | None
