@@ -209,7 +209,14 @@ def test_expose_every_interface_of_java_and_go(zookeeper: ZookeeperServer, tmp_p
                         "registry": _registry(zookeeper, protocols=["dubbo"]),
                         "include": ["org.apache.dubbo.meshgate.*"],
                         "path": "/{application}/{interface}/{version}/{method}",
-                    }
+                    },
+                    {
+                        # The same providers over Triple (Java only: Go serves
+                        # UserService over dubbo2 alone).
+                        "registry": _registry(zookeeper, protocols=["tri"]),
+                        "include": [USERS],
+                        "path": "/tri/{application}/{interface}/{version}/{method}",
+                    },
                 ],
             }
         ],
@@ -227,6 +234,8 @@ def test_expose_every_interface_of_java_and_go(zookeeper: ZookeeperServer, tmp_p
         assert _call(client, f"{java_path}/add", [2, 3]).json() == 5
         user = _call(client, f"{java_path}/getUser", [7]).json()
         assert user["name"] == "user-7"
+        assert _answer(client, f"/tri{java_path}/echo", ["hi"], "java") == ('"hi [java g1/1.0.0]"')
+        assert _call(client, f"/tri/meshgate-java-peer/{USERS}/2.0.0/add", [2, 3]).json() == 5
         # Go publishes none: the caller names the types.
         assert "go g1/1.0.0" in _answer(client, f"{go_path}/echo", ["hi"], "go", **STRING)
         # Only the listed interfaces: the Greeter is not exposed.
