@@ -57,6 +57,7 @@ class ZookeeperRegistry:
         self._connected = False
         self._outage_since: float | None = None
         self._last_error = ""
+        self._sessions_lost = 0
         self._want_all = False
         self._interface_level = True
         self._application_level = True
@@ -130,6 +131,8 @@ class ZookeeperRegistry:
                 else None
             ),
             "last_known_providers": len(self._providers),
+            # Expired sessions; each was followed by a new one and a full re-read.
+            "sessions_lost": self._sessions_lost,
             "last_error": self._last_error or None,
         }
 
@@ -145,6 +148,8 @@ class ZookeeperRegistry:
                 self._client.handler.spawn(self._install)
             return
         self._connected = False
+        if state == KazooState.LOST and not self._stopped:
+            self._sessions_lost += 1
         if self._outage_since is None and self._installed:
             self._outage_since = time.monotonic()
         what = "session lost" if state == KazooState.LOST else "connection suspended"

@@ -10,6 +10,8 @@ registered interface as HTTP routes.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.integration
 USERS = "org.apache.dubbo.meshgate.UserService"
 STRING = {"x-dubbo-service-method-overloading": "java.lang.String"}
 WAIT = 60.0  # bound on every wait for the registry to show a change
+SESSION_EXPIRY_PAUSE = 8.0  # well past a 2 s session timeout
 T = TypeVar("T")
 
 
@@ -253,3 +256,43 @@ def test_expose_every_interface_of_java_and_go(zookeeper: ZookeeperServer, tmp_p
             f"{go_path}/echo",
             f"/meshgate-java-peer/{USERS}/2.0.0/add",
         } <= paths
+
+
+def test_session_expiry_reads_everything_again(zookeeper: ZookeeperServer, tmp_path: Path) -> None:
+    """meshgate frozen past its session timeout: ZooKeeper expires the session; once running
+    again meshgate opens a new session, reads the providers anew and keeps serving."""
+    cluster = {
+        "name": "users",
+        "registry": _registry(
+            zookeeper,
+            interface=USERS,
+            group="g1",
+            version="1.0.0",
+            discovery="interface",
+            protocols=["dubbo"],
+            session_timeout="2s",
+        ),
+    }
+    config = {
+        "clusters": [cluster],
+        "listeners": [{"name": "public", "routes": [_route("/", "users")]}],
+    }
+    with (
+        _java(zookeeper, "interface") as java,
+        run_gateway(config, tmp_path) as gateway,
+        gateway.client() as client,
+    ):
+        _answer(client, f"/{USERS}/echo", ["hi"], "java g1")
+        assert _registries(gateway)[0]["sessions_lost"] == 0
+        group = gateway.process.proc.pid  # meshgate runs in its own session
+        os.killpg(group, signal.SIGSTOP)
+        try:
+            time.sleep(SESSION_EXPIRY_PAUSE)
+        finally:
+            os.killpg(group, signal.SIGCONT)
+        _eventually(
+            lambda: _registries(gateway)[0]["sessions_lost"] >= 1 or None, "session expired"
+        )
+        _eventually(lambda: _registries(gateway)[0]["connected"] or None, "new session")
+        assert _answer(client, f"/{USERS}/echo", ["hi"], "java g1") == '"hi [java g1/1.0.0]"'
+        assert _endpoints(gateway, "users") == {f"127.0.0.1:{java.dubbo_port}"}
