@@ -65,6 +65,7 @@ class Exposure:
         self._rng = rng
         self._clusters: dict[ServiceKey, RegistryCluster] = {}
         self.routes: Mapping[str, CompiledRoute] = {}
+        self._described: list[dict[str, Any]] = []
 
     def find(self, path: str) -> CompiledRoute | None:
         return self.routes.get(path)
@@ -77,6 +78,7 @@ class Exposure:
             by_service.setdefault(key, []).append(provider)
         clusters: dict[ServiceKey, RegistryCluster] = {}
         routes: dict[str, CompiledRoute] = {}
+        described: list[dict[str, Any]] = []
         for key, members in sorted(by_service.items()):
             cluster = self._clusters.get(key) or self._cluster(key)
             cluster.update(members)
@@ -86,10 +88,23 @@ class Exposure:
                     path = render_path(self.config.path, provider, method)
                     if path not in routes:
                         routes[path] = self._route(path, provider, method, cluster)
+                        described.append(
+                            {
+                                "path": path,
+                                "interface": provider.interface,
+                                "method": method,
+                                "group": provider.group,
+                                "version": provider.version,
+                                "application": provider.application,
+                                "parameter_types": provider.parameter_types.get(method),
+                                "cluster": cluster.name,
+                            }
+                        )
         self._clusters = clusters
         added = set(routes) - set(self.routes)
         removed = set(self.routes) - set(routes)
         self.routes = routes
+        self._described = sorted(described, key=lambda d: str(d["path"]))
         if added or removed:
             log.info(
                 "listener %s exposes %d routes (+%d -%d)",
@@ -135,13 +150,5 @@ class Exposure:
         return tuple(self._clusters.values())
 
     def describe(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "path": path,
-                "interface": route.kind._config.interface
-                if isinstance(route.kind, DubboJson)
-                else None,
-                "cluster": route.cluster.name,
-            }
-            for path, route in sorted(self.routes.items())
-        ]
+        """The exposed routes, for the admin's /routes."""
+        return self._described

@@ -63,6 +63,13 @@ class Registries:
             connected = await asyncio.to_thread(event.wait, INITIAL_CONNECT_TIMEOUT)
             if not connected:
                 log.warning("registry %s %s not reachable yet; retrying", kind, address)
+        # Serve once the providers are read, so the first requests find them.
+        for key, registry in self._registries.items():
+            if registry.started and not await asyncio.to_thread(
+                registry.first_read.wait, INITIAL_CONNECT_TIMEOUT
+            ):
+                log.warning("registry %s %s: providers not read yet", key[0], key[1])
+            self._changed(key)
 
     def status(self) -> list[dict[str, Any]]:
         return [registry.status() for registry in self._registries.values()]

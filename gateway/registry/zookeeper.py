@@ -71,6 +71,9 @@ class ZookeeperRegistry:
         self._installed = False
         self._watched: set[str] = set()
         self._started: threading.Event | None = None
+        # Set once the first read of every watched node is done (kazoo's
+        # watches read synchronously when armed).
+        self.first_read = threading.Event()
 
     # -- what to watch ---------------------------------------------------
 
@@ -161,10 +164,16 @@ class ZookeeperRegistry:
         )
 
     def _install(self) -> None:
-        if self._want_all:
-            self._watch_everything()
-        for interface in list(self._interfaces):
-            self._watch_interface(interface)
+        try:
+            if self._want_all:
+                self._watch_everything()
+            for interface in list(self._interfaces):
+                self._watch_interface(interface)
+        except KazooException as exc:
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("registry zookeeper %s: first read failed: %s", self.hosts, exc)
+        finally:
+            self.first_read.set()
 
     # -- watches ----------------------------------------------------------
 

@@ -252,8 +252,15 @@ def test_exposed_routes_come_and_go_with_providers() -> None:
     plan = route.cluster.select(Call(USERS, "echo", []), {}, RequestAttributes(None, b""), None)
     assert (plan.first.address, plan.upstream) == ("127.0.0.1:1", "dubbo2")
     assert route.cluster.name == f"expose:app:{USERS}:g1:1.0.0"
+    (described,) = exposure.describe()
+    assert (described["interface"], described["method"], described["group"]) == (
+        USERS,
+        "echo",
+        "g1",
+    )
     exposure.update([])
     assert exposure.find(f"/app/{USERS}/1.0.0/echo") is None
+    assert exposure.describe() == []
 
 
 # --- config ------------------------------------------------------------------------------------
