@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.config import RegistryConfig
 from gateway.registry.providers import Provider
@@ -26,13 +27,39 @@ RegistryKey = tuple[str, str, str, str]  # kind, address, root, discovery
 Subscriber = Callable[[Sequence[Provider]], None]
 
 
+class RegistryClient(Protocol):
+    """What a kind of registry offers (ZookeeperRegistry; a fake in the unit tests)."""
+
+    first_read: threading.Event
+
+    @property
+    def providers(self) -> Sequence[Provider]: ...
+    @property
+    def started(self) -> bool: ...
+    def discover(self, interface_level: bool, application_level: bool) -> None: ...
+    def want_interface(self, interface: str) -> None: ...
+    def want_all(self) -> None: ...
+    def start(self) -> threading.Event: ...
+    def stop(self) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+
+
+# (config, on_change) -> a registry client, not started.
+RegistryFactory = Callable[[RegistryConfig, Callable[[], None]], RegistryClient]
+
+
+def zookeeper_registry(config: RegistryConfig, on_change: Callable[[], None]) -> RegistryClient:
+    return ZookeeperRegistry(config.address, config.root, config.session_timeout, on_change)
+
+
 def registry_key(config: RegistryConfig) -> RegistryKey:
     return config.kind, config.address, config.root, config.discovery
 
 
 class Registries:
-    def __init__(self) -> None:
-        self._registries: dict[RegistryKey, ZookeeperRegistry] = {}
+    def __init__(self, factory: RegistryFactory = zookeeper_registry) -> None:
+        self._factory = factory
+        self._registries: dict[RegistryKey, RegistryClient] = {}
         self._subscribers: dict[RegistryKey, list[Subscriber]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -79,13 +106,8 @@ class Registries:
         for registry in registries.values():
             registry.stop()
 
-    def _create(self, key: RegistryKey, config: RegistryConfig) -> ZookeeperRegistry:
-        registry = ZookeeperRegistry(
-            config.address,
-            config.root,
-            config.session_timeout,
-            on_change=lambda: self._changed_elsewhere(key),
-        )
+    def _create(self, key: RegistryKey, config: RegistryConfig) -> RegistryClient:
+        registry = self._factory(config, lambda: self._changed_elsewhere(key))
         registry.discover(
             config.discovery in ("interface", "both"), config.discovery in ("application", "both")
         )

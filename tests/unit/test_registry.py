@@ -3,15 +3,18 @@ registry clusters, exposures, and the request path over them (in process)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from gateway.config import ConfigError, ExposeConfig, load_config_text
+from gateway.config import ConfigError, ExposeConfig, RegistryConfig, load_config_text
 from gateway.errors import UpstreamUnavailable
 from gateway.exposure import Exposure, render_path
 from gateway.registry import layout
@@ -22,6 +25,7 @@ from gateway.registry.providers import (
     parse_provider_url,
     with_types,
 )
+from gateway.registry.watchers import Registries
 from gateway.upstream.call import Call, Reply
 from gateway.upstream.registry_cluster import RegistryCluster, RegistryClusterRef
 from mesh.hashing import RequestAttributes
@@ -342,3 +346,75 @@ async def test_registry_routes_in_process() -> None:
         response = await client.post(f"/users/{USERS}/echo", content=b'["hi"]')
         assert response.status_code == 503
         assert "no provider" in response.json()["message"]
+
+
+# --- a worker's registries (a fake registry client in place of kazoo) --------------------------
+
+
+class FakeRegistry:
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.on_change = on_change
+        self.providers: tuple[Provider, ...] = ()
+        self.first_read = threading.Event()
+        self.wanted: list[str | None] = []
+        self.started = False
+        self.stopped = False
+
+    def discover(self, interface_level: bool, application_level: bool) -> None:
+        self.levels = (interface_level, application_level)
+
+    def want_interface(self, interface: str) -> None:
+        self.wanted.append(interface)
+
+    def want_all(self) -> None:
+        self.wanted.append(None)
+
+    def start(self) -> threading.Event:
+        self.started = True
+        self.first_read.set()
+        connected = threading.Event()
+        connected.set()
+        return connected
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def status(self) -> dict[str, object]:
+        return {"connected": True}
+
+    def change(self, providers: tuple[Provider, ...]) -> None:
+        """As kazoo does: from another thread."""
+        self.providers = providers
+        thread = threading.Thread(target=self.on_change)
+        thread.start()
+        thread.join()
+
+
+@pytest.mark.anyio
+async def test_registries_share_a_client_and_feed_subscribers_on_the_loop() -> None:
+    made: list[FakeRegistry] = []
+
+    def factory(config: RegistryConfig, on_change: Callable[[], None]) -> FakeRegistry:
+        made.append(FakeRegistry(on_change))
+        return made[-1]
+
+    registries = Registries(factory)
+    config = RegistryConfig(address="127.0.0.1:2181", discovery="application")
+    got: list[tuple[str, int]] = []
+    registries.subscribe(config, lambda p: got.append(("cluster", len(p))), USERS)
+    registries.subscribe(config, lambda p: got.append(("expose", len(p))), None)
+    (fake,) = made  # one client per registry
+    assert fake.wanted == [USERS, None] and fake.levels == (False, True)
+    assert got == [("cluster", 0), ("expose", 0)]
+    await registries.start()
+    assert fake.started
+    got.clear()
+    fake.change((_provider("dubbo", 1),))
+    await asyncio.sleep(0.01)  # the change was handed to this loop
+    assert got == [("cluster", 1), ("expose", 1)]
+    registries.replace_subscribers()  # a new snapshot
+    fake.change(())
+    await asyncio.sleep(0.01)
+    assert got == [("cluster", 1), ("expose", 1)]
+    registries.stop()
+    assert fake.stopped
