@@ -65,6 +65,7 @@ class ZookeeperRegistry:
         self._applications: set[str] = set()
         self._by_interface: dict[str, tuple[Provider, ...]] = {}
         self._by_application: dict[str, tuple[Provider, ...]] = {}
+        self._instances: dict[str, list[str]] = {}  # application -> instance node names
         self._metadata: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {}
         self._definitions: dict[str, dict[str, list[list[str]]]] = {}
         self._providers: tuple[Provider, ...] = ()
@@ -269,9 +270,12 @@ class ZookeeperRegistry:
         self._changed()
 
     def _application_instances(self, application: str, children: list[str] | None) -> None:
+        self._instances[application] = list(children or ())
         found: list[Provider] = []
         for child in children or ():
-            data = self._get(f"{layout.instances_path(application)}/{child}")
+            path = f"{layout.instances_path(application)}/{child}"
+            self._watch_instance(application, path)
+            data = self._get(path)
             instance = layout.parse_instance(data) if data is not None else None
             if instance is None:
                 continue
@@ -282,6 +286,35 @@ class ZookeeperRegistry:
         with self._lock:
             self._by_application[application] = tuple(found)
         self._changed()
+
+    def _watch_instance(self, application: str, path: str) -> None:
+        """An instance's node changes in place when its revision changes: read the
+        application's instances again then (the first call is the arming read)."""
+        if not self._mark(f"instance:{path}"):
+            return
+        armed = [False]
+
+        def instance_changed(data: bytes | None, stat: Any, event: Any = None) -> bool | None:
+            if self._stopped:
+                return False
+            if stat is None:
+                # Gone: the children watch reads the application again; a
+                # provider that comes back at this address is watched anew.
+                with self._lock:
+                    self._watched.discard(f"instance:{path}")
+                return False
+            if armed[0]:
+                self._client.handler.spawn(
+                    self._guarded,
+                    lambda _: self._application_instances(
+                        application, self._instances.get(application)
+                    ),
+                    None,
+                )
+            armed[0] = True
+            return None
+
+        DataWatch(self._client, path, instance_changed)
 
     def _revision(self, application: str, revision: str) -> tuple[dict[str, Any], ...]:
         key = (application, revision)

@@ -10,6 +10,7 @@ registered interface as HTTP routes.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -296,3 +297,61 @@ def test_session_expiry_reads_everything_again(zookeeper: ZookeeperServer, tmp_p
         _eventually(lambda: _registries(gateway)[0]["connected"] or None, "new session")
         assert _answer(client, f"/{USERS}/echo", ["hi"], "java g1") == '"hi [java g1/1.0.0]"'
         assert _endpoints(gateway, "users") == {f"127.0.0.1:{java.dubbo_port}"}
+
+
+def test_an_instance_changed_in_place_is_read_again(
+    zookeeper: ZookeeperServer, tmp_path: Path
+) -> None:
+    """A provider publishing a new revision rewrites its instance node in place (no child
+    added or removed). Here the test plays that provider's part on the real node: it writes a
+    revision whose metadata adds UserService 3.0.0, and meshgate's 3.0.0 cluster fills."""
+    from kazoo.client import KazooClient
+
+    registry = _registry(
+        zookeeper, interface=USERS, version="3.0.0", discovery="application", protocols=["dubbo"]
+    )
+    config = {
+        "clusters": [{"name": "users-v3", "registry": registry}],
+        "listeners": [{"name": "public", "routes": [_route("/", "users-v3")]}],
+    }
+    zk = KazooClient(hosts=zookeeper.address)
+    zk.start(timeout=15)
+    try:
+        with (
+            go_peer(RegistryOptions(zookeeper.url, "instance", "meshgate-go-v3")) as go,
+            run_gateway(config, tmp_path) as gateway,
+        ):
+            address = f"127.0.0.1:{go.dubbo_port}"
+            node = f"/services/meshgate-go-v3/{address}"
+            _eventually(lambda: zk.exists(node), "the instance registered")
+            assert _endpoints(gateway, "users-v3") == set()
+            instance = json.loads(zk.get(node)[0])
+            metadata = instance["payload"]["metadata"]
+            service = {
+                "name": USERS,
+                "group": "g3",
+                "version": "3.0.0",
+                "protocol": "dubbo",
+                "port": go.dubbo_port,
+                "params": {"methods": "echo"},
+            }
+            revision = "meshgate-test-revision"
+            zk.create(
+                f"/dubbo/meshgate-go-v3/{revision}",
+                json.dumps(
+                    {
+                        "app": "meshgate-go-v3",
+                        "revision": revision,
+                        "services": {f"g3/{USERS}:3.0.0:dubbo": service},
+                    }
+                ).encode(),
+                makepath=True,
+            )
+            metadata["dubbo.metadata.revision"] = revision
+            zk.set(node, json.dumps(instance).encode())
+            _eventually(
+                lambda: _endpoints(gateway, "users-v3") == {address} or None, "3.0.0 appears"
+            )
+    finally:
+        zk.stop()
+        zk.close()
