@@ -281,6 +281,7 @@ def test_exposed_routes_come_and_go_with_providers() -> None:
         ),
         ("registry: {address: nowhere, interface: x}", "expected host:port"),
         ("registry: {address: 127.0.0.1:2181, interface: x, protocols: []}", "at least one"),
+        ("registry: {kind: nacos, address: 127.0.0.1:8848, interface: x}", "nacos is not"),
     ],
 )
 def test_registry_cluster_config_errors(cluster: str, message: str) -> None:
