@@ -62,7 +62,6 @@ class ZookeeperRegistry:
         self._interface_level = True
         self._application_level = True
         self._interfaces: set[str] = set()
-        self._applications: set[str] = set()
         self._by_interface: dict[str, tuple[Provider, ...]] = {}
         self._by_application: dict[str, tuple[Provider, ...]] = {}
         self._instances: dict[str, list[str]] = {}  # application -> instance node names
