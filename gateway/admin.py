@@ -1,4 +1,4 @@
-"""The admin endpoint: readiness, the effective config, clusters, metrics."""
+"""The admin endpoint: readiness, the effective config, clusters, routes, metrics."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from starlette.routing import Route
 
 from gateway.metrics import exposition
 from gateway.redact import redact
+from gateway.upstream.clusters import StaticCluster
+from gateway.upstream.registry_cluster import RegistryCluster
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
@@ -49,24 +51,43 @@ def build_admin(gateway: GatewayApp) -> Starlette:
         snapshot = gateway.active.snapshot
         mesh = gateway.mesh
         static = {
-            name: {
-                "protocol": cluster.protocol,
-                "lb": cluster.cluster.lb_policy,
-                "in_flight": cluster.requests.in_flight,
-                "max_requests": cluster.requests.max_requests,
-                "endpoints": [
-                    {
-                        "address": e.address,
-                        "weight": e.weight,
-                        "health": e.health.value,
-                        "labels": dict(e.labels),
-                    }
-                    for e in cluster.endpoints
-                ],
-            }
+            name: _cluster(cluster)
             for name, cluster in snapshot.clusters.items()
+            if not isinstance(cluster, RegistryCluster)
         }
-        return _json({"static": static, "xds": mesh.core.clusters_dump() if mesh else {}})
+        registry = {
+            name: _cluster(cluster)
+            for name, cluster in snapshot.clusters.items()
+            if isinstance(cluster, RegistryCluster)
+        }
+        for listener in snapshot.listeners:
+            for exposure in listener.exposures:
+                registry.update({c.name: _cluster(c) for c in exposure.clusters()})
+        return _json(
+            {
+                "static": static,
+                "registry": registry,
+                # Connection state per registry: during an outage the clusters
+                # above keep the last known providers.
+                "registries": gateway.registries.status(),
+                "xds": mesh.core.clusters_dump() if mesh else {},
+            }
+        )
+
+    async def routes(request: Request) -> Response:
+        snapshot = gateway.active.snapshot
+        return _json(
+            {
+                listener.name: {
+                    "routes": [
+                        {"name": route.name, "cluster": route.cluster.name}
+                        for _, route in listener.routes.entries
+                    ],
+                    "exposed": [e.describe() for e in listener.exposures],
+                }
+                for listener in snapshot.listeners
+            }
+        )
 
     async def metrics(request: Request) -> Response:
         body, content_type = exposition()
@@ -78,5 +99,24 @@ def build_admin(gateway: GatewayApp) -> Starlette:
             Route("/metrics", metrics),
             Route("/config_dump", config_dump),
             Route("/clusters", clusters),
+            Route("/routes", routes),
         ]
     )
+
+
+def _cluster(cluster: StaticCluster | RegistryCluster) -> dict[str, Any]:
+    return {
+        "protocol": cluster.protocol,
+        "lb": cluster.cluster.lb_policy,
+        "in_flight": cluster.requests.in_flight,
+        "max_requests": cluster.requests.max_requests,
+        "endpoints": [
+            {
+                "address": e.address,
+                "weight": e.weight,
+                "health": e.health.value,
+                "labels": dict(e.labels),
+            }
+            for e in cluster.endpoints
+        ],
+    }

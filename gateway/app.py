@@ -23,10 +23,12 @@ from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
 from gateway.config import MeshConfig
 from gateway.errors import ClientClosedRequest, Code, GatewayError, error_response
 from gateway.metrics import observe
+from gateway.registry.watchers import Registries
 from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
 from gateway.upstream.mesh import MeshClient
 from gateway.upstream.metadata import HeaderList
+from gateway.upstream.registry_cluster import RegistryCluster
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,14 @@ class GatewayApp:
         self._mesh_client = mesh_client
         # Recompiles a snapshot with descriptors fetched anew by reflection (blocking).
         self._refresh = refresh
-        self._on_startup = [self._start_mesh, *on_startup]
+        self._on_startup = [self._start_mesh, self._start_registries, *on_startup]
+        # Dubbo registries feeding registry clusters and exposed routes.
+        self.registries = Registries()
         self._last_reflection = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
         self.ready = False
         self.active = self._build(snapshot)
+        self._subscribe(snapshot)
         self.admin_app = admin(self) if admin is not None else None
 
     @property
@@ -86,14 +91,30 @@ class GatewayApp:
             new_targets = set(snapshot.xds_targets) - set(mesh.core.targets)
             if new_targets:
                 self._background.add(asyncio.ensure_future(mesh.watch(new_targets)))
+        self._subscribe(snapshot)
         self.active = self._build(snapshot)
+
+    def _subscribe(self, snapshot: Snapshot) -> None:
+        """Point the registries at this snapshot's registry clusters and exposures."""
+        registries = self.registries
+        registries.replace_subscribers()
+        for config in snapshot.config.clusters:
+            cluster = snapshot.clusters.get(config.name)
+            if config.registry is not None and isinstance(cluster, RegistryCluster):
+                registries.subscribe(config.registry, cluster.update, config.registry.interface)
+        for listener in snapshot.listeners:
+            for exposure in listener.exposures:
+                registry = exposure.config.registry
+                registries.subscribe(registry, exposure.update, registry.interface)
 
     def _build(self, snapshot: Snapshot) -> Active:
         handlers: dict[int, Handler] = {}
         routers: dict[int, Router] = {}
         for listener in snapshot.listeners:
             refresh = self._refresher(listener.port) if snapshot.reflection_clusters else None
-            router = Router(listener.routes, self.upstreams, refresh, listener.filters)
+            router = Router(
+                listener.routes, self.upstreams, refresh, listener.filters, listener.exposures
+            )
             routers[listener.port] = handlers[listener.port] = router
         names = {listener.port: listener.name for listener in snapshot.listeners}
         strips = {
@@ -129,6 +150,9 @@ class GatewayApp:
         client = self._mesh_client(config)
         self.upstreams.mesh = client
         await client.start(set(self.active.snapshot.xds_targets))
+
+    async def _start_registries(self) -> None:
+        await self.registries.start()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -213,6 +237,7 @@ class GatewayApp:
     async def aclose(self) -> None:
         """Close every upstream client and stop the mesh core."""
         await self.upstreams.clients.close()
+        await asyncio.to_thread(self.registries.stop)
         mesh, self.upstreams.mesh = self.upstreams.mesh, None
         if mesh is not None:
             await mesh.stop()

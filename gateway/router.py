@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from filters.http import Filter, Handler, HttpRequest, HttpResponse
 from gateway.errors import GatewayError, RouteNotFound, UnknownService, error_response
+from gateway.exposure import Exposure
 from gateway.filter_chain import wrap
 from gateway.route_table import RouteTable
 from gateway.snapshot import CompiledRoute
@@ -58,14 +59,18 @@ class Router:
         upstreams: Upstreams,
         refresh: Refresh | None = None,
         listener_filters: Sequence[Filter] = (),
+        exposures: Sequence[Exposure] = (),
     ) -> None:
         self._routes = routes
+        self._exposures = tuple(exposures)
         self._upstreams = upstreams
         self._refresh = refresh
         self._entries = RouteTable(
             tuple((match, self._entry(route)) for match, route in routes.entries)
         )
-        self._unmatched = wrap(listener_filters, _not_found)
+        # Requests no listed route takes: routes exposed from a registry, or 404,
+        # behind the listener's own filters.
+        self._unmatched = wrap(listener_filters, self._exposed_or_not_found)
 
     def _entry(self, route: CompiledRoute) -> _Entry:
         async def call(request: HttpRequest) -> HttpResponse:
@@ -99,6 +104,8 @@ class Router:
         headers = request.headers
         route = self._routes.find(request.method, request.path, headers, request.query_string)
         if route is None:
+            route = self._exposed(request.path)
+        if route is None:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
         return await self.invoke(route, request)
 
@@ -114,12 +121,22 @@ class Router:
         )
         upstreams = self._upstreams
         plan = route.cluster.select(call, headers, attributes, upstreams.mesh)
-        upstream = upstreams.clients.get(route.upstream)
+        upstream = upstreams.clients.get(plan.upstream or route.upstream)
         if call.server_streaming:
             stream = await upstreams.invoker.stream(plan, upstream, call, timeout)
             return await decoded.encode_stream(stream)
         return decoded.encode(await upstreams.invoker.unary(plan, upstream, call, timeout))
 
+    async def _exposed_or_not_found(self, request: HttpRequest) -> HttpResponse:
+        route = self._exposed(request.path)
+        if route is None:
+            return error_response(RouteNotFound(f"no route for {request.method} {request.path}"))
+        return await self._call(route, request)
 
-async def _not_found(request: HttpRequest) -> HttpResponse:
-    return error_response(RouteNotFound(f"no route for {request.method} {request.path}"))
+    def _exposed(self, path: str) -> CompiledRoute | None:
+        """A route an exposure made from a registry (after the listed routes)."""
+        for exposure in self._exposures:
+            found = exposure.find(path)
+            if found is not None:
+                return found
+        return None

@@ -27,6 +27,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 
 from filters import FilterConfigError, build_filter
 from filters.http import Filter
+from gateway.compiled_route import CompiledRoute
 from gateway.config import (
     ConfigError,
     ConfigIssue,
@@ -37,8 +38,9 @@ from gateway.config import (
 )
 from gateway.config.cluster_name import ByInterface, StaticName, XdsTarget, parse_cluster_name
 from gateway.descriptors import DescriptorError, all_services, build_pool
+from gateway.exposure import Exposure
 from gateway.filter_chain import FilterSpec, listener_filter_specs, route_filter_specs
-from gateway.route_table import CompiledMatch, RouteTable, compile_match
+from gateway.route_table import RouteTable, compile_match
 from gateway.transcode.compile import compile_transcoding
 from gateway.transcode.dubbo_kind import DubboJson
 from gateway.transcode.protobuf_kind import Limits, ProtobufTranscoding
@@ -54,6 +56,9 @@ from gateway.upstream.clusters import (
 )
 from gateway.upstream.metadata import HeaderList, internal_header_strip
 from gateway.upstream.registry import UpstreamName, upstream_name
+from gateway.upstream.registry_cluster import RegistryCluster, RegistryClusterRef
+
+__all__ = ["CompiledListener", "CompiledRoute", "DescriptorSources", "Snapshot", "compile_snapshot"]
 
 Where = tuple[str | int, ...]
 HASHING = frozenset({"ring_hash", "maglev"})
@@ -77,19 +82,6 @@ class DescriptorSources:
 
 
 @dataclass(frozen=True, slots=True)
-class CompiledRoute:
-    name: str
-    match: CompiledMatch
-    kind: RouteKind
-    cluster: ClusterRef
-    upstream: UpstreamName
-    timeout: float | None
-    # The route's filter chain: the listener's, changed by routes[].filters.
-    filter_names: tuple[str, ...] = ()
-    filters: tuple[Filter, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class CompiledListener:
     name: str
     host: str
@@ -102,6 +94,8 @@ class CompiledListener:
     filters: tuple[Filter, ...]
     # Removes listener.internal_headers from a request on arrival (None: none).
     strip_internal: Callable[[HeaderList], HeaderList] | None = None
+    # Routes made from registries, tried after the listed routes.
+    exposures: tuple[Exposure, ...] = ()
 
 
 FilterKey = tuple[str, str, str]  # listener, filter name, config as canonical JSON
@@ -113,7 +107,7 @@ class Snapshot:
     sources: DescriptorSources
     pool: DescriptorPool
     listeners: tuple[CompiledListener, ...]
-    clusters: Mapping[str, StaticCluster]
+    clusters: Mapping[str, StaticCluster | RegistryCluster]
     services: tuple[str, ...] = ()
     reflection_clusters: tuple[str, ...] = ()
     xds_targets: frozenset[str] = frozenset()
@@ -147,7 +141,7 @@ def compile_snapshot(
         issues.append(ConfigIssue(("descriptors",), str(exc)))
     known = {s.full_name: s for s in all_services(pool, sets)} if not issues else {}
 
-    clusters: dict[str, StaticCluster] = {}
+    clusters: dict[str, StaticCluster | RegistryCluster] = {}
     for i, cluster in enumerate(config.clusters):
         if cluster.hash_policy and cluster.lb not in HASHING:
             issues.append(
@@ -157,7 +151,11 @@ def compile_snapshot(
                 )
             )
         try:
-            clusters[cluster.name] = StaticCluster(cluster, rng)
+            clusters[cluster.name] = (
+                RegistryCluster.from_config(cluster, rng)
+                if cluster.registry is not None
+                else StaticCluster(cluster, rng)
+            )
         except ValueError as exc:
             issues.append(ConfigIssue(("clusters", i, "lb"), str(exc)))
 
@@ -211,6 +209,7 @@ def compile_snapshot(
                 filter_names=tuple(f.name for f in listener.filters),
                 filters=built,
                 strip_internal=internal_header_strip(listener.internal_headers),
+                exposures=tuple(Exposure(e, listener.name, rng) for e in listener.expose),
             )
         )
     if issues:
@@ -232,7 +231,7 @@ class _RouteCompiler:
     def __init__(
         self,
         config: GatewayConfig,
-        clusters: Mapping[str, StaticCluster],
+        clusters: Mapping[str, StaticCluster | RegistryCluster],
         pool: DescriptorPool,
         known: Mapping[str, object],
         may_reflect: bool,
@@ -255,7 +254,12 @@ class _RouteCompiler:
         if isinstance(name, StaticName):
             if static is None:
                 return None  # a cluster with its own error
-            ref = StaticClusterRef(static, retry)
+            if isinstance(static, RegistryCluster):
+                ref = RegistryClusterRef(
+                    static, "json" if route.dubbo is not None else "proto", retry
+                )
+            else:
+                ref = StaticClusterRef(static, retry)
         else:
             if self._config.mesh.xds is None:
                 issues.append(
@@ -273,7 +277,8 @@ class _RouteCompiler:
         limits = Limits(route.max_request_bytes, route.max_response_bytes)
         kind: RouteKind
         if route.dubbo is not None:
-            kind = DubboJson(route.dubbo, limits, cluster_dubbo)
+            published = static.parameter_types if isinstance(static, RegistryCluster) else None
+            kind = DubboJson(route.dubbo, limits, cluster_dubbo, published)
         else:
             assert route.transcode is not None
             transcoding = compile_transcoding(
@@ -300,10 +305,26 @@ class _RouteCompiler:
         )
 
     def _upstream(
-        self, route: RouteConfig, static: StaticCluster | None, kind: RouteKind, where: Where
+        self,
+        route: RouteConfig,
+        static: StaticCluster | RegistryCluster | None,
+        kind: RouteKind,
+        where: Where,
     ) -> UpstreamName | None:
         """The protocol client for this route: the cluster's protocol (or, for
-        xds:/// clusters, the route's) carrying what the route kind sends."""
+        xds:/// clusters, the route's) carrying what the route kind sends. A
+        registry cluster picks per request, by its providers' protocol; this is
+        the first of its preference."""
+        if isinstance(static, RegistryCluster):
+            first = static.first_upstream(kind.encoding)
+            if first is None:
+                self._issues.append(
+                    ConfigIssue(
+                        (*where, "cluster"),
+                        f"registry cluster {static.name!r} has no protocol for this route kind",
+                    )
+                )
+            return first
         if static is not None:
             if route.protocol is not None and route.protocol != static.protocol:
                 self._issues.append(

@@ -298,6 +298,81 @@ class FilterConfig(Model):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class RegistryConfig(Model):
+    """Where Dubbo providers register themselves, and which of them to take.
+
+    ``kind``, ``address`` and ``root`` say which registry; ``interface``,
+    ``group``, ``version`` and ``application`` select providers (unset: any).
+    A cluster needs ``interface``; an ``expose`` entry may leave it out to take
+    every interface found.
+    """
+
+    # nacos is named so that asking for it gets a clear answer (not yet).
+    kind: Literal["zookeeper", "nacos"] = "zookeeper"
+    # One or more host:port of the ZooKeeper ensemble, comma-separated.
+    address: str
+    # Dubbo's registry group: the root node of its layout (/dubbo by default).
+    root: str = "dubbo"
+    # The Dubbo interface whose providers form the cluster.
+    interface: str | None = None
+    # Provider service group and version; unset takes providers of any.
+    group: str | None = None
+    version: str | None = None
+    # Only providers of this application (Dubbo 3 application name).
+    application: str | None = None
+    # interface: the /{root}/{interface}/providers URLs; application: Dubbo 3
+    # service discovery (mapping, /services/{app} instances, revision
+    # metadata); both: the union of the two.
+    discovery: Literal["interface", "application", "both"] = "both"
+    # Provider URL protocols to use, in order of preference (tri is Triple,
+    # dubbo is dubbo2): the first one with providers serves a request.
+    protocols: list[Literal["tri", "dubbo"]] = Field(
+        default_factory=lambda: list[Literal["tri", "dubbo"]](["tri", "dubbo"])
+    )
+    # Session timeout asked of ZooKeeper; a longer outage than this expires
+    # the session (meshgate then starts a new one and reads everything again).
+    session_timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _addresses(self) -> RegistryConfig:
+        if self.kind == "nacos":
+            raise ValueError(
+                "kind nacos is not supported yet (no Nacos server to test against here; "
+                "see docs/registries.md); use zookeeper"
+            )
+        for part in self.address.split(","):
+            parse_address(part.strip())
+        if not self.protocols:
+            raise ValueError("protocols needs at least one of tri, dubbo")
+        return self
+
+
+class ExposeConfig(Model):
+    """Auto-exposure: every interface a registry holds becomes HTTP routes.
+
+    ``POST`` on ``path`` (with ``{application}``, ``{interface}``, ``{group}``,
+    ``{version}`` and ``{method}`` filled from each provider) with a JSON
+    array of arguments calls that method; empty segments are dropped.
+    """
+
+    registry: RegistryConfig
+    # Interface name patterns (fnmatch, e.g. org.example.*); empty: all.
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    path: str = "/{application}/{interface}/{version}/{method}"
+    timeout: Duration = 15.0
+    max_request_bytes: int = Field(default=4 * MIB, gt=0)
+    max_response_bytes: int = Field(default=64 * MIB, gt=0)
+
+    @model_validator(mode="after")
+    def _path(self) -> ExposeConfig:
+        if not self.path.startswith("/") or "{method}" not in self.path:
+            raise ValueError("path starts with / and has a {method} segment")
+        if "{interface}" not in self.path:
+            raise ValueError("path needs an {interface} segment")
+        return self
+
+
 class ListenerConfig(Model):
     name: str
     address: Address
@@ -308,6 +383,8 @@ class ListenerConfig(Model):
     # before the filters, so a client cannot forge them.
     internal_headers: list[str] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)
+    # Opt-in: routes made from what registries hold, after the listed routes.
+    expose: list[ExposeConfig] = Field(default_factory=list)
 
 
 class EndpointConfig(Model):
@@ -350,6 +427,10 @@ class ClusterConfig(Model):
     group: str | None = None
     version: str | None = None
     application: str = "meshgate"
+    # Endpoints from a Dubbo registry instead of ``endpoints`` (with the
+    # protocol of each provider URL; group and version default to the
+    # registry selection's).
+    registry: RegistryConfig | None = None
 
 
 class XdsConfig(Model):

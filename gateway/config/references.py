@@ -24,7 +24,21 @@ def check_references(config: GatewayConfig) -> list[ConfigIssue]:
                     ("clusters", i, "name"), "xds:/// names are resolved by the mesh, not declared"
                 )
             )
-        if not cluster.endpoints:
+        if cluster.registry is not None:
+            if cluster.endpoints:
+                issues.append(
+                    ConfigIssue(
+                        ("clusters", i, "endpoints"), "a registry cluster takes no endpoints"
+                    )
+                )
+            if cluster.registry.interface is None:
+                issues.append(
+                    ConfigIssue(
+                        ("clusters", i, "registry", "interface"),
+                        "a registry cluster needs the interface its providers serve",
+                    )
+                )
+        elif not cluster.endpoints:
             issues.append(
                 ConfigIssue(("clusters", i, "endpoints"), "a static cluster needs endpoints")
             )

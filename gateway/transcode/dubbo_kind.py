@@ -9,6 +9,7 @@ speaks; the result comes back as JSON.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from filters.http import HttpRequest, HttpResponse
@@ -22,6 +23,8 @@ from gateway.upstream.metadata import request_metadata, response_headers
 
 TYPES_HEADER = "x-dubbo-service-method-overloading"
 JSON = "application/json"
+# (interface, method) -> Java parameter types, from a registry's provider metadata.
+TypesLookup = Callable[[str, str], Sequence[str] | None]
 
 
 def dubbo_target(config: DubboRouteConfig, path: str) -> tuple[str, str]:
@@ -37,8 +40,15 @@ def dubbo_target(config: DubboRouteConfig, path: str) -> tuple[str, str]:
 class DubboJson:
     encoding: Encoding = "json"
 
-    def __init__(self, config: DubboRouteConfig, limits: Limits, cluster: DubboOptions) -> None:
+    def __init__(
+        self,
+        config: DubboRouteConfig,
+        limits: Limits,
+        cluster: DubboOptions,
+        published_types: TypesLookup | None = None,
+    ) -> None:
         self._config = config
+        self._published_types = published_types
         self._limits = limits
         # The route's group and version win over the cluster's.
         self._dubbo = DubboOptions(
@@ -60,9 +70,11 @@ class DubboJson:
             if isinstance(v, str) and not k.startswith("x-dubbo-")
         )
         options = self._dubbo.for_request(headers)
-        types = parse_parameter_types(
+        types: Sequence[str] | None = parse_parameter_types(
             headers.get(TYPES_HEADER)
         ) or self._config.parameter_types.get(method)
+        if types is None and self._published_types is not None:
+            types = self._published_types(interface, method)
         options = DubboOptions(options.group, options.version, options.application, types)
         return DubboCall(
             Call(interface, method, [body], (*attachments, *self._attachments), dubbo=options)

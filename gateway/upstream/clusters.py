@@ -11,6 +11,7 @@ differs.
     StaticClusterRef   the cluster's own balancer; the route's retry policy
     XdsClusterRef      the mesh core's decision for HOST:PORT (RDS, CDS, EDS)
     ByInterfaceRef     the same, with the target found by the service name
+    RegistryClusterRef providers from a Dubbo registry (registry_cluster.py)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.config import ClusterConfig, HashPolicyConfig, RetryConfig, split_address
 from gateway.errors import GRPC_CODES_BY_NAME, UpstreamUnavailable
@@ -30,6 +31,9 @@ from mesh.hashing import HashOn, HashPolicy, RequestAttributes, hash_key
 from mesh.retry import RetryPolicy
 from mesh.xds.cluster import Cluster
 from mesh.xds.endpoints import LoadAssignment, LocalityEndpoints
+
+if TYPE_CHECKING:
+    from gateway.upstream.registry import UpstreamName
 
 Headers = Mapping[str, str]
 
@@ -47,6 +51,9 @@ class CallPlan:
     retry: RetryPolicy | None = None
     delay: float | None = None  # fault injection
     abort: int | None = None
+    # The protocol client, when the cluster decides it per request (a registry
+    # cluster, by the protocol of the providers it found); else the route's.
+    upstream: UpstreamName | None = None
 
     def pick(self) -> Endpoint:
         """Another endpoint of the same cluster, for a retry attempt."""

@@ -276,14 +276,39 @@ def _run_peer(
         _stop(process)
 
 
+@dataclass(frozen=True)
+class RegistryOptions:
+    """Where a peer registers (see tests/peers/README.md, "Registries")."""
+
+    address: str  # zookeeper://127.0.0.1:PORT
+    mode: str = "all"  # interface | instance | all
+    application: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "MESHGATE_REGISTRY": self.address,
+            "MESHGATE_REGISTER_MODE": self.mode,
+        }
+        if self.application:
+            env["MESHGATE_APPLICATION"] = self.application
+        return env
+
+
 @contextlib.contextmanager
-def java_peer() -> Iterator[RunningPeer]:
+def java_peer(registry: RegistryOptions | None = None) -> Iterator[RunningPeer]:
     """The Java Dubbo 3.3 peer: Triple and dubbo2 on free ports."""
     jar = build_java_peer()
     java = _require("java")
     triple_port, dubbo_port = free_port(), free_port()
+    # Dubbo never registers a 127.x address it picked or was given
+    # (DUBBO_IP_TO_REGISTRY=127.0.0.1 is refused); with every interface ignored
+    # it falls back to the local address of its connection to the loopback
+    # registry, so the tests only ever call 127.0.0.1.
+    jvm_options = ["-Ddubbo.network.interface.ignored=.*"] if registry is not None else []
     command = [
         java,
+        *jvm_options,
         "-jar",
         str(jar),
         "--triple-port",
@@ -291,17 +316,19 @@ def java_peer() -> Iterator[RunningPeer]:
         "--dubbo-port",
         str(dubbo_port),
     ]
-    with _run_peer("java", command, triple_port, dubbo_port, JAVA_READY_TIMEOUT) as peer:
+    env = registry.env() if registry is not None else None
+    with _run_peer("java", command, triple_port, dubbo_port, JAVA_READY_TIMEOUT, env) as peer:
         yield peer
 
 
 @contextlib.contextmanager
-def go_peer() -> Iterator[RunningPeer]:
+def go_peer(registry: RegistryOptions | None = None) -> Iterator[RunningPeer]:
     """The dubbo-go v3 peer: Triple and dubbo2 on free ports."""
     binary = build_go_peer()
     triple_port, dubbo_port = free_port(), free_port()
     command = [str(binary), "--triple-port", str(triple_port), "--dubbo-port", str(dubbo_port)]
-    with _run_peer("go", command, triple_port, dubbo_port, GO_READY_TIMEOUT) as peer:
+    env = registry.env() if registry is not None else None
+    with _run_peer("go", command, triple_port, dubbo_port, GO_READY_TIMEOUT, env) as peer:
         yield peer
 
 
@@ -337,7 +364,10 @@ def peer_or_skip(name: str) -> Iterator[RunningPeer]:
 
 def main() -> None:
     """Warm the cache: build every peer whose toolchain is present."""
-    for name, build in (("java", build_java_peer), ("go", build_go_peer)):
+    from tests.support.zookeeper import build_zookeeper
+
+    builds = (("java", build_java_peer), ("go", build_go_peer), ("zookeeper", build_zookeeper))
+    for name, build in builds:
         started = time.monotonic()
         try:
             artifact = build()

@@ -1,6 +1,11 @@
 // The dubbo-go interop peer of meshgate's integration tests (see ../README.md): the IDL Greeter
 // over Triple and the hessian2 UserService over the dubbo protocol, each as g1/1.0.0 and
-// g2/2.0.0, no registry. Prints READY once both ports accept connections.
+// g2/2.0.0. Prints READY once both ports accept connections.
+//
+// No registry, unless MESHGATE_REGISTRY names one (zookeeper://127.0.0.1:PORT): then the peer
+// registers there with dubbo-go's own zookeeper registry, in MESHGATE_REGISTER_MODE (interface,
+// instance or all; default all), as the application MESHGATE_APPLICATION (default
+// meshgate-go-peer), with its metadata published to the same ZooKeeper.
 package main
 
 import (
@@ -15,6 +20,7 @@ import (
 	"dubbo.apache.org/dubbo-go/v3"
 	_ "dubbo.apache.org/dubbo-go/v3/imports"
 	"dubbo.apache.org/dubbo-go/v3/protocol"
+	"dubbo.apache.org/dubbo-go/v3/registry"
 	"dubbo.apache.org/dubbo-go/v3/server"
 	hessian "github.com/apache/dubbo-go-hessian2"
 
@@ -42,7 +48,7 @@ func main() {
 	}
 	hessian.RegisterPOJO(&User{})
 
-	instance, err := dubbo.NewInstance(dubbo.WithName("meshgate-go-peer"))
+	instance, err := dubbo.NewInstance(instanceOptions()...)
 	if err != nil {
 		log.Fatalf("new instance: %v", err)
 	}
@@ -51,12 +57,7 @@ func main() {
 			protocol.WithID("tri"), protocol.WithTriple(), protocol.WithIp(host),
 			protocol.WithPort(*triplePort),
 		),
-		server.WithServerProtocol(
-			// No WithIp: dubbo-go also exports its MetadataService on this port under the
-			// address ":port", and a second listener for "127.0.0.1:port" would collide.
-			protocol.WithID("dubbo"), protocol.WithDubbo(),
-			protocol.WithPort(*dubboPort),
-		),
+		server.WithServerProtocol(dubboProtocol(*dubboPort)...),
 	)
 	if err != nil {
 		log.Fatalf("new server: %v", err)
@@ -90,6 +91,45 @@ func main() {
 		log.Fatalf("serve: %v", err)
 	}
 	select {}
+}
+
+// dubboProtocol is the dubbo2 port. No WithIp without a registry: dubbo-go also exports its
+// MetadataService on this port under the address ":port", and a second listener for
+// "127.0.0.1:port" would collide. With a registry the IP is needed, or dubbo-go registers the
+// machine's first non-loopback address.
+func dubboProtocol(port int) []protocol.ServerOption {
+	options := []protocol.ServerOption{protocol.WithID("dubbo"), protocol.WithDubbo(), protocol.WithPort(port)}
+	if os.Getenv("MESHGATE_REGISTRY") != "" {
+		options = append(options, protocol.WithIp(host))
+	}
+	return options
+}
+
+// instanceOptions names the application and, when MESHGATE_REGISTRY is set, the registry.
+func instanceOptions() []dubbo.InstanceOption {
+	options := []dubbo.InstanceOption{dubbo.WithName(envOr("MESHGATE_APPLICATION", "meshgate-go-peer"))}
+	address := os.Getenv("MESHGATE_REGISTRY")
+	if address == "" {
+		return options
+	}
+	mode := map[string]registry.Option{
+		"interface": registry.WithRegisterInterface(),
+		"instance":  registry.WithRegisterService(),
+		"all":       registry.WithRegisterServiceAndInterface(),
+	}[envOr("MESHGATE_REGISTER_MODE", "all")]
+	if mode == nil {
+		log.Fatalf("MESHGATE_REGISTER_MODE is interface, instance or all")
+	}
+	return append(options,
+		dubbo.WithRegistry(registry.WithAddress(address), mode, registry.WithoutUseAsConfigCenter()),
+		dubbo.WithRemoteMetadata())
+}
+
+func envOr(name, fallback string) string {
+	if value := os.Getenv(name); value != "" {
+		return value
+	}
+	return fallback
 }
 
 func waitForPort(port int, served <-chan error) error {

@@ -12,7 +12,12 @@ import meshgate.interop.v1.Greeter;
 
 /**
  * Starts the Java interop peer: every service twice (g1/1.0.0 and g2/2.0.0), Triple on
- * --triple-port, dubbo2/hessian2 on --dubbo-port, no registry. Prints READY once both listen.
+ * --triple-port, dubbo2/hessian2 on --dubbo-port. Prints READY once both listen.
+ *
+ * <p>No registry, unless MESHGATE_REGISTRY names one (zookeeper://127.0.0.1:PORT): then the peer
+ * registers there with Dubbo's own registry module, in MESHGATE_REGISTER_MODE (interface,
+ * instance or all; default all), under the application name MESHGATE_APPLICATION (default
+ * meshgate-java-peer), and publishes its metadata to the same ZooKeeper.
  */
 public final class PeerMain {
     private static final String HOST = "127.0.0.1";
@@ -24,7 +29,10 @@ public final class PeerMain {
         int triplePort = intArg(args, "--triple-port");
         int dubboPort = intArg(args, "--dubbo-port");
 
-        ApplicationConfig application = new ApplicationConfig("meshgate-java-peer");
+        String registry = System.getenv("MESHGATE_REGISTRY");
+        boolean registers = registry != null && !registry.isEmpty();
+        ApplicationConfig application = new ApplicationConfig(
+                envOr("MESHGATE_APPLICATION", "meshgate-java-peer"));
         // Several peers run side by side in the tests: no fixed QoS port to fight over.
         application.setQosEnable(false);
 
@@ -34,9 +42,19 @@ public final class PeerMain {
         dubbo.setHost(HOST);
         dubbo.setSerialization("hessian2");
 
+        RegistryConfig registryConfig = new RegistryConfig(RegistryConfig.NO_AVAILABLE);
+        if (registers) {
+            registryConfig = new RegistryConfig(registry);
+            registryConfig.setRegisterMode(envOr("MESHGATE_REGISTER_MODE", "all"));
+            registryConfig.setUseAsConfigCenter(false);
+            // Remote metadata: the revision's MetadataInfo goes to ZooKeeper, where a
+            // consumer without a dubbo2 client of the MetadataService can read it.
+            application.setMetadataType("remote");
+        }
+
         DubboBootstrap bootstrap = DubboBootstrap.getInstance()
                 .application(application)
-                .registry(new RegistryConfig(RegistryConfig.NO_AVAILABLE))
+                .registry(registryConfig)
                 .protocols(List.of(triple, dubbo));
         for (String[] groupVersion : new String[][] {{"g1", "1.0.0"}, {"g2", "2.0.0"}}) {
             String group = groupVersion[0];
@@ -70,6 +88,11 @@ public final class PeerMain {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+    }
+
+    private static String envOr(String name, String fallback) {
+        String value = System.getenv(name);
+        return value == null || value.isEmpty() ? fallback : value;
     }
 
     private static int intArg(String[] args, String name) {
