@@ -26,7 +26,14 @@ from gateway.dubbo.hessian2_types import JavaLong, JavaObject
 from gateway.dubbo.invocation import GENERIC_INVOKE, Invocation, generic_invocation
 from gateway.dubbo.jvm_types import descriptor_of
 from gateway.dubbo.protocol import Response, Status
-from gateway.errors import BadRequest, GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.errors import (
+    CONNECT_FAILURE,
+    RESET,
+    BadRequest,
+    GatewayError,
+    UpstreamStatus,
+    UpstreamUnavailable,
+)
 from gateway.upstream.call import Call, ReplyStream
 from gateway.upstream.dubbo_conn import (
     DEFAULT_HEARTBEAT,
@@ -306,7 +313,7 @@ class DubboUpstream:
                 f"{target}: no answer within {call.timeout:g}s", grpc_code=4
             ) from None
         except ConnectionLost as exc:
-            raise UpstreamUnavailable(f"{target}: {exc}") from None
+            raise UpstreamUnavailable(f"{target}: {exc}", cause=RESET) from None
         except DubboCodecError as exc:
             raise BadRequest(f"{target}: arguments cannot be encoded: {exc}") from None
         return reply_for(response, target)
@@ -342,10 +349,11 @@ class DubboUpstream:
             )
         except TimeoutError:
             raise UpstreamUnavailable(
-                f"dubbo {address}: connect timed out after {self._connect_timeout:g}s"
+                f"dubbo {address}: connect timed out after {self._connect_timeout:g}s",
+                cause=CONNECT_FAILURE,
             ) from None
         except (OSError, ValueError) as exc:
-            raise UpstreamUnavailable(f"dubbo {address}: {exc}") from None
+            raise UpstreamUnavailable(f"dubbo {address}: {exc}", cause=CONNECT_FAILURE) from None
         self._connections[address] = connection
         return connection
 

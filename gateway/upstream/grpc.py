@@ -14,7 +14,15 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from gateway.errors import Code, GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.errors import (
+    CONNECT_FAILURE,
+    REFUSED_STREAM,
+    RESET,
+    Code,
+    GatewayError,
+    UpstreamStatus,
+    UpstreamUnavailable,
+)
 from gateway.upstream.call import Call, Metadata, Reply, ReplyStream
 from gateway.upstream.metadata import response_headers
 from gateway.upstream.status import status_details
@@ -113,6 +121,34 @@ def upstream_error(exc: grpc.aio.AioRpcError) -> GatewayError:
     headers = response_headers(initial, trailing)
     if code == Code.UNAVAILABLE:
         return UpstreamUnavailable(
-            message or "upstream unavailable", details=details, headers=headers
+            message or "upstream unavailable",
+            details=details,
+            headers=headers,
+            cause=transport_cause(message),
         )
     return UpstreamStatus(message, grpc_code=code, details=details, headers=headers)
+
+
+# gRPC core's words for what happened to the transport (status details).
+_CAUSES = (
+    ("failed to connect", CONNECT_FAILURE),
+    ("refused_stream", REFUSED_STREAM),
+    ("stream refused", REFUSED_STREAM),
+    ("socket closed", RESET),
+    ("connection reset", RESET),
+    ("broken pipe", RESET),
+    ("goaway", RESET),
+    ("stream removed", RESET),
+    ("rst_stream", RESET),
+    ("connection closed", RESET),
+)
+
+
+def transport_cause(message: str) -> str | None:
+    """connect_failure, refused_stream or reset, when the status came from the
+    transport rather than from the backend's own handler (None)."""
+    lowered = message.lower()
+    for words, cause in _CAUSES:
+        if words in lowered:
+            return cause
+    return None
