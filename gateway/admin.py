@@ -12,6 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.metrics import exposition
+from gateway.upstream.clusters import StaticCluster
+from mesh.endpoint import Endpoint
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
@@ -52,15 +54,12 @@ def build_admin(gateway: GatewayApp) -> Starlette:
                 "lb": cluster.cluster.lb_policy,
                 "in_flight": cluster.requests.in_flight,
                 "max_requests": cluster.requests.max_requests,
-                "endpoints": [
-                    {
-                        "address": e.address,
-                        "weight": e.weight,
-                        "health": e.health.value,
-                        "labels": dict(e.labels),
-                    }
-                    for e in cluster.endpoints
-                ],
+                "panic": cluster.balancer.panic,
+                "outlier_detection": cluster.cluster.outlier_detection is not None,
+                "health_check": (
+                    cluster.cluster.health_check.kind if cluster.cluster.health_check else None
+                ),
+                "endpoints": [_static_endpoint(cluster, e) for e in cluster.endpoints],
             }
             for name, cluster in snapshot.clusters.items()
         }
@@ -78,3 +77,25 @@ def build_admin(gateway: GatewayApp) -> Starlette:
             Route("/clusters", clusters),
         ]
     )
+
+
+def _static_endpoint(cluster: StaticCluster, endpoint: Endpoint) -> dict[str, Any]:
+    status = cluster.health.endpoint_status(endpoint.address)
+    return {
+        "address": endpoint.address,
+        "weight": endpoint.weight,
+        "health": _health(endpoint.health.value, status),
+        "labels": dict(endpoint.labels),
+        **status,
+    }
+
+
+def _health(configured: str, status: dict[str, object]) -> str:
+    """One word for an endpoint: ejected, unhealthy (active checks), or what it
+    was given (healthy after a passed probe, else unknown)."""
+    if status.get("ejected"):
+        return "ejected"
+    active = status.get("active_health")
+    if active in ("unhealthy", "healthy"):
+        return str(active)
+    return configured

@@ -26,6 +26,7 @@ import uvicorn
 from gateway.admin import build_admin
 from gateway.app import GatewayApp
 from gateway.config import ConfigError, split_address
+from gateway.health_share import SHARED_DIR_ENV, HealthShare
 from gateway.metrics import MULTIPROC_ENV
 from gateway.sources import load_snapshot, refresh_reflection
 
@@ -68,6 +69,7 @@ def build_app(config_path: Path) -> GatewayApp:
         admin=build_admin,
         refresh=refresh_reflection,
         on_startup=[install_reload],
+        health_share=HealthShare.from_environment(),
     )
     return app
 
@@ -128,6 +130,8 @@ def _supervise(config_path: Path, workers: int) -> int:
     # Workers share their counters through this directory (gateway.metrics).
     metrics_dir = tempfile.mkdtemp(prefix="meshgate-metrics-")
     os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
+    # Workers elect one of them to run the active health checks (gateway.health_share).
+    os.environ.setdefault(SHARED_DIR_ENV, tempfile.mkdtemp(prefix="meshgate-shared-"))
     context = multiprocessing.get_context("spawn")
     children: list[multiprocessing.process.BaseProcess] = []
     stopping = False

@@ -102,8 +102,9 @@ class ClusterHealth:
     def next_sweep(self) -> float | None:
         return self.detector.next_sweep() if self.detector is not None else None
 
-    def set_active(self, results: Mapping[str, Health]) -> None:
-        """Probe states (this process's checker or the elected one's), by address."""
+    def set_active(self, results: Mapping[str, Health], report: bool = True) -> None:
+        """Probe states (this process's checker or the elected one's), by address;
+        ``report`` False applies them without events (the prober reported them)."""
         changed = False
         for address, status in results.items():
             if address not in self._addresses or self.active.get(address) is status:
@@ -111,7 +112,7 @@ class ClusterHealth:
             before = self.active.get(address, Health.UNKNOWN)
             self.active[address] = status
             changed = True
-            if status is Health.UNHEALTHY or before is Health.UNHEALTHY:
+            if report and (status is Health.UNHEALTHY or before is Health.UNHEALTHY):
                 kind = "unhealthy" if status is Health.UNHEALTHY else "healthy"
                 reason = self.health_check.kind if self.health_check else ""
                 self._emit(HealthEvent(self.name, address, kind, reason))

@@ -50,6 +50,11 @@ class UpstreamClients:
             client = self._clients[name] = self._factories[name]()
         return client
 
+    @property
+    def grpc(self) -> GrpcUpstream:
+        """The gRPC (and Triple) channels, which follow the clusters' endpoints."""
+        return self._grpc
+
     async def close(self) -> None:
         clients, self._clients = self._clients, {}
         for client in clients.values():
