@@ -63,7 +63,14 @@ def build_admin(gateway: GatewayApp) -> Starlette:
             }
             for name, cluster in snapshot.clusters.items()
         }
-        return _json({"static": static, "xds": mesh.core.clusters_dump() if mesh else {}})
+        return _json(
+            {
+                "static": static,
+                "xds": mesh.core.clusters_dump() if mesh else {},
+                # Endpoints with an open gRPC channel in this worker.
+                "channels": sorted(gateway.upstreams.clients.grpc.addresses),
+            }
+        )
 
     async def metrics(request: Request) -> Response:
         body, content_type = exposition()

@@ -19,7 +19,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.config import split_address
 from mesh.xds.cluster import HealthCheck
 
-_PROBE_CHANNEL_OPTIONS = (("grpc.enable_retries", 0),)
+_PROBE_CHANNEL_OPTIONS = (
+    ("grpc.enable_retries", 0),
+    # A probe must see an endpoint come back at its next interval, not after
+    # gRPC's reconnect backoff (which grows to two minutes).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+)
 
 
 class Prober:

@@ -326,3 +326,71 @@ def test_all_endpoints_unhealthy_spreads_over_all_instead_of_failing(
         assert {s.served_by for s in samples} == {"a", "b", "c"}
         shop = httpx.get(f"{gateway.admin_url}/clusters", timeout=5.0).json()["static"]["shop"]
         assert shop["panic"] is True
+
+
+def test_a_restarted_backend_is_reconnected_without_client_errors(
+    echo_set: Path, backends: Backends, tmp_path: Path
+) -> None:
+    """The server's GOAWAY and the broken connection: the channel reconnects by
+    itself once the backend is back (reconnect backoff capped at 2s), and the
+    route with retries hides the restart from the client."""
+    cluster = {"health_check": HEALTH_CHECK}
+    with run_gateway(config(echo_set, backends, **cluster), tmp_path) as gateway:
+        assert {s.status for s in load(gateway, time.monotonic(), 30, 10)} == {200}
+        backends.processes["b"].stop()  # grpc's stop(grace): GOAWAY, then close
+        restarted = time.monotonic()
+        with echo_backend(backends.ports["b"], "b", control=backends.controls["b"]):
+            samples = []
+            with gateway.client(timeout=5.0) as client:
+                for _ in range(300):
+                    status, served_by = call(client, retried=True)
+                    samples.append(Sample(time.monotonic() - restarted, True, status, served_by))
+                    if time.monotonic() - restarted > 8 or (
+                        sum(s.served_by == "b" for s in samples) >= 5
+                    ):
+                        break
+        report("backend restarted", samples)
+        assert {s.status for s in samples} == {200}
+        assert sum(s.served_by == "b" for s in samples) >= 5
+
+
+def metric(gateway: RunningGateway, name: str) -> float:
+    text = httpx.get(f"{gateway.admin_url}/metrics", timeout=5.0).text
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{cluster="shop"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [{"max_retries": 2}, {"retry_budget": {"budget_percent": 20, "min_retry_concurrency": 2}}],
+    ids=["max_retries", "retry_budget"],
+)
+def test_retries_cannot_multiply_an_outage(
+    echo_set: Path, backends: Backends, tmp_path: Path, limit: dict[str, Any]
+) -> None:
+    for name in ("a", "b", "c"):
+        backends.order(name, "unavailable")
+    gateway_config = config(echo_set, backends, **limit)
+    route = gateway_config["listeners"][0]["routes"][0]
+    route["retry"] = {"attempts": 3, "on": ["unavailable"], "backoff": "20ms"}
+    threads, per_thread = 8, 10
+    with run_gateway(gateway_config, tmp_path) as gateway:
+
+        def worker(_: int) -> list[int]:
+            with gateway.client(timeout=5.0) as client:
+                return [call(client, retried=True)[0] for _ in range(per_thread)]
+
+        with ThreadPoolExecutor(threads) as pool:
+            statuses = [s for batch in pool.map(worker, range(threads)) for s in batch]
+        retries = metric(gateway, "meshgate_upstream_retries_total")
+        overflow = metric(gateway, "meshgate_upstream_retry_overflow_total")
+    requests = threads * per_thread
+    print(
+        f"[total outage, {next(iter(limit))}] requests {requests}, retries sent {retries:g},"
+        f" retries refused {overflow:g} (uncapped: {3 * requests})"
+    )
+    assert statuses == [503] * requests  # every request answered, none hangs
+    assert overflow > 0
+    assert retries < 2 * requests

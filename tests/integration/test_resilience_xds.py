@@ -250,3 +250,40 @@ def check_health_and_eds_status(
         time.sleep(0.1)
     served = Counter(r["served_by"] for r in through_gateway(gateway))
     assert set(served) == {"a", "b"}, served
+
+
+def test_a_channel_closes_when_its_endpoint_leaves_eds(
+    backends: tuple[dict[str, int], dict[str, Path]],
+    xds: XdsServer,
+    echo_set: Path,
+    tmp_path: Path,
+) -> None:
+    ports, _ = backends
+    service = shop(ports)
+    publish(xds, service)
+    with meshgate(xds, echo_set, tmp_path) as gateway:
+        served = Counter(r["served_by"] for r in through_gateway(gateway))
+        assert set(served) == set(NAMES)
+
+        def channels() -> set[str]:
+            dump = httpx.get(f"{gateway.admin_url}/clusters", timeout=5).json()
+            return set(dump["channels"])
+
+        addresses = {n: f"127.0.0.1:{ports[n]}" for n in NAMES}
+        assert channels() == set(addresses.values())
+        xds.set(
+            ENDPOINTS,
+            [
+                b.endpoints(
+                    service.cluster("all"),
+                    [b.Locality([("127.0.0.1", ports["a"]), ("127.0.0.1", ports["b"])])],
+                )
+            ],
+        )
+        deadline = time.monotonic() + 5
+        while addresses["c"] in channels():
+            assert time.monotonic() < deadline, channels()
+            time.sleep(0.1)
+        assert channels() == {addresses["a"], addresses["b"]}
+        served = Counter(r["served_by"] for r in through_gateway(gateway))
+        assert set(served) == {"a", "b"}
