@@ -21,6 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from gateway.health_share import HealthShare, States
 from gateway.upstream.grpc import GrpcUpstream, Keepalive
@@ -35,6 +36,17 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 # How often channels and probe connections are matched to the endpoints.
 UPKEEP_S = 1.0
+
+
+class Probing(Protocol):
+    """What the loop needs of the probes (``Prober``; a fake in unit tests)."""
+
+    async def probe(self, check: HealthCheck, address: str) -> bool: ...
+
+    async def retain(self, addresses: set[str]) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 Clusters = Callable[[], Mapping[str, ClusterHealth]]
 KeepaliveByAddress = Callable[[], Mapping[str, Keepalive]]
@@ -56,7 +68,7 @@ class HealthMonitor:
         clusters: Clusters,
         *,
         share: HealthShare | None = None,
-        prober: Prober | None = None,
+        prober: Probing | None = None,
         channels: GrpcUpstream | None = None,
         keepalive: KeepaliveByAddress | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -64,7 +76,7 @@ class HealthMonitor:
     ) -> None:
         self._clusters = clusters
         self._share = share
-        self._prober = prober or Prober()
+        self._prober: Probing = prober or Prober()
         self._channels = channels
         self._keepalive = keepalive
         self._clock = clock
@@ -72,6 +84,7 @@ class HealthMonitor:
         self._probed: dict[Key, _Probed] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._last_upkeep = float("-inf")
+        self._published: States = {}
         self.probes_sent = 0
 
     async def run(self) -> None:
@@ -92,8 +105,16 @@ class HealthMonitor:
                 health.sweep(now)
         if self._share is None or self._share.lead():
             self._probe_due(clusters, now)
+            states = self._states()
         else:
-            self._follow(clusters)
+            states = self._follow()
+        # Applied every tick, not only on change: a cluster rebuilt by a reload
+        # or an xDS update (or resolved after the states were published)
+        # learns them at once. Changes were reported by the prober already.
+        for key, health in clusters.items():
+            found = states.get(key)
+            if found:
+                health.set_active({a: Health(v) for a, v in found.items()}, report=False)
         if now - self._last_upkeep >= UPKEEP_S:
             self._last_upkeep = now
             await self._upkeep(clusters)
@@ -140,16 +161,14 @@ class HealthMonitor:
                 states.setdefault(key, {})[address] = probed.state.status.value
         return states
 
-    def _follow(self, clusters: Mapping[str, ClusterHealth]) -> None:
+    def _follow(self) -> States:
+        """The prober's latest states (re-read only when its file changed)."""
         assert self._share is not None
         published = self._share.read()
-        if published is None:
-            return
-        self._probed.clear()  # should this worker lead later, it starts afresh
-        for key, health in clusters.items():
-            states = published.get(key)
-            if states:
-                health.set_active({a: Health(v) for a, v in states.items()}, report=False)
+        if published is not None:
+            self._published = published
+            self._probed.clear()  # should this worker lead later, it starts afresh
+        return self._published
 
     # -- upkeep --------------------------------------------------------------
 

@@ -148,6 +148,8 @@ def report(name: str, samples: list[Sample]) -> None:
     """The reliability figures of a scenario (pytest -s shows them; docs/resilience.md)."""
     for retried in (True, False):
         mine = [s for s in samples if s.retried == retried]
+        if not mine:
+            continue
         failed = [s for s in mine if s.status != 200]
         last = max((s.at for s in failed), default=0.0)
         print(

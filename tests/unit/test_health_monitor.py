@@ -66,7 +66,7 @@ def monitor(health: ClusterHealth, clock: Clock, prober: FakeProber, share=None)
     return HealthMonitor(
         lambda: {"static/c": health},
         share=share,
-        prober=prober,  # type: ignore[arg-type]
+        prober=prober,
         clock=clock,
         rng=random.Random(0),
     )
@@ -114,3 +114,25 @@ async def test_only_the_elected_worker_probes_and_the_others_follow(tmp_path: Pa
     assert {balancer_b.pick().address for _ in range(10)} == {GOOD, BAD}
     assert balancer_a is not balancer_b
     await b.close()
+
+
+async def test_a_cluster_built_after_the_publish_still_learns_the_states(tmp_path: Path) -> None:
+    clock, prober = Clock(), FakeProber()
+    leader_health, _ = cluster()
+    leader = monitor(leader_health, clock, prober, HealthShare(tmp_path))
+    late: dict[str, ClusterHealth] = {}
+    follower = HealthMonitor(
+        lambda: late,
+        share=HealthShare(tmp_path),
+        prober=FakeProber(),
+        clock=clock,
+    )
+    await run_ticks(clock, [leader, follower], 1.5)  # two failed probes: BAD is out
+    # The follower's cluster arrives now (an xDS update, a reload): the file
+    # does not change again, yet the next tick applies it.
+    health, balancer = cluster()
+    late["static/c"] = health
+    await run_ticks(clock, [follower], 0.25)
+    assert {balancer.pick().address for _ in range(10)} == {GOOD}
+    await leader.close()
+    await follower.close()
