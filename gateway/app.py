@@ -151,7 +151,7 @@ class GatewayApp:
         monitor = self.health_monitor = HealthMonitor(
             self.cluster_healths,
             share=self._health_share,
-            channels=self.upstreams.clients.grpc,
+            channels=self.upstreams.clients,
             keepalive=self._keepalive,
         )
         self._background.add(asyncio.ensure_future(monitor.run()))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -359,6 +359,15 @@ class DubboUpstream:
 
     def connections(self) -> Sequence[DubboConnection]:
         return list(self._connections.values())
+
+    async def retain(self, addresses: Collection[str]) -> None:
+        """Close the idle connections of providers that left every cluster; a
+        connection with calls in flight is left to finish them and goes at a
+        later round."""
+        for address, connection in list(self._connections.items()):
+            if address not in addresses and connection.in_flight == 0:
+                del self._connections[address]
+                await connection.close()
 
     async def close(self) -> None:
         for task in list(self._opening.values()):

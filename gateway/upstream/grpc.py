@@ -36,9 +36,10 @@ _CHANNEL_OPTIONS = (
     # multiply them.
     ("grpc.enable_retries", 0),
     # Reconnect soon after a backend comes back: gRPC's default backoff grows
-    # to two minutes, long after health checks put the endpoint back.
+    # to two minutes, long after health checks put the endpoint back. (Not
+    # min_reconnect_backoff_ms: gRPC core takes it as the connect timeout too,
+    # and a slow peer's handshake, a JVM's, needs more than a few 100 ms.)
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),
 )
 # In-flight calls on the channel of an endpoint that left get this long to end.

@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from gateway.health_share import HealthShare, States
-from gateway.upstream.grpc import GrpcUpstream, Keepalive
+from gateway.upstream.grpc import Keepalive
 from gateway.upstream.health_probe import Prober
+from gateway.upstream.registry import UpstreamClients
 from mesh.cluster_health import ClusterHealth
 from mesh.endpoint import Health
 from mesh.health import HealthState, next_check
@@ -69,7 +70,7 @@ class HealthMonitor:
         *,
         share: HealthShare | None = None,
         prober: Probing | None = None,
-        channels: GrpcUpstream | None = None,
+        channels: UpstreamClients | None = None,
         keepalive: KeepaliveByAddress | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -177,8 +178,8 @@ class HealthMonitor:
         await self._prober.retain(addresses)
         if self._channels is not None:
             if self._keepalive is not None:
-                self._channels.set_keepalive(self._keepalive())
-            self._channels.retain(addresses)
+                self._channels.grpc.set_keepalive(self._keepalive())
+            await self._channels.retain(addresses)
 
     async def close(self) -> None:
         for task in list(self._running):

@@ -24,7 +24,6 @@ _PROBE_CHANNEL_OPTIONS = (
     # A probe must see an endpoint come back at its next interval, not after
     # gRPC's reconnect backoff (which grows to two minutes).
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1_000),
 )
 

@@ -287,3 +287,67 @@ def test_a_channel_closes_when_its_endpoint_leaves_eds(
         assert channels() == {addresses["a"], addresses["b"]}
         served = Counter(r["served_by"] for r in through_gateway(gateway))
         assert set(served) == {"a", "b"}
+
+
+def test_a_killed_backend_is_ejected_with_rds_retries_hiding_it(
+    xds: XdsServer, echo_set: Path, tmp_path: Path
+) -> None:
+    """CDS consecutive_5xx ejects a dead endpoint; the RDS route whose retry_on
+    has connect-failure and reset hides it from the client altogether."""
+    ports = {n: free_port() for n in NAMES}
+    service = shop(ports)
+    with ExitStack() as stack:
+        processes = {n: stack.enter_context(echo_backend(ports[n], n)) for n in NAMES}
+        serve_service(
+            xds,
+            service,
+            b.route(
+                headers=[b.header("x-retry", present=True)],
+                cluster=service.cluster("all"),
+                retry_on="unavailable,connect-failure,reset",
+                num_retries=2,
+            ),
+            b.route(cluster=service.cluster("all")),
+        )
+
+        def consecutive(proto: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
+            proto.lb_policy = cluster_pb2.Cluster.RANDOM
+            od = proto.outlier_detection
+            od.consecutive_5xx.value = 3
+            od.interval.nanos = 500_000_000
+            od.base_ejection_time.seconds = 30
+            od.max_ejection_percent.value = 50
+            return proto
+
+        xds.set(CLUSTER, [consecutive(c) for c in service.clusters()])
+        with meshgate(xds, echo_set, tmp_path) as gateway:
+            with gateway.client(timeout=5.0) as client:
+                warm = Counter(client.post(ECHO, json={}).json()["servedBy"] for _ in range(30))
+                assert set(warm) == set(NAMES)
+                processes["b"].stop()
+                killed = time.monotonic()
+                results: list[tuple[float, bool, int, str]] = []
+                for i in range(200):
+                    retried = i % 2 == 0
+                    reply = client.post(ECHO, json={}, headers={"x-retry": "1"} if retried else {})
+                    served_by = reply.json().get("servedBy", "") if reply.is_success else ""
+                    results.append(
+                        (time.monotonic() - killed, retried, reply.status_code, served_by)
+                    )
+                    if time.monotonic() - killed > 6:
+                        break
+            dump = httpx.get(f"{gateway.admin_url}/clusters", timeout=5).json()["xds"]
+    with_retries = [r for r in results if r[1]]
+    without = [r for r in results if not r[1]]
+    failed = [r for r in without if r[2] != 200]
+    print(
+        f"[xDS backend killed] with RDS retries: sent {len(with_retries)},"
+        f" failed {sum(r[2] != 200 for r in with_retries)};"
+        f" without: sent {len(without)}, failed {len(failed)},"
+        f" last failure {max((r[0] for r in failed), default=0.0):.2f}s after the fault"
+    )
+    assert [r for r in with_retries if r[2] != 200] == []
+    assert len(failed) <= 3 and all(r[2] == 503 for r in failed)
+    assert max((r[0] for r in failed), default=0.0) < 2.0
+    endpoints = {e["address"]: e for e in dump[service.cluster("all")]["endpoints"]}
+    assert endpoints[f"127.0.0.1:{ports['b']}"]["ejected"] is True
