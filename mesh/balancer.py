@@ -91,8 +91,16 @@ class ClusterBalancer:
     def pick(self, hash_key: int | None = None, avoid: Collection[str] = ()) -> Endpoint:
         """One endpoint; with ``avoid`` (the hosts a request already tried), another
         one whenever the picker has one (Envoy's previous_hosts retry predicate)."""
+        if avoid:
+            return self._pick_avoiding(hash_key, avoid)
+        pickers = self._pickers
+        if len(pickers) == 1:  # the common case, kept to one call
+            return pickers[0].pick(hash_key)
+        return self._pick(hash_key)
+
+    def _pick_avoiding(self, hash_key: int | None, avoid: Collection[str]) -> Endpoint:
         endpoint = self._pick(hash_key)
-        if not avoid or endpoint.address not in avoid:
+        if endpoint.address not in avoid:
             return endpoint
         for _ in range(HOST_SELECTION_ATTEMPTS):
             endpoint = self._pick(hash_key)
@@ -117,10 +125,14 @@ class ClusterBalancer:
         raise AssertionError("unreachable: point below the last edge")
 
     def started(self, endpoint: Endpoint) -> None:
-        self._active[endpoint.address] = self._active.get(endpoint.address, 0) + 1
+        if self.policy == "least_request":  # the only policy that reads the counts
+            address = endpoint.address
+            self._active[address] = self._active.get(address, 0) + 1
 
     def finished(self, endpoint: Endpoint) -> None:
-        self._active[endpoint.address] = max(self._active.get(endpoint.address, 0) - 1, 0)
+        if self.policy == "least_request":
+            address = endpoint.address
+            self._active[address] = max(self._active.get(address, 0) - 1, 0)
 
     def _locality_picker(self, cluster: Cluster, endpoints: Sequence[Endpoint]) -> Picker:
         if self.policy == "least_request":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from gateway.upstream.mesh import MeshClient
 
 Headers = Mapping[str, str]
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +90,16 @@ class CallPlan:
         self.balancer.started(endpoint)
         return True
 
-    def end(self, endpoint: Endpoint, outcome: Outcome | None = None, now: float = 0.0) -> None:
+    def end(
+        self, endpoint: Endpoint, outcome: Outcome | None = None, clock: Clock | None = None
+    ) -> None:
         """Finish an attempt; its outcome (None: not the endpoint's doing) feeds
-        outlier detection."""
+        outlier detection, at ``clock()``."""
         self.requests.release()
         self.balancer.finished(endpoint)
-        if outcome is not None and self.health is not None:
-            self.health.record(endpoint.address, outcome, now)
+        health = self.health
+        if outcome is not None and health is not None and health.detector is not None:
+            health.record(endpoint.address, outcome, clock() if clock else time.monotonic())
 
 
 class ClusterRef(Protocol):

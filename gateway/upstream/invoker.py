@@ -62,7 +62,7 @@ class Invoker:
         deadline = None if timeout is None else self._clock() + timeout
         endpoint = plan.first
         attempt = 1
-        tried: list[str] = []
+        tried: list[str] | None = None  # endpoints tried, once a retry is in sight
         holds_retry = False  # this attempt took a slot of the retry budget
         try:
             while True:
@@ -84,11 +84,11 @@ class Invoker:
                         raise
                     failure = error
                 finally:
-                    plan.end(endpoint, outcome, self._clock())
+                    plan.end(endpoint, outcome, self._clock)
                     if holds_retry:
                         plan.retry_done()
                         holds_retry = False
-                tried.append(endpoint.address)
+                tried = [endpoint.address] if tried is None else [*tried, endpoint.address]
                 if not plan.may_retry():
                     count_retry(plan.cluster, sent=False)
                     raise failure
@@ -115,7 +115,7 @@ class Invoker:
         try:
             started = await upstream.stream(endpoint.address, call, shortest(timeout, plan.timeout))
         except GatewayError as error:
-            plan.end(endpoint, outcome_of(error), self._clock())
+            plan.end(endpoint, outcome_of(error), self._clock)
             raise
         except BaseException:
             plan.end(endpoint)
@@ -131,7 +131,7 @@ class Invoker:
                 outcome = outcome_of(error)
                 raise
             finally:
-                plan.end(endpoint, outcome, self._clock())
+                plan.end(endpoint, outcome, self._clock)
 
         return ReplyStream(started.initial_metadata, counted())
 
