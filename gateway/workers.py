@@ -14,6 +14,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -131,7 +132,8 @@ def _supervise(config_path: Path, workers: int) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="meshgate-metrics-")
     os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
     # Workers elect one of them to run the active health checks (gateway.health_share).
-    os.environ.setdefault(SHARED_DIR_ENV, tempfile.mkdtemp(prefix="meshgate-shared-"))
+    shared_dir = tempfile.mkdtemp(prefix="meshgate-shared-")
+    os.environ.setdefault(SHARED_DIR_ENV, shared_dir)
     context = multiprocessing.get_context("spawn")
     children: list[multiprocessing.process.BaseProcess] = []
     stopping = False
@@ -167,4 +169,5 @@ def _supervise(config_path: Path, workers: int) -> int:
         child.join(timeout=10)
         if child.is_alive():
             child.kill()
+    shutil.rmtree(shared_dir, ignore_errors=True)
     return 0

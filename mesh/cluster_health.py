@@ -46,6 +46,7 @@ class ClusterHealth:
     ) -> None:
         self.name = name
         self.health_check = health_check
+        self._rng = rng
         self.detector = OutlierDetector(outlier, now, rng) if outlier is not None else None
         self.active: dict[str, Health] = {}
         self._addresses: frozenset[str] = frozenset()
@@ -57,7 +58,7 @@ class ClusterHealth:
     ) -> None:
         """A CDS update: keep the state when the policy is unchanged, else start over."""
         if self.detector is None or self.detector.config != outlier:
-            self.detector = OutlierDetector(outlier, now) if outlier is not None else None
+            self.detector = OutlierDetector(outlier, now, self._rng) if outlier else None
             if self.detector is not None:
                 self.detector.set_endpoints(self._addresses)
         if health_check != self.health_check:
