@@ -15,6 +15,7 @@ from gateway.metrics import exposition
 from gateway.redact import redact
 from gateway.upstream.clusters import StaticCluster
 from gateway.upstream.registry_cluster import RegistryCluster
+from mesh.endpoint import Endpoint
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
@@ -51,9 +52,20 @@ def build_admin(gateway: GatewayApp) -> Starlette:
         snapshot = gateway.active.snapshot
         mesh = gateway.mesh
         static = {
-            name: _cluster(cluster)
+            name: {
+                "protocol": cluster.protocol,
+                "lb": cluster.cluster.lb_policy,
+                "in_flight": cluster.requests.in_flight,
+                "max_requests": cluster.requests.max_requests,
+                "panic": cluster.balancer.panic,
+                "outlier_detection": cluster.cluster.outlier_detection is not None,
+                "health_check": (
+                    cluster.cluster.health_check.kind if cluster.cluster.health_check else None
+                ),
+                "endpoints": [_static_endpoint(cluster, e) for e in cluster.endpoints],
+            }
             for name, cluster in snapshot.clusters.items()
-            if not isinstance(cluster, RegistryCluster)
+            if isinstance(cluster, StaticCluster)
         }
         registry = {
             name: _cluster(cluster)
@@ -71,6 +83,8 @@ def build_admin(gateway: GatewayApp) -> Starlette:
                 # above keep the last known providers.
                 "registries": gateway.registries.status(),
                 "xds": mesh.core.clusters_dump() if mesh else {},
+                # Endpoints with an open gRPC channel in this worker.
+                "channels": sorted(gateway.upstreams.clients.grpc.addresses),
             }
         )
 
@@ -120,3 +134,25 @@ def _cluster(cluster: StaticCluster | RegistryCluster) -> dict[str, Any]:
             for e in cluster.endpoints
         ],
     }
+
+
+def _static_endpoint(cluster: StaticCluster, endpoint: Endpoint) -> dict[str, Any]:
+    status = cluster.health.endpoint_status(endpoint.address)
+    return {
+        "address": endpoint.address,
+        "weight": endpoint.weight,
+        "health": _health(endpoint.health.value, status),
+        "labels": dict(endpoint.labels),
+        **status,
+    }
+
+
+def _health(configured: str, status: dict[str, object]) -> str:
+    """One word for an endpoint: ejected, unhealthy (active checks), or what it
+    was given (healthy after a passed probe, else unknown)."""
+    if status.get("ejected"):
+        return "ejected"
+    active = status.get("active_health")
+    if active in ("unhealthy", "healthy"):
+        return str(active)
+    return configured

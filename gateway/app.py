@@ -22,13 +22,18 @@ from typing import Any
 from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
 from gateway.config import MeshConfig
 from gateway.errors import ClientClosedRequest, Code, GatewayError, error_response
+from gateway.health_share import HealthShare
 from gateway.metrics import observe
 from gateway.registry.watchers import Registries
 from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
+from gateway.upstream.clusters import StaticCluster
+from gateway.upstream.grpc import Keepalive
+from gateway.upstream.health_monitor import HealthMonitor
 from gateway.upstream.mesh import MeshClient
 from gateway.upstream.metadata import HeaderList
 from gateway.upstream.registry_cluster import RegistryCluster
+from mesh.cluster_health import ClusterHealth
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +69,23 @@ class GatewayApp:
         mesh_client: Callable[[MeshConfig], MeshClient] = MeshClient,
         refresh: Callable[[Snapshot], Snapshot] | None = None,
         on_startup: Sequence[Callable[[], Any]] = (),
+        health_share: HealthShare | None = None,
     ) -> None:
         self.upstreams = upstreams or Upstreams()
         self.admin_port = admin_port
         self._mesh_client = mesh_client
         # Recompiles a snapshot with descriptors fetched anew by reflection (blocking).
         self._refresh = refresh
-        self._on_startup = [self._start_mesh, self._start_registries, *on_startup]
+        self._on_startup = [
+            self._start_mesh,
+            self._start_registries,
+            self._start_health,
+            *on_startup,
+        ]
         # Dubbo registries feeding registry clusters and exposed routes.
         self.registries = Registries()
+        self._health_share = health_share
+        self.health_monitor: HealthMonitor | None = None
         self._last_reflection = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
         self.ready = False
@@ -153,6 +166,35 @@ class GatewayApp:
 
     async def _start_registries(self) -> None:
         await self.registries.start()
+
+    def cluster_healths(self) -> dict[str, ClusterHealth]:
+        """Every cluster's health, static and xDS, by a key unique across both."""
+        found = {
+            f"static/{n}": c.health
+            for n, c in self.active.snapshot.clusters.items()
+            if isinstance(c, StaticCluster)
+        }
+        mesh = self.upstreams.mesh
+        if mesh is not None:
+            found.update({f"xds/{n}": h for n, h in mesh.core.cluster_healths().items()})
+        return found
+
+    def _keepalive(self) -> dict[str, Keepalive]:
+        return {
+            endpoint.address: (cluster.config.keepalive.time, cluster.config.keepalive.timeout)
+            for cluster in self.active.snapshot.clusters.values()
+            if isinstance(cluster, StaticCluster)
+            for endpoint in cluster.endpoints
+        }
+
+    def _start_health(self) -> None:
+        monitor = self.health_monitor = HealthMonitor(
+            self.cluster_healths,
+            share=self._health_share,
+            channels=self.upstreams.clients,
+            keepalive=self._keepalive,
+        )
+        self._background.add(asyncio.ensure_future(monitor.run()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -236,6 +278,11 @@ class GatewayApp:
 
     async def aclose(self) -> None:
         """Close every upstream client and stop the mesh core."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.health_monitor is not None:
+            await self.health_monitor.close()
         await self.upstreams.clients.close()
         await asyncio.to_thread(self.registries.stop)
         mesh, self.upstreams.mesh = self.upstreams.mesh, None

@@ -148,12 +148,23 @@ class UpstreamStatus(GatewayError):
     """A non-OK gRPC status from the backend, carried through unchanged."""
 
 
+# Why an upstream could not answer, where the transport tells (Envoy's retry_on names).
+CONNECT_FAILURE = "connect_failure"  # no connection: refused, unreachable, timed out
+REFUSED_STREAM = "refused_stream"  # the server refused the stream before processing it
+RESET = "reset"  # the connection or stream broke under the request
+
+
 class UpstreamUnavailable(GatewayError):
-    """No endpoint, or the backend cannot be reached: the reason names
-    addresses and clusters, so the client is told only this much."""
+    """503: no endpoint, or the backend cannot be reached; ``cause`` says how, when
+    known. The reason names addresses and clusters, so the client is told only
+    this much."""
 
     grpc_code = Code.UNAVAILABLE
     public_message: str | None = "upstream unavailable"
+
+    def __init__(self, message: str, *, cause: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.cause = cause
 
 
 class ClientClosedRequest(GatewayError):

@@ -59,3 +59,36 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+HEALTH_EVENTS = Counter(
+    "meshgate_endpoint_health_events_total",
+    "Endpoint health changes, by cluster, kind (ejected, restored, unhealthy,"
+    " healthy) and reason (the outlier check or the probe kind)",
+    ["cluster", "kind", "reason"],
+)
+OUTLIER_EJECTIONS = Counter(
+    "meshgate_outlier_ejections_total",
+    "Endpoints ejected by outlier detection, by cluster and reason",
+    ["cluster", "reason"],
+)
+RETRIES = Counter(
+    "meshgate_upstream_retries_total",
+    "Retry attempts sent, by cluster",
+    ["cluster"],
+)
+RETRY_OVERFLOW = Counter(
+    "meshgate_upstream_retry_overflow_total",
+    "Retries not sent because the cluster's retry budget or max_retries was spent",
+    ["cluster"],
+)
+
+
+def count_health_event(cluster: str, kind: str, reason: str) -> None:
+    HEALTH_EVENTS.labels(cluster, kind, reason).inc()
+    if kind == "ejected":
+        OUTLIER_EJECTIONS.labels(cluster, reason).inc()
+
+
+def count_retry(cluster: str, sent: bool) -> None:
+    (RETRIES if sent else RETRY_OVERFLOW).labels(cluster).inc()

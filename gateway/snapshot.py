@@ -150,6 +150,11 @@ def compile_snapshot(
                     f"hash_policy needs lb ring_hash or maglev, not {cluster.lb}",
                 )
             )
+        kept = previous.clusters.get(cluster.name) if previous is not None else None
+        if isinstance(kept, StaticCluster) and kept.config == cluster:
+            # Unchanged: keep its ejections, probe results and counters.
+            clusters[cluster.name] = kept
+            continue
         try:
             clusters[cluster.name] = (
                 RegistryCluster.from_config(cluster, rng)

@@ -14,6 +14,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -26,6 +27,7 @@ import uvicorn
 from gateway.admin import build_admin
 from gateway.app import GatewayApp
 from gateway.config import ConfigError, split_address
+from gateway.health_share import SHARED_DIR_ENV, HealthShare
 from gateway.metrics import MULTIPROC_ENV
 from gateway.sources import load_snapshot, refresh_reflection
 
@@ -68,6 +70,7 @@ def build_app(config_path: Path) -> GatewayApp:
         admin=build_admin,
         refresh=refresh_reflection,
         on_startup=[install_reload],
+        health_share=HealthShare.from_environment(),
     )
     return app
 
@@ -128,6 +131,9 @@ def _supervise(config_path: Path, workers: int) -> int:
     # Workers share their counters through this directory (gateway.metrics).
     metrics_dir = tempfile.mkdtemp(prefix="meshgate-metrics-")
     os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
+    # Workers elect one of them to run the active health checks (gateway.health_share).
+    shared_dir = tempfile.mkdtemp(prefix="meshgate-shared-")
+    os.environ.setdefault(SHARED_DIR_ENV, shared_dir)
     context = multiprocessing.get_context("spawn")
     children: list[multiprocessing.process.BaseProcess] = []
     stopping = False
@@ -163,4 +169,5 @@ def _supervise(config_path: Path, workers: int) -> int:
         child.join(timeout=10)
         if child.is_alive():
             child.kill()
+    shutil.rmtree(shared_dir, ignore_errors=True)
     return 0

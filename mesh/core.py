@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Callable
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -21,8 +23,9 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from mesh.backoff import Backoff
-from mesh.balancer import ClusterBalancer, RequestCounter
+from mesh.balancer import ClusterBalancer, RequestCounter, RetryLimiter
 from mesh.bootstrap import Bootstrap
+from mesh.cluster_health import ClusterHealth, OnEvent
 from mesh.decision import RouteDecision
 from mesh.discovery import services_of
 from mesh.errors import TargetNotReady
@@ -63,8 +66,12 @@ class MeshCore:
         rng: random.Random | None = None,
         backoff: Backoff | None = None,
         does_not_exist_timeout_s: float = DOES_NOT_EXIST_TIMEOUT_S,
+        on_health_event: OnEvent | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bootstrap = bootstrap
+        self._on_health_event = on_health_event
+        self._clock = clock
         self._rng = rng or random.Random()
         # One stable key per MeshCore, as gRPC's channel id for hash policies.
         self._channel_key = self._rng.getrandbits(64)
@@ -78,6 +85,9 @@ class MeshCore:
         self._ready: dict[str, asyncio.Event] = {}
         self._cluster_views: dict[str, ClusterView] = {}
         self._counters: dict[str, RequestCounter] = {}
+        # Per cluster, kept across CDS/EDS updates as the counters are.
+        self._health: dict[str, ClusterHealth] = {}
+        self._retries: dict[str, RetryLimiter] = {}
         self._wildcard_mark = 0
 
     # -- lifecycle -----------------------------------------------------------
@@ -219,6 +229,11 @@ class MeshCore:
                 "lb_policy": view.cluster.lb_policy,
                 "max_requests": view.requests.max_requests,
                 "in_flight": view.requests.in_flight,
+                "panic": view.balancer.panic,
+                "outlier_detection": view.cluster.outlier_detection is not None,
+                "health_check": (
+                    view.cluster.health_check.kind if view.cluster.health_check else None
+                ),
                 "endpoints": [
                     {
                         "address": e.address,
@@ -227,6 +242,7 @@ class MeshCore:
                         "locality": loc.locality,
                         "locality_weight": loc.weight,
                         "priority": loc.priority,
+                        **(view.health.endpoint_status(e.address) if view.health else {}),
                     }
                     for loc in view.assignment.localities
                     for e in loc.endpoints
@@ -258,17 +274,45 @@ class MeshCore:
             return cached
         counter = self._counters.setdefault(cluster.name, RequestCounter(cluster.max_requests))
         counter.max_requests = cluster.max_requests
-        view = ClusterView(
-            cluster, assignment, ClusterBalancer(cluster, assignment, self._rng), counter
-        )
+        retries = self._retries.setdefault(cluster.name, RetryLimiter(cluster.max_retries))
+        budget = cluster.retry_budget
+        retries.max_retries = cluster.max_retries
+        retries.budget_percent = budget.budget_percent if budget else None
+        retries.min_concurrency = budget.min_retry_concurrency if budget else 3
+        health = self._health.get(cluster.name)
+        now = self._clock()
+        if health is None:
+            health = self._health[cluster.name] = ClusterHealth(
+                cluster.name,
+                cluster.outlier_detection,
+                cluster.health_check,
+                now,
+                self._rng,
+                self._on_health_event,
+            )
+        else:
+            health.configure(cluster.outlier_detection, cluster.health_check, now)
+        balancer = ClusterBalancer(cluster, assignment, self._rng)
+        health.attach(balancer)
+        view = ClusterView(cluster, assignment, balancer, counter, health, retries)
         self._cluster_views[cluster.name] = view
         return view
+
+    def cluster_healths(self) -> dict[str, ClusterHealth]:
+        """The health of every cluster some watched target uses, by name."""
+        return {
+            name: view.health
+            for name, view in self._cluster_views.items()
+            if view.health is not None
+        }
 
     def _forget_unused_clusters(self) -> None:
         used = {n for v in self._views.values() for n in v.clusters}
         for name in list(self._cluster_views):
             if name not in used:
                 del self._cluster_views[name]
+                self._health.pop(name, None)
+                self._retries.pop(name, None)
 
 
 def _any_endpoint(view: TargetView) -> str | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mesh.balancer import ClusterBalancer, RequestCounter
+from mesh.balancer import ClusterBalancer, RequestCounter, RetryLimiter
+from mesh.cluster_health import ClusterHealth
 from mesh.endpoint import Endpoint
 from mesh.fault import FaultPolicy
 from mesh.retry import RetryPolicy
@@ -29,6 +30,8 @@ class RouteDecision:
     error: str | None = None
     balancer: ClusterBalancer | None = field(default=None, repr=False, compare=False)
     requests: RequestCounter | None = field(default=None, repr=False, compare=False)
+    health: ClusterHealth | None = field(default=None, repr=False, compare=False)
+    retries: RetryLimiter | None = field(default=None, repr=False, compare=False)
 
     @property
     def address(self) -> str | None:

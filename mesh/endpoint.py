@@ -33,12 +33,12 @@ class Endpoint:
     locality: str = ""
     priority: int = 0
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # host:port, or [v6]:port; computed once, as every request reads it.
+    address: str = field(init=False, compare=False, hash=False, repr=False)
 
-    @property
-    def address(self) -> str:
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+    def __post_init__(self) -> None:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        object.__setattr__(self, "address", f"{host}:{self.port}")
 
 
 def routable(endpoints: Sequence[Endpoint]) -> list[Endpoint]:

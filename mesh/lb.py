@@ -81,12 +81,18 @@ class LeastRequestPicker:
     __slots__ = ("_active", "_choices", "_endpoints", "_rng")
 
     def __init__(
-        self, endpoints: Sequence[Endpoint], rng: random.Random | None = None, choices: int = 2
+        self,
+        endpoints: Sequence[Endpoint],
+        rng: random.Random | None = None,
+        choices: int = 2,
+        active: dict[str, int] | None = None,
     ) -> None:
         self._endpoints = routable(endpoints)
         self._rng = rng or random.Random()
         self._choices = choices
-        self._active: dict[str, int] = {}
+        # Shared with the pickers that replace this one (a health change
+        # rebuilds them), so requests in flight stay counted.
+        self._active: dict[str, int] = {} if active is None else active
 
     def pick(self, hash_key: int | None = None) -> Endpoint:
         endpoints = self._endpoints

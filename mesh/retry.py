@@ -14,6 +14,13 @@ RETRY_ON_CODES = {
     "resource-exhausted": 8,
     "unavailable": 14,
 }
+# Envoy's retry_on conditions of the transport, by the cause an upstream
+# failure carries (gateway.errors uses the same words).
+RETRY_ON_CAUSES = {
+    "connect-failure": "connect_failure",
+    "refused-stream": "refused_stream",
+    "reset": "reset",
+}
 DEFAULT_BASE_S = 0.025
 # gRPC's channel never makes more than this many attempts, whatever xDS says;
 # applied when an xDS policy is translated.
@@ -27,12 +34,21 @@ class RetryPolicy:
     per_try_timeout_s: float | None = None
     backoff_base_s: float = DEFAULT_BASE_S
     backoff_max_s: float = DEFAULT_BASE_S * 10
+    # Transport causes that retry whatever the status (connect_failure, ...).
+    retry_on_causes: frozenset[str] = frozenset()
 
 
-def should_retry(policy: RetryPolicy | None, status_code: int, attempt: int) -> bool:
+def should_retry(
+    policy: RetryPolicy | None, status_code: int, attempt: int, cause: str | None = None
+) -> bool:
     """Whether attempt number ``attempt`` (1 = the first try) that ended with
-    ``status_code`` may be followed by another one."""
-    if policy is None or status_code not in policy.retry_on:
+    ``status_code`` (and, for a transport failure, ``cause``) may be followed
+    by another one."""
+    if policy is None:
+        return False
+    if status_code not in policy.retry_on and (
+        cause is None or cause not in policy.retry_on_causes
+    ):
         return False
     return attempt < policy.max_attempts
 

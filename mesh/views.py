@@ -10,7 +10,8 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mesh.balancer import ClusterBalancer, RequestCounter
+from mesh.balancer import ClusterBalancer, RequestCounter, RetryLimiter
+from mesh.cluster_health import ClusterHealth
 from mesh.decision import UNAVAILABLE, RouteDecision
 from mesh.errors import NoEndpointError
 from mesh.hashing import RequestAttributes, hash_key
@@ -38,6 +39,8 @@ class ClusterView:
     assignment: LoadAssignment
     balancer: ClusterBalancer
     requests: RequestCounter
+    health: ClusterHealth | None = None
+    retries: RetryLimiter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,8 @@ class TargetView:
             max_requests=view.requests.max_requests,
             balancer=view.balancer,
             requests=view.requests,
+            health=view.health,
+            retries=view.retries,
         )
 
     def _failed(self, route: str, cluster: str | None, error: str) -> RouteDecision:

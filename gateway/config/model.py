@@ -204,7 +204,15 @@ class TranscodeConfig(Model):
         return self
 
 
+def _underscores(value: Any) -> Any:
+    """Envoy spells retry_on names with dashes (connect-failure); take both."""
+    return value.replace("-", "_") if isinstance(value, str) else value
+
+
 RetryOn = Literal[
+    "connect_failure",
+    "refused_stream",
+    "reset",
     "cancelled",
     "deadline_exceeded",
     "internal",
@@ -220,7 +228,12 @@ class RetryConfig(Model):
     """Istio's HTTPRetry shape: ``attempts`` counts retries after the first try."""
 
     attempts: int = Field(default=1, ge=0, le=10)
-    on: list[RetryOn] = Field(default_factory=lambda: list[RetryOn](["unavailable"]))
+    # gRPC status names, and Envoy's transport conditions connect_failure
+    # (no connection), refused_stream (REFUSED_STREAM) and reset (the
+    # connection broke under the request).
+    on: list[Annotated[RetryOn, BeforeValidator(_underscores)]] = Field(
+        default_factory=lambda: list[RetryOn](["unavailable"])
+    )
     per_try_timeout: Duration | None = None
     backoff: Duration = 0.025
     max_backoff: Duration = 0.25
@@ -414,6 +427,107 @@ class HashPolicyConfig(Model):
         return self
 
 
+class GrpcHealthCheckConfig(Model):
+    # The service name sent in grpc.health.v1 HealthCheckRequest; "" is the server.
+    service: str = ""
+
+
+class HttpHealthCheckConfig(Model):
+    # GET this path over HTTP/1.1; a 2xx answer is healthy.
+    path: str = "/"
+
+
+class TcpHealthCheckConfig(Model):
+    """A TCP connect that succeeds is healthy."""
+
+
+class HealthCheckConfig(Model):
+    """Active health checks of every endpoint of the cluster (Envoy's HealthCheck).
+
+    Exactly one of grpc, http or tcp. An endpoint is unhealthy after
+    ``unhealthy_threshold`` failed probes in a row and healthy again after
+    ``healthy_threshold`` good ones; a probe that takes longer than
+    ``timeout`` has failed.
+    """
+
+    grpc: GrpcHealthCheckConfig | None = None
+    http: HttpHealthCheckConfig | None = None
+    tcp: TcpHealthCheckConfig | None = None
+    interval: Duration = 5.0  # between probes of one endpoint
+    jitter: Duration = 0.0  # up to this much more, at random, per probe
+    timeout: Duration = 1.0
+    unhealthy_threshold: int = Field(default=3, ge=1)
+    healthy_threshold: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HealthCheckConfig:
+        given = [k for k in ("grpc", "http", "tcp") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of grpc, http or tcp")
+        if self.interval <= 0 or self.timeout <= 0:
+            raise ValueError("interval and timeout must be above zero")
+        return self
+
+
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+class OutlierDetectionConfig(Model):
+    """Passive health: eject endpoints whose requests fail (Envoy's OutlierDetection,
+    with Envoy's defaults). ``enforcing_*`` is the percent chance that a
+    detected outlier is ejected; 0 turns that check off."""
+
+    # Eject after this many 5xx in a row (0: off).
+    consecutive_5xx: int = Field(default=5, ge=0)
+    enforcing_consecutive_5xx: Percent = 100
+    # Eject after this many gateway failures in a row: 502, 503, 504,
+    # connect failures, resets and timeouts (0: off).
+    consecutive_gateway_failure: int = Field(default=5, ge=0)
+    enforcing_consecutive_gateway_failure: Percent = 0
+    # How often the success-rate and failure-percentage checks run, and
+    # ejected endpoints are looked at again.
+    interval: Duration = 10.0
+    # An endpoint's n-th ejection lasts base_ejection_time * n, at most max_ejection_time.
+    base_ejection_time: Duration = 30.0
+    max_ejection_time: Duration = 300.0
+    # At most this percent of the endpoints out at once (one always may be).
+    max_ejection_percent: Percent = 10
+    # Success rate (gRFC A50): eject below mean - stdev * stdev_factor / 1000,
+    # among endpoints with request_volume requests in the interval, when at
+    # least minimum_hosts have that many.
+    success_rate_minimum_hosts: int = Field(default=5, ge=1)
+    success_rate_request_volume: int = Field(default=100, ge=1)
+    success_rate_stdev_factor: int = Field(default=1900, ge=0)
+    enforcing_success_rate: Percent = 100
+    # Failure percentage (gRFC A50): eject at or above threshold percent failed.
+    failure_percentage_threshold: Percent = 85
+    failure_percentage_minimum_hosts: int = Field(default=5, ge=1)
+    failure_percentage_request_volume: int = Field(default=50, ge=1)
+    enforcing_failure_percentage: Percent = 0
+
+    @model_validator(mode="after")
+    def _positive_interval(self) -> OutlierDetectionConfig:
+        if self.interval <= 0:
+            raise ValueError("interval must be above zero")
+        return self
+
+
+class RetryBudgetConfig(Model):
+    """Envoy's retry budget: retries in flight may be at most budget_percent of
+    the requests in flight, and min_retry_concurrency always."""
+
+    budget_percent: float = Field(default=20.0, ge=0, le=100)
+    min_retry_concurrency: int = Field(default=3, ge=0)
+
+
+class KeepaliveConfig(Model):
+    """HTTP/2 keepalive pings on the cluster's gRPC connections, so a dead peer
+    is noticed in ``time + timeout`` even with no request on the connection."""
+
+    time: Duration = 30.0
+    timeout: Duration = 10.0
+
+
 class ClusterConfig(Model):
     name: str
     protocol: Protocol = "grpc"
@@ -422,6 +536,17 @@ class ClusterConfig(Model):
     hash_policy: list[HashPolicyConfig] = Field(default_factory=list)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     max_requests: int = Field(default=1024, ge=1)
+    # Active probes of every endpoint, and passive ejection of failing ones.
+    health_check: HealthCheckConfig | None = None
+    outlier_detection: OutlierDetectionConfig | None = None
+    # Below this percent of healthy endpoints, spread requests over all of
+    # them (Envoy's healthy_panic_threshold; 0: never).
+    panic_threshold: float = Field(default=50.0, ge=0, le=100)
+    # Retries in flight at once (Envoy's max_retries circuit breaker), unless
+    # retry_budget is given, which replaces it.
+    max_retries: int = Field(default=3, ge=0)
+    retry_budget: RetryBudgetConfig | None = None
+    keepalive: KeepaliveConfig = Field(default_factory=KeepaliveConfig)
     # Dubbo service group and version (triple and dubbo protocols); a route's
     # dubbo section or the x-dubbo-service-group / -version headers override.
     group: str | None = None

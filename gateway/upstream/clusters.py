@@ -17,25 +17,37 @@ differs.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.config import ClusterConfig, HashPolicyConfig, RetryConfig, split_address
+from gateway.config import (
+    ClusterConfig,
+    HashPolicyConfig,
+    HealthCheckConfig,
+    OutlierDetectionConfig,
+    RetryConfig,
+    split_address,
+)
 from gateway.errors import GRPC_CODES_BY_NAME, UpstreamUnavailable
 from gateway.upstream.call import Call, DubboOptions
-from mesh.balancer import ClusterBalancer, RequestCounter
+from gateway.upstream.health_events import report_health_event
+from mesh.balancer import ClusterBalancer, RequestCounter, RetryLimiter
+from mesh.cluster_health import ClusterHealth
 from mesh.endpoint import Endpoint
 from mesh.errors import NoEndpointError
 from mesh.hashing import HashOn, HashPolicy, RequestAttributes, hash_key
-from mesh.retry import RetryPolicy
-from mesh.xds.cluster import Cluster
+from mesh.outlier import Outcome
+from mesh.retry import RETRY_ON_CAUSES, RetryPolicy
+from mesh.xds.cluster import Cluster, HealthCheck, OutlierDetection, RetryBudget
 from mesh.xds.endpoints import LoadAssignment, LocalityEndpoints
 
 if TYPE_CHECKING:
     from gateway.upstream.registry import UpstreamName
 
 Headers = Mapping[str, str]
+Clock = Callable[[], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +66,26 @@ class CallPlan:
     # The protocol client, when the cluster decides it per request (a registry
     # cluster, by the protocol of the providers it found); else the route's.
     upstream: UpstreamName | None = None
+    health: ClusterHealth | None = None  # fed each attempt's outcome
+    retries: RetryLimiter | None = None  # the retry budget / max_retries breaker
 
-    def pick(self) -> Endpoint:
-        """Another endpoint of the same cluster, for a retry attempt."""
+    def pick(self, avoid: Collection[str] = ()) -> Endpoint:
+        """Another endpoint of the same cluster for a retry attempt, one not in
+        ``avoid`` (the addresses already tried) whenever there is one."""
         try:
-            return self.balancer.pick(self.hash_key)
+            return self.balancer.pick(self.hash_key, avoid)
         except NoEndpointError as exc:
             raise UpstreamUnavailable(f"cluster {self.cluster!r}: {exc}") from None
+
+    def may_retry(self) -> bool:
+        """Take a retry slot; False when the cluster's retry budget is spent."""
+        if self.retries is None:
+            return True
+        return self.retries.try_acquire(self.requests.in_flight)
+
+    def retry_done(self) -> None:
+        if self.retries is not None:
+            self.retries.release()
 
     def begin(self, endpoint: Endpoint) -> bool:
         """Start an attempt; False when the cluster is at its in-flight cap."""
@@ -69,9 +94,16 @@ class CallPlan:
         self.balancer.started(endpoint)
         return True
 
-    def end(self, endpoint: Endpoint) -> None:
+    def end(
+        self, endpoint: Endpoint, outcome: Outcome | None = None, clock: Clock | None = None
+    ) -> None:
+        """Finish an attempt; its outcome (None: not the endpoint's doing) feeds
+        outlier detection, at ``clock()``."""
         self.requests.release()
         self.balancer.finished(endpoint)
+        health = self.health
+        if outcome is not None and health is not None and health.detector is not None:
+            health.record(endpoint.address, outcome, clock() if clock else time.monotonic())
 
 
 class MeshPlanner(Protocol):
@@ -104,6 +136,7 @@ class StaticCluster:
     """A YAML cluster at run time: the mesh balancer over its inline endpoints."""
 
     def __init__(self, config: ClusterConfig, rng: random.Random | None = None) -> None:
+        self.config = config
         self.name = config.name
         self.protocol = config.protocol
         self.endpoints = tuple(
@@ -112,12 +145,37 @@ class StaticCluster:
             )
             for e in config.endpoints
         )
+        budget = config.retry_budget
         self.cluster = Cluster(
-            config.name, config.name, config.lb, max_requests=config.max_requests
+            config.name,
+            config.name,
+            config.lb,
+            max_requests=config.max_requests,
+            outlier_detection=outlier_detection(config.outlier_detection),
+            health_check=health_check(config.health_check),
+            panic_threshold=config.panic_threshold,
+            max_retries=config.max_retries,
+            retry_budget=(
+                RetryBudget(budget.budget_percent, budget.min_retry_concurrency) if budget else None
+            ),
         )
         assignment = LoadAssignment(config.name, (LocalityEndpoints("", 1, 0, self.endpoints),))
         self.balancer = ClusterBalancer(self.cluster, assignment, rng)
         self.requests = RequestCounter(config.max_requests)
+        self.retries = RetryLimiter(
+            config.max_retries,
+            budget.budget_percent if budget else None,
+            budget.min_retry_concurrency if budget else 3,
+        )
+        self.health = ClusterHealth(
+            config.name,
+            self.cluster.outlier_detection,
+            self.cluster.health_check,
+            time.monotonic(),
+            rng,
+            report_health_event,
+        )
+        self.health.attach(self.balancer)
         self.hash_policies = tuple(hash_policy(p) for p in config.hash_policy)
         self.dubbo = DubboOptions(config.group, config.version, config.application)
 
@@ -141,7 +199,14 @@ class StaticClusterRef:
         except NoEndpointError as exc:
             raise UpstreamUnavailable(f"cluster {cluster.name!r}: {exc}") from None
         return CallPlan(
-            cluster.name, first, cluster.balancer, cluster.requests, key, retry=self.retry
+            cluster.name,
+            first,
+            cluster.balancer,
+            cluster.requests,
+            key,
+            retry=self.retry,
+            health=cluster.health,
+            retries=cluster.retries,
         )
 
 
@@ -185,8 +250,10 @@ def _mesh(mesh: MeshPlanner | None) -> MeshPlanner:
 
 def retry_policy(config: RetryConfig) -> RetryPolicy:
     """A route's ``retry:`` as the mesh's policy type; ``attempts`` counts retries."""
+    causes = {name.replace("-", "_") for name in RETRY_ON_CAUSES}
     return RetryPolicy(
-        retry_on=frozenset(GRPC_CODES_BY_NAME[name] for name in config.on),
+        retry_on=frozenset(GRPC_CODES_BY_NAME[name] for name in config.on if name not in causes),
+        retry_on_causes=frozenset(name for name in config.on if name in causes),
         max_attempts=config.attempts + 1,
         per_try_timeout_s=config.per_try_timeout,
         backoff_base_s=config.backoff,
@@ -202,3 +269,42 @@ def hash_policy(config: HashPolicyConfig) -> HashPolicy:
     if config.query_parameter is not None:
         return HashPolicy(HashOn.QUERY_PARAMETER, config.query_parameter, config.terminal)
     return HashPolicy(HashOn.SOURCE_IP, "", config.terminal)
+
+
+def health_check(config: HealthCheckConfig | None) -> HealthCheck | None:
+    if config is None:
+        return None
+    kind = "grpc" if config.grpc is not None else "http" if config.http is not None else "tcp"
+    return HealthCheck(
+        kind=kind,
+        interval_s=config.interval,
+        jitter_s=config.jitter,
+        timeout_s=config.timeout,
+        unhealthy_threshold=config.unhealthy_threshold,
+        healthy_threshold=config.healthy_threshold,
+        grpc_service=config.grpc.service if config.grpc is not None else "",
+        http_path=config.http.path if config.http is not None else "/",
+    )
+
+
+def outlier_detection(config: OutlierDetectionConfig | None) -> OutlierDetection | None:
+    if config is None:
+        return None
+    return OutlierDetection(
+        interval_s=config.interval,
+        base_ejection_time_s=config.base_ejection_time,
+        max_ejection_time_s=config.max_ejection_time,
+        max_ejection_percent=config.max_ejection_percent,
+        consecutive_5xx=config.consecutive_5xx,
+        enforcing_consecutive_5xx=config.enforcing_consecutive_5xx,
+        consecutive_gateway_failure=config.consecutive_gateway_failure,
+        enforcing_consecutive_gateway_failure=config.enforcing_consecutive_gateway_failure,
+        success_rate_minimum_hosts=config.success_rate_minimum_hosts,
+        success_rate_request_volume=config.success_rate_request_volume,
+        success_rate_stdev_factor=config.success_rate_stdev_factor,
+        enforcing_success_rate=config.enforcing_success_rate,
+        failure_percentage_threshold=config.failure_percentage_threshold,
+        failure_percentage_minimum_hosts=config.failure_percentage_minimum_hosts,
+        failure_percentage_request_volume=config.failure_percentage_request_volume,
+        enforcing_failure_percentage=config.enforcing_failure_percentage,
+    )

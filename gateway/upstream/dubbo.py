@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import orjson
@@ -26,7 +26,14 @@ from gateway.dubbo.hessian2_types import JavaLong, JavaObject
 from gateway.dubbo.invocation import GENERIC_INVOKE, Invocation, generic_invocation
 from gateway.dubbo.jvm_types import descriptor_of
 from gateway.dubbo.protocol import Response, Status
-from gateway.errors import BadRequest, GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.errors import (
+    CONNECT_FAILURE,
+    RESET,
+    BadRequest,
+    GatewayError,
+    UpstreamStatus,
+    UpstreamUnavailable,
+)
 from gateway.upstream.call import Call, ReplyStream
 from gateway.upstream.dubbo_conn import (
     DEFAULT_HEARTBEAT,
@@ -306,7 +313,7 @@ class DubboUpstream:
                 f"{target}: no answer within {call.timeout:g}s", grpc_code=4
             ) from None
         except ConnectionLost as exc:
-            raise UpstreamUnavailable(f"{target}: {exc}") from None
+            raise UpstreamUnavailable(f"{target}: {exc}", cause=RESET) from None
         except DubboCodecError as exc:
             raise BadRequest(f"{target}: arguments cannot be encoded: {exc}") from None
         return reply_for(response, target)
@@ -342,15 +349,25 @@ class DubboUpstream:
             )
         except TimeoutError:
             raise UpstreamUnavailable(
-                f"dubbo {address}: connect timed out after {self._connect_timeout:g}s"
+                f"dubbo {address}: connect timed out after {self._connect_timeout:g}s",
+                cause=CONNECT_FAILURE,
             ) from None
         except (OSError, ValueError) as exc:
-            raise UpstreamUnavailable(f"dubbo {address}: {exc}") from None
+            raise UpstreamUnavailable(f"dubbo {address}: {exc}", cause=CONNECT_FAILURE) from None
         self._connections[address] = connection
         return connection
 
     def connections(self) -> Sequence[DubboConnection]:
         return list(self._connections.values())
+
+    async def retain(self, addresses: Collection[str]) -> None:
+        """Close the idle connections of providers that left every cluster; a
+        connection with calls in flight is left to finish them and goes at a
+        later round."""
+        for address, connection in list(self._connections.items()):
+            if address not in addresses and connection.in_flight == 0:
+                del self._connections[address]
+                await connection.close()
 
     async def close(self) -> None:
         for task in list(self._opening.values()):

@@ -8,14 +8,23 @@ channel reconnects by itself when the backend comes back.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
 import grpc
 import grpc.aio
 
-from gateway.errors import Code, GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.errors import (
+    CONNECT_FAILURE,
+    REFUSED_STREAM,
+    RESET,
+    Code,
+    GatewayError,
+    UpstreamStatus,
+    UpstreamUnavailable,
+)
 from gateway.upstream.call import Call, Metadata, Reply, ReplyStream
 from gateway.upstream.metadata import response_headers
 from gateway.upstream.status import status_details
@@ -23,26 +32,68 @@ from gateway.upstream.status import status_details
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     # The gateway does its own retries; grpc's transparent retries would
     # multiply them.
     ("grpc.enable_retries", 0),
+    # Reconnect soon after a backend comes back: gRPC's default backoff grows
+    # to two minutes, long after health checks put the endpoint back. (Not
+    # min_reconnect_backoff_ms: gRPC core takes it as the connect timeout too,
+    # and a slow peer's handshake, a JVM's, needs more than a few 100 ms.)
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
 )
+# In-flight calls on the channel of an endpoint that left get this long to end.
+CLOSE_GRACE_S = 5.0
+Keepalive = tuple[float, float]  # seconds: ping after idle, then wait for the ack
+DEFAULT_KEEPALIVE: Keepalive = (30.0, 10.0)
 
 
 class GrpcUpstream:
     def __init__(self) -> None:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._unary: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
+        self._keepalive: dict[str, Keepalive] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            ping, wait = self._keepalive.get(address, DEFAULT_KEEPALIVE)
+            options = (
+                *_CHANNEL_OPTIONS,
+                ("grpc.keepalive_time_ms", int(ping * 1000)),
+                ("grpc.keepalive_timeout_ms", int(wait * 1000)),
+            )
+            channel = grpc.aio.insecure_channel(address, options=options)
             self._channels[address] = channel
         return channel
+
+    def set_keepalive(self, keepalive: Mapping[str, Keepalive]) -> None:
+        """Per endpoint keepalive (its cluster's); a changed one re-creates the channel."""
+        changed = {a for a, k in keepalive.items() if self._keepalive.get(a, k) != k}
+        self._keepalive = dict(keepalive)
+        for address in changed:
+            self._drop(address)
+
+    def retain(self, addresses: Collection[str]) -> None:
+        """Close the channels of endpoints that left every cluster (EDS or the config);
+        calls still running on them get CLOSE_GRACE_S to finish."""
+        for address in [a for a in self._channels if a not in addresses]:
+            self._drop(address)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(self._channels)
+
+    def _drop(self, address: str) -> None:
+        channel = self._channels.pop(address, None)
+        for key in [k for k in self._unary if k[0] == address]:
+            del self._unary[key]
+        if channel is not None:
+            task = asyncio.get_running_loop().create_task(channel.close(CLOSE_GRACE_S))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
         metadata = call.metadata
@@ -123,10 +174,38 @@ def upstream_error(exc: grpc.aio.AioRpcError) -> GatewayError:
     headers = response_headers(initial, trailing)
     if code == Code.UNAVAILABLE:
         error = UpstreamUnavailable(
-            message or "upstream unavailable", details=details, headers=headers
+            message or "upstream unavailable",
+            details=details,
+            headers=headers,
+            cause=transport_cause(message),
         )
         if message and not _TRANSPORT_FAILURE.search(message):
             # The backend's own UNAVAILABLE status: its message is for the client.
             error.public_message = None
         return error
     return UpstreamStatus(message, grpc_code=code, details=details, headers=headers)
+
+
+# gRPC core's words for what happened to the transport (status details).
+_CAUSES = (
+    ("failed to connect", CONNECT_FAILURE),
+    ("refused_stream", REFUSED_STREAM),
+    ("stream refused", REFUSED_STREAM),
+    ("socket closed", RESET),
+    ("connection reset", RESET),
+    ("broken pipe", RESET),
+    ("goaway", RESET),
+    ("stream removed", RESET),
+    ("rst_stream", RESET),
+    ("connection closed", RESET),
+)
+
+
+def transport_cause(message: str) -> str | None:
+    """connect_failure, refused_stream or reset, when the status came from the
+    transport rather than from the backend's own handler (None)."""
+    lowered = message.lower()
+    for words, cause in _CAUSES:
+        if words in lowered:
+            return cause
+    return None

@@ -5,6 +5,12 @@ hand; a response stream is never retried once it has started. Every decision
 (which status retries, how long to back off) is the mesh core's pure helpers,
 the same for static and xDS clusters. Time and randomness are injected so the
 tests drive them.
+
+Retries cannot multiply an outage: each one needs a slot of the cluster's
+retry budget (or max_retries circuit breaker), goes to an endpoint the
+request has not tried yet when there is one, and never runs past the
+deadline. Every attempt's outcome is reported to the cluster's outlier
+detection (``CallPlan.end``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from gateway.errors import GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.errors import GatewayError, UpstreamStatus, UpstreamUnavailable, http_status_for
+from gateway.metrics import count_retry
 from gateway.upstream.call import Call, Reply, ReplyStream, Upstream
 from gateway.upstream.clusters import CallPlan
+from mesh.outlier import Outcome
 from mesh.retry import retry_backoff, should_retry
 
 Clock = Callable[[], float]
@@ -54,26 +62,47 @@ class Invoker:
         deadline = None if timeout is None else self._clock() + timeout
         endpoint = plan.first
         attempt = 1
-        while True:
-            try_timeout = self._remaining(deadline)
-            if retry is not None and retry.per_try_timeout_s:
-                try_timeout = shortest(try_timeout, retry.per_try_timeout_s)
-            if not plan.begin(endpoint):
-                raise overloaded(plan)
-            try:
-                return await upstream.unary(endpoint.address, call, try_timeout)
-            except GatewayError as error:
-                out_of_time = deadline is not None and self._clock() >= deadline
-                if out_of_time or not should_retry(retry, error.grpc_code, attempt):
-                    raise
-            finally:
-                plan.end(endpoint)
-            assert retry is not None
-            backoff = retry_backoff(retry, attempt, self._rng)
-            remaining = self._remaining(deadline)
-            await self._sleep(backoff if remaining is None else min(backoff, remaining))
-            attempt += 1
-            endpoint = plan.pick()
+        tried: list[str] | None = None  # endpoints tried, once a retry is in sight
+        holds_retry = False  # this attempt took a slot of the retry budget
+        try:
+            while True:
+                try_timeout = self._remaining(deadline)
+                if retry is not None and retry.per_try_timeout_s:
+                    try_timeout = shortest(try_timeout, retry.per_try_timeout_s)
+                if not plan.begin(endpoint):
+                    raise overloaded(plan)
+                outcome: Outcome | None = None
+                try:
+                    reply = await upstream.unary(endpoint.address, call, try_timeout)
+                    outcome = Outcome.SUCCESS
+                    return reply
+                except GatewayError as error:
+                    outcome = outcome_of(error)
+                    out_of_time = deadline is not None and self._clock() >= deadline
+                    cause = getattr(error, "cause", None)
+                    if out_of_time or not should_retry(retry, error.grpc_code, attempt, cause):
+                        raise
+                    failure = error
+                finally:
+                    plan.end(endpoint, outcome, self._clock)
+                    if holds_retry:
+                        plan.retry_done()
+                        holds_retry = False
+                tried = [endpoint.address] if tried is None else [*tried, endpoint.address]
+                if not plan.may_retry():
+                    count_retry(plan.cluster, sent=False)
+                    raise failure
+                holds_retry = True
+                count_retry(plan.cluster, sent=True)
+                assert retry is not None
+                backoff = retry_backoff(retry, attempt, self._rng)
+                remaining = self._remaining(deadline)
+                await self._sleep(backoff if remaining is None else min(backoff, remaining))
+                attempt += 1
+                endpoint = plan.pick(tried)
+        finally:
+            if holds_retry:
+                plan.retry_done()
 
     async def stream(
         self, plan: CallPlan, upstream: Upstream, call: Call, timeout: float | None
@@ -85,16 +114,24 @@ class Invoker:
             raise overloaded(plan)
         try:
             started = await upstream.stream(endpoint.address, call, shortest(timeout, plan.timeout))
+        except GatewayError as error:
+            plan.end(endpoint, outcome_of(error), self._clock)
+            raise
         except BaseException:
             plan.end(endpoint)
             raise
 
         async def counted() -> AsyncIterator[bytes]:
+            outcome: Outcome | None = None
             try:
                 async for message in started.messages:
                     yield message
+                outcome = Outcome.SUCCESS
+            except GatewayError as error:
+                outcome = outcome_of(error)
+                raise
             finally:
-                plan.end(endpoint)
+                plan.end(endpoint, outcome, self._clock)
 
         return ReplyStream(started.initial_metadata, counted())
 
@@ -116,3 +153,21 @@ def shortest(a: float | None, b: float | None) -> float | None:
     if b is None:
         return a
     return min(a, b)
+
+
+def outcome_of(error: GatewayError) -> Outcome | None:
+    """What a failed attempt says about its endpoint (Envoy's view: the gRPC
+    status mapped to HTTP; 502/503/504 and transport failures are gateway
+    failures, other 5xx errors, anything else the endpoint answering fine).
+    Errors the gateway raised itself, before or instead of the upstream, say
+    nothing about it (None)."""
+    if not isinstance(error, UpstreamStatus | UpstreamUnavailable):
+        return None
+    if isinstance(error, UpstreamUnavailable) and error.cause is not None:
+        return Outcome.GATEWAY_FAILURE
+    status = http_status_for(error.grpc_code)
+    if status in (502, 503, 504):
+        return Outcome.GATEWAY_FAILURE
+    if status >= 500:
+        return Outcome.ERROR
+    return Outcome.SUCCESS

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from gateway.config import MeshConfig
 from gateway.errors import RouteNotFound, UpstreamUnavailable
 from gateway.upstream.clusters import CallPlan
+from gateway.upstream.health_events import report_health_event
 from mesh import MeshCore, TargetNotReady, fault_decision, load_bootstrap
 from mesh.hashing import RequestAttributes
 from mesh.retry import RetryPolicy
@@ -30,7 +31,9 @@ INITIAL_FETCH_TIMEOUT = 10.0
 class MeshClient:
     def __init__(self, config: MeshConfig, rng: random.Random | None = None) -> None:
         assert config.xds is not None
-        self.core = MeshCore(load_bootstrap(config.xds.bootstrap))
+        self.core = MeshCore(
+            load_bootstrap(config.xds.bootstrap), on_health_event=report_health_event
+        )
         self.interfaces: dict[str, str] = dict(config.interfaces)
         self._discover = config.discover_interfaces
         self._rng = rng or random.Random()
@@ -101,4 +104,6 @@ class MeshClient:
             retry=retry or decision.retry,
             delay=delay,
             abort=abort,
+            health=decision.health,
+            retries=decision.retries,
         )

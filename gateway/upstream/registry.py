@@ -7,7 +7,7 @@ by a name it already knows to exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Literal
 
 from gateway.upstream.call import Upstream
@@ -49,6 +49,18 @@ class UpstreamClients:
         if client is None:
             client = self._clients[name] = self._factories[name]()
         return client
+
+    async def retain(self, addresses: Collection[str]) -> None:
+        """Close connections to endpoints that left every cluster (EDS or the config)."""
+        self._grpc.retain(addresses)
+        dubbo = self._clients.get("dubbo2")
+        if isinstance(dubbo, DubboUpstream):
+            await dubbo.retain(addresses)
+
+    @property
+    def grpc(self) -> GrpcUpstream:
+        """The gRPC (and Triple) channels, which follow the clusters' endpoints."""
+        return self._grpc
 
     async def close(self) -> None:
         clients, self._clients = self._clients, {}

@@ -31,7 +31,9 @@ import orjson
 
 from gateway.dubbo.jvm_types import PRIMITIVE_CODES
 from gateway.errors import (
+    CONNECT_FAILURE,
     GRPC_CODES_BY_NAME,
+    RESET,
     Code,
     GatewayError,
     UpstreamStatus,
@@ -225,9 +227,14 @@ class TripleJsonUpstream:
             ) from None
         except httpx.TimeoutException as exc:
             # The connect bound tripped: the endpoint is not reachable in time.
-            raise UpstreamUnavailable(f"{target}: {type(exc).__name__}") from None
+            raise UpstreamUnavailable(
+                f"{target}: {type(exc).__name__}", cause=CONNECT_FAILURE
+            ) from None
         except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"{target}: {exc or type(exc).__name__}") from None
+            cause = CONNECT_FAILURE if isinstance(exc, httpx.ConnectError) else RESET
+            raise UpstreamUnavailable(
+                f"{target}: {exc or type(exc).__name__}", cause=cause
+            ) from None
         if 200 <= response.status_code < 300:
             return GenericReply(response.content or b"null")
         raise error_from_response(response.status_code, response.content, target)

@@ -11,6 +11,8 @@ from mesh.errors import ResourceError
 from mesh.xds.common import seconds
 
 DEFAULT_MAX_REQUESTS = 1024
+# Envoy's default max_retries circuit breaker: concurrent retries per cluster.
+DEFAULT_MAX_RETRIES = 3
 _LB_POLICIES = {
     cluster_pb2.Cluster.ROUND_ROBIN: "round_robin",
     cluster_pb2.Cluster.LEAST_REQUEST: "least_request",
@@ -31,18 +33,52 @@ MAX_RING_SIZE = 8 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class OutlierDetection:
-    """Kept as sent; an outlier detector elsewhere acts on it."""
+    """Envoy's OutlierDetection with Envoy's defaults; ``mesh.outlier`` acts on it.
+
+    ``consecutive_*`` eject as soon as the count is reached; success rate and
+    failure percentage (gRFC A50) are judged once per ``interval_s``. The
+    ``enforcing_*`` fields are the percent chance that a detected outlier is
+    actually ejected (0 turns that check off).
+    """
 
     interval_s: float = 10.0
     base_ejection_time_s: float = 30.0
     max_ejection_time_s: float = 300.0
     max_ejection_percent: int = 10
-    consecutive_5xx: int | None = None
+    consecutive_5xx: int = 5
+    enforcing_consecutive_5xx: int = 100
+    consecutive_gateway_failure: int = 5
+    enforcing_consecutive_gateway_failure: int = 0
     success_rate_minimum_hosts: int = 5
     success_rate_request_volume: int = 100
     success_rate_stdev_factor: int = 1900
     enforcing_success_rate: int = 100
-    enforcing_consecutive_5xx: int = 100
+    failure_percentage_threshold: int = 85
+    failure_percentage_minimum_hosts: int = 5
+    failure_percentage_request_volume: int = 50
+    enforcing_failure_percentage: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """An active health check (Envoy's HealthCheck, the kinds meshgate runs)."""
+
+    kind: str  # grpc | http | tcp
+    interval_s: float = 5.0
+    jitter_s: float = 0.0
+    timeout_s: float = 1.0
+    unhealthy_threshold: int = 3
+    healthy_threshold: int = 1
+    grpc_service: str = ""
+    http_path: str = "/"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """Envoy's retry budget: concurrent retries allowed as a share of active requests."""
+
+    budget_percent: float = 20.0
+    min_retry_concurrency: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +92,12 @@ class Cluster:
     ring_max_size: int = 8 * 1024 * 1024
     least_request_choices: int = 2
     tls: bool = False
+    health_check: HealthCheck | None = None
+    # Envoy's healthy_panic_threshold: below this percent of healthy endpoints,
+    # route to all of them rather than overload the few (0 turns it off).
+    panic_threshold: float = 50.0
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retry_budget: RetryBudget | None = None
 
     def references(self) -> tuple[str, ...]:
         return (self.eds_service_name,)
@@ -82,6 +124,10 @@ def cluster(proto: cluster_pb2.Cluster) -> Cluster:
         ring_max_size=ring_max,
         least_request_choices=_choices(proto),
         tls=proto.HasField("transport_socket"),
+        health_check=_health_check(proto),
+        panic_threshold=_panic_threshold(proto),
+        max_retries=_max_retries(proto),
+        retry_budget=_retry_budget(proto),
     )
 
 
@@ -104,6 +150,74 @@ def _max_requests(proto: cluster_pb2.Cluster) -> int:
         if threshold.priority == base_pb2.DEFAULT and threshold.HasField("max_requests"):
             return int(threshold.max_requests.value)
     return DEFAULT_MAX_REQUESTS
+
+
+def _default_thresholds(
+    proto: cluster_pb2.Cluster,
+) -> cluster_pb2.CircuitBreakers.Thresholds | None:
+    for threshold in proto.circuit_breakers.thresholds:
+        if threshold.priority == base_pb2.DEFAULT:
+            return threshold
+    return None
+
+
+def _max_retries(proto: cluster_pb2.Cluster) -> int:
+    threshold = _default_thresholds(proto)
+    if threshold is not None and threshold.HasField("max_retries"):
+        return int(threshold.max_retries.value)
+    return DEFAULT_MAX_RETRIES
+
+
+def _retry_budget(proto: cluster_pb2.Cluster) -> RetryBudget | None:
+    threshold = _default_thresholds(proto)
+    if threshold is None or not threshold.HasField("retry_budget"):
+        return None
+    budget = threshold.retry_budget
+    defaults = RetryBudget()
+    return RetryBudget(
+        budget_percent=(
+            budget.budget_percent.value
+            if budget.HasField("budget_percent")
+            else defaults.budget_percent
+        ),
+        min_retry_concurrency=(
+            budget.min_retry_concurrency.value
+            if budget.HasField("min_retry_concurrency")
+            else defaults.min_retry_concurrency
+        ),
+    )
+
+
+def _panic_threshold(proto: cluster_pb2.Cluster) -> float:
+    config = proto.common_lb_config
+    if config.HasField("healthy_panic_threshold"):
+        return float(config.healthy_panic_threshold.value)
+    return 50.0
+
+
+def _health_check(proto: cluster_pb2.Cluster) -> HealthCheck | None:
+    """The first health check of a kind meshgate runs (gRPC, HTTP, TCP)."""
+    for check in proto.health_checks:
+        kind = check.WhichOneof("health_checker")
+        if kind not in ("grpc_health_check", "http_health_check", "tcp_health_check"):
+            continue
+        if not check.HasField("interval") or not check.HasField("timeout"):
+            raise ResourceError("health_checks: interval and timeout are required")
+        unhealthy = check.unhealthy_threshold.value if check.HasField("unhealthy_threshold") else 3
+        healthy = check.healthy_threshold.value if check.HasField("healthy_threshold") else 1
+        if unhealthy < 1 or healthy < 1:
+            raise ResourceError("health_checks: thresholds must be at least 1")
+        return HealthCheck(
+            kind=kind.removesuffix("_health_check"),
+            interval_s=seconds(check.interval),
+            jitter_s=seconds(check.interval_jitter) if check.HasField("interval_jitter") else 0.0,
+            timeout_s=seconds(check.timeout),
+            unhealthy_threshold=unhealthy,
+            healthy_threshold=healthy,
+            grpc_service=check.grpc_health_check.service_name,
+            http_path=check.http_health_check.path or "/",
+        )
+    return None
 
 
 def _ring_sizes(proto: cluster_pb2.Cluster) -> tuple[int, int]:
@@ -138,6 +252,28 @@ def _outlier(proto: cluster_pb2.Cluster) -> OutlierDetection:
     percent = wrapped("max_ejection_percent", defaults.max_ejection_percent)
     if percent > 100:
         raise ResourceError("outlier_detection.max_ejection_percent exceeds 100")
+    defaults_fields = {
+        name: wrapped(name, getattr(defaults, name))
+        for name in (
+            "consecutive_5xx",
+            "enforcing_consecutive_5xx",
+            "consecutive_gateway_failure",
+            "enforcing_consecutive_gateway_failure",
+            "success_rate_minimum_hosts",
+            "success_rate_request_volume",
+            "success_rate_stdev_factor",
+            "enforcing_success_rate",
+            "failure_percentage_threshold",
+            "failure_percentage_minimum_hosts",
+            "failure_percentage_request_volume",
+            "enforcing_failure_percentage",
+        )
+    }
+    for name, value in defaults_fields.items():
+        if (name.startswith("enforcing_") or name == "failure_percentage_threshold") and (
+            value > 100
+        ):
+            raise ResourceError(f"outlier_detection.{name} exceeds 100")
     return OutlierDetection(
         interval_s=seconds(od.interval) if od.HasField("interval") else defaults.interval_s,
         base_ejection_time_s=(
@@ -151,10 +287,5 @@ def _outlier(proto: cluster_pb2.Cluster) -> OutlierDetection:
             else defaults.max_ejection_time_s
         ),
         max_ejection_percent=percent,
-        consecutive_5xx=od.consecutive_5xx.value if od.HasField("consecutive_5xx") else None,
-        success_rate_minimum_hosts=wrapped("success_rate_minimum_hosts", 5),
-        success_rate_request_volume=wrapped("success_rate_request_volume", 100),
-        success_rate_stdev_factor=wrapped("success_rate_stdev_factor", 1900),
-        enforcing_success_rate=wrapped("enforcing_success_rate", 100),
-        enforcing_consecutive_5xx=wrapped("enforcing_consecutive_5xx", 100),
+        **defaults_fields,
     )

@@ -11,7 +11,7 @@ from envoy.config.route.v3 import route_pb2
 
 from mesh.errors import ResourceError
 from mesh.hashing import HashOn, HashPolicy
-from mesh.retry import MAX_ATTEMPTS_CAP, RETRY_ON_CODES, RetryPolicy
+from mesh.retry import MAX_ATTEMPTS_CAP, RETRY_ON_CAUSES, RETRY_ON_CODES, RetryPolicy
 from mesh.xds.common import fraction, seconds
 from mesh.xds.http_filters import FilterOverrides, filter_overrides
 from mesh.xds.matchers import HeaderMatcher, header_matcher
@@ -236,7 +236,12 @@ def _retry_policy(proto: rc.RetryPolicy, where: str) -> RetryPolicy | None:
         for name in proto.retry_on.split(",")
         if name.strip() in RETRY_ON_CODES
     )
-    if not codes:
+    causes = frozenset(
+        RETRY_ON_CAUSES[name.strip()]
+        for name in proto.retry_on.split(",")
+        if name.strip() in RETRY_ON_CAUSES
+    )
+    if not codes and not causes:
         return None
     num_retries = proto.num_retries.value if proto.HasField("num_retries") else 1
     base, maximum = 0.025, 0.25
@@ -253,6 +258,7 @@ def _retry_policy(proto: rc.RetryPolicy, where: str) -> RetryPolicy | None:
     per_try = seconds(proto.per_try_timeout) if proto.HasField("per_try_timeout") else None
     return RetryPolicy(
         retry_on=codes,
+        retry_on_causes=causes,
         # gRPC never makes more attempts than this, whatever xDS says.
         max_attempts=min(num_retries + 1, MAX_ATTEMPTS_CAP),
         per_try_timeout_s=per_try or None,

@@ -6,6 +6,12 @@ Run as a process so the gateway under test talks to it over real sockets::
 
 Messages come from a descriptor set compiled at start-up, so no generated code
 is kept in the repository.
+
+It also serves grpc.health.v1 (each Check prints a ``HEALTH_CHECK`` line, so
+tests count probes) and, with ``--control FILE``, takes orders from that
+file, read on every call: ``unavailable`` makes Echo answer UNAVAILABLE and
+Check NOT_SERVING, ``slow:SECONDS`` delays every Echo; anything else (or no
+file) is normal service.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from tests.support.grpc_server import serve_until_signalled
@@ -26,7 +33,40 @@ from tests.support.protos import echo_descriptor_set, load_pool, message_class
 SERVICE = "meshgate.test.v1.EchoService"
 
 
-def build_handler(pool: DescriptorPool, name: str) -> grpc.GenericRpcHandler:
+def read_control(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path) as control:
+            return control.read().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def build_health_handler(control: str | None) -> grpc.GenericRpcHandler:
+    async def check(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        print("HEALTH_CHECK", flush=True)
+        if request.service not in ("", SERVICE):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service}")
+        serving = read_control(control) != "unavailable"
+        status = health_pb2.HealthCheckResponse.SERVING if serving else 2  # NOT_SERVING
+        return health_pb2.HealthCheckResponse(status=status)
+
+    return grpc.method_handlers_generic_handler(
+        "grpc.health.v1.Health",
+        {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                check,
+                request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+            )
+        },
+    )
+
+
+def build_handler(
+    pool: DescriptorPool, name: str, control: str | None = None
+) -> grpc.GenericRpcHandler:
     request_cls = message_class(pool, "meshgate.test.v1.EchoRequest")
     reply_cls = message_class(pool, "meshgate.test.v1.EchoReply")
     empty_cls = message_class(pool, "google.protobuf.Empty")
@@ -76,6 +116,11 @@ def build_handler(pool: DescriptorPool, name: str) -> grpc.GenericRpcHandler:
         return reply
 
     async def echo(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        order = read_control(control)
+        if order == "unavailable":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{name} is unavailable")
+        if order.startswith("slow:"):
+            await asyncio.sleep(float(order.removeprefix("slow:")))
         await fail_if_asked(request, context)
         return reply_for(request, context)
 
@@ -123,10 +168,12 @@ def _code_tuple(code: int) -> tuple[int, str]:
     raise ValueError(f"not a gRPC status code: {code}")
 
 
-async def serve(port: int, name: str, host: str = "127.0.0.1") -> None:
+async def serve(port: int, name: str, host: str = "127.0.0.1", control: str | None = None) -> None:
     server = grpc.aio.server()
     pool = load_pool(echo_descriptor_set())
-    server.add_generic_rpc_handlers((build_handler(pool, name),))
+    server.add_generic_rpc_handlers(
+        (build_handler(pool, name, control), build_health_handler(control))
+    )
     reflection.enable_server_reflection((SERVICE, reflection.SERVICE_NAME), server, pool=pool)
     await serve_until_signalled(server, f"{host}:{port}")
 
@@ -135,8 +182,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="backend")
+    parser.add_argument("--control", default=None, help="a file of orders, read per call")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.name))
+    asyncio.run(serve(args.port, args.name, control=args.control))
 
 
 if __name__ == "__main__":

@@ -95,8 +95,12 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 @contextmanager
-def echo_backend(port: int, name: str = "backend") -> Iterator[Process]:
-    with running(
-        python_module("tests.support.backend", "--port", str(port), "--name", name), "READY"
-    ) as process:
+def echo_backend(
+    port: int, name: str = "backend", control: Path | None = None
+) -> Iterator[Process]:
+    """The echo backend; ``control`` is a file whose content steers it (see backend.py)."""
+    args = ["--port", str(port), "--name", name]
+    if control is not None:
+        args += ["--control", str(control)]
+    with running(python_module("tests.support.backend", *args), "READY") as process:
         yield process

@@ -2,7 +2,7 @@
 
 Run in a subprocess with ``GRPC_XDS_BOOTSTRAP`` pointing at a bootstrap for
 the tests' ADS server. Reads a JSON plan on stdin (a list of requests, each
-``{"metadata": {...}, "count": N}``), calls EchoService/Echo on
+``{"metadata": {...}, "count": N, "pause": SECONDS}``, pause optional), calls EchoService/Echo on
 ``xds:///TARGET`` and prints one JSON line per request:
 ``{"plan": i, "served_by": ..., "code": <grpc status code>}``::
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import grpc
 
@@ -53,6 +54,7 @@ def main() -> None:
                 except grpc.RpcError as exc:
                     line = {"plan": index, "served_by": None, "code": exc.code().value[0]}
                 print(json.dumps(line), flush=True)
+                time.sleep(step.get("pause", 0))
     print("DONE", flush=True)
 
 

@@ -228,3 +228,56 @@ def test_grpc_listeners_are_refused_until_supported() -> None:
     assert issues_of(text) == [
         "listeners[0].protocol: protocol 'grpc' (gRPC passthrough) is not supported yet; use http"
     ]
+
+
+RESILIENT = GOOD.replace(
+    '    endpoints: [{address: "127.0.0.1:50051", weight: 2}]\n',
+    """    endpoints: [{address: "127.0.0.1:50051"}, {address: "127.0.0.1:50052"}]
+    health_check: {grpc: {service: demo}, interval: 2s, jitter: 100ms, timeout: 500ms,
+                   unhealthy_threshold: 2, healthy_threshold: 1}
+    outlier_detection: {consecutive_5xx: 3, interval: 1s, base_ejection_time: 10s,
+                        max_ejection_percent: 50, enforcing_failure_percentage: 100}
+    retry_budget: {budget_percent: 25, min_retry_concurrency: 4}
+    panic_threshold: 30
+""",
+).replace(
+    "        timeout: 250ms\n",
+    "        timeout: 250ms\n        retry: {on: [connect-failure, reset, unavailable]}\n",
+)
+
+
+def test_cluster_resilience_policies_compile() -> None:
+    snapshot = compile_loaded(load_config_text(RESILIENT, base_dir=REPO / "config"))
+    cluster = snapshot.clusters["greeter"].cluster
+    assert cluster.health_check is not None
+    assert (cluster.health_check.kind, cluster.health_check.grpc_service) == ("grpc", "demo")
+    assert (cluster.health_check.interval_s, cluster.health_check.timeout_s) == (2.0, 0.5)
+    od = cluster.outlier_detection
+    assert od is not None
+    assert (od.consecutive_5xx, od.interval_s, od.base_ejection_time_s) == (3, 1.0, 10.0)
+    assert (od.max_ejection_percent, od.enforcing_failure_percentage) == (50, 100)
+    assert od.enforcing_consecutive_gateway_failure == 0  # Envoy's default
+    assert cluster.retry_budget is not None and cluster.retry_budget.budget_percent == 25
+    assert cluster.panic_threshold == 30
+    route = snapshot.listeners[0].routes.entries[0][1]
+    assert isinstance(route.cluster, StaticClusterRef) and route.cluster.retry is not None
+    assert route.cluster.retry.retry_on_causes == {"connect_failure", "reset"}
+
+
+def test_an_unchanged_cluster_keeps_its_health_across_a_reload() -> None:
+    loaded = load_config_text(RESILIENT, base_dir=REPO / "config")
+    first = compile_loaded(loaded)
+    again = compile_snapshot(loaded, load_sources(loaded), previous=first)
+    assert again.clusters["greeter"] is first.clusters["greeter"]
+    changed = load_config_text(
+        RESILIENT.replace("panic_threshold: 30", "panic_threshold: 40"), base_dir=REPO / "config"
+    )
+    other = compile_snapshot(changed, load_sources(changed), previous=first)
+    assert other.clusters["greeter"] is not first.clusters["greeter"]
+
+
+def test_health_check_needs_exactly_one_kind() -> None:
+    text = RESILIENT.replace(
+        "health_check: {grpc: {service: demo},", "health_check: {tcp: {}, http: {},"
+    )
+    assert any("exactly one of grpc, http or tcp" in issue for issue in issues_of(text))

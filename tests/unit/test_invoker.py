@@ -188,3 +188,132 @@ async def test_a_stream_holds_its_slot_until_it_ends() -> None:
     assert the_plan.requests.in_flight == 1
     assert [m async for m in stream.messages] == [b"1", b"2"]
     assert the_plan.requests.in_flight == 0
+
+
+def cluster_plan(retry: RetryPolicy | None = None, endpoints: int = 3, **config) -> CallPlan:
+    """A plan with the cluster's health and retry limiter, as StaticClusterRef makes it."""
+    cluster = StaticCluster(
+        ClusterConfig(
+            name="c",
+            endpoints=[EndpointConfig(address=f"127.0.0.1:{7000 + i}") for i in range(endpoints)],
+            **config,
+        ),
+        random.Random(0),
+    )
+    return CallPlan(
+        "c",
+        cluster.balancer.pick(),
+        cluster.balancer,
+        cluster.requests,
+        retry=retry,
+        health=cluster.health,
+        retries=cluster.retries,
+    )
+
+
+async def test_every_retry_goes_to_an_endpoint_not_yet_tried() -> None:
+    time = FakeTime()
+    for seed in range(20):
+        upstream = Script(time, *(UpstreamUnavailable(str(i)) for i in range(3)))
+        with pytest.raises(UpstreamUnavailable):
+            await Invoker(random.Random(seed), time.clock, time.sleep).unary(
+                cluster_plan(RETRY), upstream, CALL, None
+            )
+        assert len({address for address, _ in upstream.tries}) == 3
+
+
+async def test_retry_on_transport_causes() -> None:
+    time = FakeTime()
+    retry = RetryPolicy(retry_on=frozenset(), retry_on_causes=frozenset({"connect_failure"}))
+    refused = Script(time, UpstreamUnavailable("refused", cause="connect_failure"), Reply(b"ok"))
+    reply = await Invoker(random.Random(0), time.clock, time.sleep).unary(
+        cluster_plan(retry), refused, CALL, None
+    )
+    assert reply.body == b"ok"
+    reset = Script(time, UpstreamUnavailable("reset", cause="reset"), Reply(b"never"))
+    with pytest.raises(UpstreamUnavailable):
+        await Invoker(random.Random(0), time.clock, time.sleep).unary(
+            cluster_plan(retry), reset, CALL, None
+        )
+    assert len(reset.tries) == 1
+
+
+class Hold:
+    """An upstream that fails every call only once all ``n`` are waiting."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.waiting = 0
+        self.calls = 0
+        import asyncio
+
+        self.all_in = asyncio.Event()
+
+    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+        self.calls += 1
+        self.waiting += 1
+        if self.waiting >= self.n:
+            self.all_in.set()
+        await self.all_in.wait()
+        raise UpstreamUnavailable("down")
+
+    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_retry_budget_caps_concurrent_retries() -> None:
+    import asyncio
+
+    retry = RetryPolicy(retry_on=frozenset({Code.UNAVAILABLE}), max_attempts=2)
+    the_plan = cluster_plan(retry, max_retries=2)
+    upstream = Hold(10)
+
+    async def one() -> None:
+        with pytest.raises(UpstreamUnavailable):
+            await Invoker(random.Random(0), sleep=lambda s: asyncio.sleep(0)).unary(
+                the_plan,
+                upstream,
+                CALL,
+                None,  # type: ignore[arg-type]
+            )
+
+    await asyncio.gather(*(one() for _ in range(10)))
+    # Ten failures, but only max_retries (2) of them retried at the same time.
+    assert upstream.calls == 12
+    assert the_plan.retries is not None and the_plan.retries.active == 0
+    assert the_plan.requests.in_flight == 0
+
+
+async def test_outcomes_feed_outlier_detection() -> None:
+    from gateway.config import OutlierDetectionConfig
+
+    time = FakeTime()
+    the_plan = cluster_plan(
+        endpoints=2, outlier_detection=OutlierDetectionConfig(consecutive_5xx=2)
+    )
+    bad = the_plan.first
+    failing = Script(time, *(UpstreamStatus("x", grpc_code=Code.INTERNAL) for _ in range(2)))
+    for _ in range(2):
+        plan_for_bad = CallPlan(
+            "c", bad, the_plan.balancer, the_plan.requests, health=the_plan.health
+        )
+        with pytest.raises(UpstreamStatus):
+            await Invoker(random.Random(0), time.clock, time.sleep).unary(
+                plan_for_bad, failing, CALL, None
+            )
+    assert the_plan.health is not None and bad.address in the_plan.health.excluded
+    assert {the_plan.balancer.pick().address for _ in range(10)} == {
+        e.address for e in the_plan.balancer.all_endpoints if e.address != bad.address
+    }
+    # A client error (4xx) is the endpoint answering fine.
+    from gateway.upstream.invoker import outcome_of
+    from mesh.outlier import Outcome
+
+    assert outcome_of(UpstreamStatus("x", grpc_code=Code.NOT_FOUND)) is Outcome.SUCCESS
+    assert outcome_of(UpstreamStatus("x", grpc_code=Code.DEADLINE_EXCEEDED)) is (
+        Outcome.GATEWAY_FAILURE
+    )
+    assert outcome_of(UpstreamUnavailable("x", cause="reset")) is Outcome.GATEWAY_FAILURE

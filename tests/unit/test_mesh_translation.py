@@ -273,3 +273,52 @@ def test_endpoints_validation() -> None:
         load_assignment(duplicate)
     weightless = b.endpoints(V1, [b.Locality([("10.0.0.1", 80)], weight=0)])
     assert load_assignment(weightless).localities == ()
+
+
+def test_cluster_resilience_fields_are_translated() -> None:
+    from envoy.config.core.v3 import health_check_pb2
+
+    proto = b.cluster(V1)
+    od = proto.outlier_detection
+    od.consecutive_gateway_failure.value = 4
+    od.enforcing_consecutive_gateway_failure.value = 100
+    od.failure_percentage_threshold.value = 60
+    od.enforcing_failure_percentage.value = 100
+    od.max_ejection_time.seconds = 90
+    check = proto.health_checks.add()
+    check.interval.seconds = 2
+    check.timeout.nanos = 500_000_000
+    check.interval_jitter.nanos = 100_000_000
+    check.unhealthy_threshold.value = 2
+    check.healthy_threshold.value = 1
+    check.grpc_health_check.service_name = "shop"
+    threshold = proto.circuit_breakers.thresholds.add()
+    threshold.max_retries.value = 7
+    threshold.retry_budget.budget_percent.value = 30.0
+    proto.common_lb_config.healthy_panic_threshold.value = 20.0
+    result = cluster(proto)
+    assert result.outlier_detection is not None
+    outlier = result.outlier_detection
+    assert outlier.consecutive_5xx == 5  # Envoy's default when unset
+    assert (outlier.consecutive_gateway_failure, outlier.enforcing_consecutive_gateway_failure) == (
+        4,
+        100,
+    )
+    assert (outlier.failure_percentage_threshold, outlier.max_ejection_time_s) == (60, 90.0)
+    assert result.health_check is not None
+    assert (result.health_check.kind, result.health_check.grpc_service) == ("grpc", "shop")
+    assert (result.health_check.interval_s, result.health_check.timeout_s) == (2.0, 0.5)
+    assert result.max_retries == 7
+    assert result.retry_budget is not None and result.retry_budget.budget_percent == 30.0
+    assert result.retry_budget.min_retry_concurrency == 3
+    assert result.panic_threshold == 20.0
+    http = b.cluster(V1)
+    http_check = http.health_checks.add(
+        http_health_check=health_check_pb2.HealthCheck.HttpHealthCheck(path="/healthz")
+    )
+    with pytest.raises(ResourceError, match="interval and timeout"):
+        cluster(http)
+    http_check.interval.seconds = 1
+    http_check.timeout.seconds = 1
+    parsed = cluster(http).health_check
+    assert parsed is not None and (parsed.kind, parsed.http_path) == ("http", "/healthz")

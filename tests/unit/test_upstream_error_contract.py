@@ -674,3 +674,26 @@ def test_every_case_has_a_row_for_every_protocol() -> None:
         if (case, protocol) not in covered
     ]
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("details", "cause"),
+    [
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1:"
+            " Failed to connect to remote host: Connection refused",
+            "connect_failure",
+        ),
+        ("Socket closed", "reset"),
+        ("recvmsg:Connection reset by peer", "reset"),
+        ("Received RST_STREAM with error code 7 REFUSED_STREAM", "refused_stream"),
+        ("GOAWAY received", "reset"),
+        ("backend is draining", None),
+    ],
+)
+def test_grpc_transport_failures_carry_their_cause(details: str, cause: str | None) -> None:
+    """The words gRPC core uses (as met on loopback: a closed port, a killed
+    server), so retry_on connect-failure / reset / refused-stream can act."""
+    from gateway.upstream.grpc import transport_cause
+
+    assert transport_cause(details) == cause

@@ -1,0 +1,31 @@
+"""Where endpoint health changes surface: one log line and one counter each."""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.metrics import count_health_event
+from mesh.cluster_health import HealthEvent
+
+log = logging.getLogger("meshgate.health")
+
+
+def report_health_event(event: HealthEvent) -> None:
+    if event.kind == "ejected":
+        log.warning(
+            "cluster %s: endpoint %s ejected (%s) for %gs",
+            event.cluster,
+            event.address,
+            event.reason,
+            event.duration_s,
+        )
+    elif event.kind == "unhealthy":
+        log.warning(
+            "cluster %s: endpoint %s failed its %s health check",
+            event.cluster,
+            event.address,
+            event.reason,
+        )
+    else:
+        log.info("cluster %s: endpoint %s %s", event.cluster, event.address, event.kind)
+    count_health_event(event.cluster, event.kind, event.reason)
