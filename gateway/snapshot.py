@@ -149,7 +149,7 @@ def compile_snapshot(
                 )
             )
         try:
-            clusters[cluster.name] = StaticCluster(cluster, rng)
+            clusters[cluster.name] = StaticCluster(cluster, rng, loaded.resolve)
         except ValueError as exc:
             issues.append(ConfigIssue(("clusters", i, "lb"), str(exc)))
 

@@ -16,11 +16,18 @@ differs.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.config import ClusterConfig, HashPolicyConfig, RetryConfig, split_address
+from gateway.config import (
+    ClusterConfig,
+    ClusterTlsConfig,
+    HashPolicyConfig,
+    RetryConfig,
+    split_address,
+)
 from gateway.errors import GRPC_CODES_BY_NAME, UpstreamUnavailable
 from gateway.upstream.call import Call, DubboOptions
 from mesh.balancer import ClusterBalancer, RequestCounter
@@ -28,6 +35,7 @@ from mesh.endpoint import Endpoint
 from mesh.errors import NoEndpointError
 from mesh.hashing import HashOn, HashPolicy, RequestAttributes, hash_key
 from mesh.retry import RetryPolicy
+from mesh.security import UpstreamTls, exact_names
 from mesh.xds.cluster import Cluster
 from mesh.xds.endpoints import LoadAssignment, LocalityEndpoints
 
@@ -50,6 +58,8 @@ class CallPlan:
     retry: RetryPolicy | None = None
     delay: float | None = None  # fault injection
     abort: int | None = None
+    # How the cluster's connections are secured (None: plaintext).
+    security: UpstreamTls | None = None
 
     def pick(self) -> Endpoint:
         """Another endpoint of the same cluster, for a retry attempt."""
@@ -84,7 +94,12 @@ class ClusterRef(Protocol):
 class StaticCluster:
     """A YAML cluster at run time: the mesh balancer over its inline endpoints."""
 
-    def __init__(self, config: ClusterConfig, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        rng: random.Random | None = None,
+        resolve: Callable[[Path], Path] = Path,
+    ) -> None:
         self.name = config.name
         self.protocol = config.protocol
         self.endpoints = tuple(
@@ -101,6 +116,7 @@ class StaticCluster:
         self.requests = RequestCounter(config.max_requests)
         self.hash_policies = tuple(hash_policy(p) for p in config.hash_policy)
         self.dubbo = DubboOptions(config.group, config.version, config.application)
+        self.security = cluster_security(config.tls, resolve) if config.tls else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +138,13 @@ class StaticClusterRef:
         except NoEndpointError as exc:
             raise UpstreamUnavailable(f"cluster {cluster.name!r}: {exc}") from None
         return CallPlan(
-            cluster.name, first, cluster.balancer, cluster.requests, key, retry=self.retry
+            cluster.name,
+            first,
+            cluster.balancer,
+            cluster.requests,
+            key,
+            retry=self.retry,
+            security=cluster.security,
         )
 
 
@@ -162,6 +184,22 @@ def _mesh(mesh: MeshClient | None) -> MeshClient:
     if mesh is None:
         raise UpstreamUnavailable("the mesh core is not running in this worker")
     return mesh
+
+
+def cluster_security(config: ClusterTlsConfig, resolve: Callable[[Path], Path]) -> UpstreamTls:
+    """A YAML cluster's ``tls:``, paths resolved against the config file's directory."""
+
+    def path(value: Path | None) -> str | None:
+        return None if value is None else str(resolve(value))
+
+    return UpstreamTls(
+        ca_file=path(config.ca),
+        cert_file=path(config.cert),
+        key_file=path(config.key),
+        sni=config.sni,
+        subject_alt_names=exact_names(config.verify_subject_alt_names),
+        refresh_interval_s=config.reload_interval,
+    )
 
 
 def retry_policy(config: RetryConfig) -> RetryPolicy:

@@ -61,7 +61,7 @@ class Invoker:
             if not plan.begin(endpoint):
                 raise overloaded(plan)
             try:
-                return await upstream.unary(endpoint.address, call, try_timeout)
+                return await upstream.unary(endpoint.address, call, try_timeout, plan.security)
             except GatewayError as error:
                 out_of_time = deadline is not None and self._clock() >= deadline
                 if out_of_time or not should_retry(retry, error.grpc_code, attempt):
@@ -84,7 +84,9 @@ class Invoker:
         if not plan.begin(endpoint):
             raise overloaded(plan)
         try:
-            started = await upstream.stream(endpoint.address, call, shortest(timeout, plan.timeout))
+            started = await upstream.stream(
+                endpoint.address, call, shortest(timeout, plan.timeout), plan.security
+            )
         except BaseException:
             plan.end(endpoint)
             raise

@@ -95,8 +95,10 @@ def python_module(module: str, *args: str) -> list[str]:
 
 
 @contextmanager
-def echo_backend(port: int, name: str = "backend") -> Iterator[Process]:
+def echo_backend(port: int, name: str = "backend", *args: str) -> Iterator[Process]:
+    """The echo backend; ``args`` are more of its options (TLS files, connection age)."""
     with running(
-        python_module("tests.support.backend", "--port", str(port), "--name", name), "READY"
+        python_module("tests.support.backend", "--port", str(port), "--name", name, *args),
+        "READY",
     ) as process:
         yield process
