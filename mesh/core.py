@@ -23,9 +23,10 @@ from google.protobuf.message import Message
 from mesh.backoff import Backoff
 from mesh.balancer import ClusterBalancer, RequestCounter
 from mesh.bootstrap import Bootstrap
+from mesh.certificate_providers import upstream_tls
 from mesh.decision import RouteDecision
 from mesh.discovery import services_of
-from mesh.errors import TargetNotReady
+from mesh.errors import ResourceError, TargetNotReady
 from mesh.hashing import RequestAttributes
 from mesh.route_match import Headers
 from mesh.views import ClusterView, Incomplete, TargetView, build_view
@@ -217,6 +218,7 @@ class MeshCore:
             dump[name] = {
                 "eds_service_name": view.cluster.eds_service_name,
                 "lb_policy": view.cluster.lb_policy,
+                "tls": view.security is not None,
                 "max_requests": view.requests.max_requests,
                 "in_flight": view.requests.in_flight,
                 "endpoints": [
@@ -258,8 +260,19 @@ class MeshCore:
             return cached
         counter = self._counters.setdefault(cluster.name, RequestCounter(cluster.max_requests))
         counter.max_requests = cluster.max_requests
+        security, security_error = None, None
+        if cluster.tls is not None:
+            try:
+                security = upstream_tls(cluster.tls, self.bootstrap.certificate_providers)
+            except ResourceError as exc:
+                security_error = f"cluster {cluster.name}: {exc.problem}"
         view = ClusterView(
-            cluster, assignment, ClusterBalancer(cluster, assignment, self._rng), counter
+            cluster,
+            assignment,
+            ClusterBalancer(cluster, assignment, self._rng),
+            counter,
+            security,
+            security_error,
         )
         self._cluster_views[cluster.name] = view
         return view

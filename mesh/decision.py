@@ -8,6 +8,7 @@ from mesh.balancer import ClusterBalancer, RequestCounter
 from mesh.endpoint import Endpoint
 from mesh.fault import FaultPolicy
 from mesh.retry import RetryPolicy
+from mesh.security import UpstreamTls
 
 # The gRPC status a request gets when the mesh cannot route it.
 UNAVAILABLE = 14
@@ -29,6 +30,8 @@ class RouteDecision:
     error: str | None = None
     balancer: ClusterBalancer | None = field(default=None, repr=False, compare=False)
     requests: RequestCounter | None = field(default=None, repr=False, compare=False)
+    # How to secure the connection to ``endpoint`` (None: plaintext).
+    security: UpstreamTls | None = None
 
     @property
     def address(self) -> str | None:

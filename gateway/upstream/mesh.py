@@ -101,4 +101,5 @@ class MeshClient:
             retry=retry or decision.retry,
             delay=delay,
             abort=abort,
+            security=decision.security,
         )

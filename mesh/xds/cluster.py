@@ -9,6 +9,7 @@ from envoy.config.core.v3 import base_pb2
 
 from mesh.errors import ResourceError
 from mesh.xds.common import seconds
+from mesh.xds.tls import ClusterTls, cluster_tls
 
 DEFAULT_MAX_REQUESTS = 1024
 _LB_POLICIES = {
@@ -55,7 +56,8 @@ class Cluster:
     ring_min_size: int = 1024
     ring_max_size: int = 8 * 1024 * 1024
     least_request_choices: int = 2
-    tls: bool = False
+    # The UpstreamTlsContext (gRFC A29); None: plaintext.
+    tls: ClusterTls | None = None
 
     def references(self) -> tuple[str, ...]:
         return (self.eds_service_name,)
@@ -81,7 +83,7 @@ def cluster(proto: cluster_pb2.Cluster) -> Cluster:
         ring_min_size=ring_min,
         ring_max_size=ring_max,
         least_request_choices=_choices(proto),
-        tls=proto.HasField("transport_socket"),
+        tls=cluster_tls(proto),
     )
 
 
