@@ -48,6 +48,15 @@ def bind(address: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def warn_tls_needs_restart(running: Snapshot, fresh: Snapshot) -> None:
+    """A listener's TLS settings are applied when its socket is served, at start;
+    its certificate files are followed without a restart."""
+    before = {lst.name: lst.tls for lst in running.config.listeners}
+    for listener in fresh.config.listeners:
+        if listener.name in before and before[listener.name] != listener.tls:
+            log.warning("listener %s: tls settings changed; restart to apply them", listener.name)
+
+
 def build_app(config_path: Path) -> GatewayApp:
     """The worker's app on the file's snapshot, with admin, reload on SIGHUP and,
     for reflection sources, the on-demand refresh."""
@@ -56,7 +65,9 @@ def build_app(config_path: Path) -> GatewayApp:
 
     def reload() -> None:
         try:
-            app.activate(load_snapshot(config_path, previous=app.active.snapshot))
+            fresh = load_snapshot(config_path, previous=app.active.snapshot)
+            warn_tls_needs_restart(app.active.snapshot, fresh)
+            app.activate(fresh)
             log.info("config reloaded from %s", config_path)
         except ConfigError as exc:
             # Last known good: the old snapshot keeps serving.

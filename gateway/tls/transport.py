@@ -98,7 +98,12 @@ class _Inbound(_Pipe):
         super().connection_made(transport)
         assert self.transport is not None
         self.transport.pause_reading()
+        self._relay.open.add(self)
         self._relay.start_dial(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._relay.open.discard(self)
+        super().connection_lost(exc)
 
 
 class Relay:
@@ -111,6 +116,7 @@ class Relay:
         self._server: asyncio.AbstractServer | None = None
         self._failure: tuple[float, str] | None = None
         self._dials: set[asyncio.Task[None]] = set()
+        self.open: set[_Pipe] = set()  # accepted connections, closed with the relay
         self.connections = 0
 
     async def start(self) -> None:
@@ -172,6 +178,8 @@ class Relay:
             task.cancel()
         if self._server is not None:
             self._server.close()
+        for pipe in list(self.open):
+            pipe.close()
 
 
 def _reason(exc: BaseException) -> str:
