@@ -11,7 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import ValidationError
 
-from gateway.config import ListenerTlsConfig
+from gateway.config import ListenerTlsConfig, load_config_text
+from gateway.tls.checks import tls_file_issues
 from gateway.tls.files import WatchedFiles
 from gateway.tls.server import ListenerTls, ServedCertificate, name_matches, pick_certificate
 from tests.support.certs import CertificateAuthority
@@ -120,3 +121,28 @@ def test_sni_switch_rotation_and_alpn_over_memory(tmp_path: Path) -> None:
     again = _handshake(tls.context, "shop.test", ca_file)
     assert again.getpeercert(binary_form=True) == rotated.cert.public_bytes(Encoding.DER)
     assert tls.reloads == 1
+
+
+def test_tls_files_are_checked_at_load_with_their_place(tmp_path: Path) -> None:
+    ca = CertificateAuthority()
+    ca.write(tmp_path)
+    good = ca.issue("server")
+    good.write(tmp_path, "server")
+    (tmp_path / "other.key").write_bytes(ca.issue().key_pem)
+    loaded = load_config_text(
+        """
+listeners:
+  - {name: ok, address: "127.0.0.1:1", tls: {cert: server.pem, key: server.key}}
+  - {name: mismatched, address: "127.0.0.1:2", tls: {cert: server.pem, key: other.key}}
+clusters:
+  - name: ok
+    endpoints: [{address: "127.0.0.1:3"}]
+    tls: {ca: ca.pem, cert: server.pem, key: server.key}
+  - {name: missing, endpoints: [{address: "127.0.0.1:3"}], tls: {ca: nowhere.pem}}
+""",
+        base_dir=tmp_path,
+    )
+    issues = tls_file_issues(loaded)
+    assert [issue.where for issue in issues] == ["listeners[1].tls", "clusters[1].tls"]
+    assert "KEY_VALUES_MISMATCH" in issues[0].message
+    assert "No such file" in issues[1].message
