@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,14 +276,31 @@ def _run_peer(
         _stop(process)
 
 
+def java_tls_options(cert: Path, key: Path, client_ca: Path | None = None) -> list[str]:
+    """JVM options that make the Java peer serve Triple and dubbo2 over TLS.
+
+    Dubbo 3.3 reads ``dubbo.ssl.*`` from system properties into its SslConfig;
+    with a trust collection it requires client certificates (mTLS). Both ports
+    then speak only TLS. No rebuild: the same jar serves plaintext without them.
+    """
+    options = [
+        f"-Ddubbo.ssl.server-key-cert-chain-path={cert}",
+        f"-Ddubbo.ssl.server-private-key-path={key}",
+    ]
+    if client_ca is not None:
+        options.append(f"-Ddubbo.ssl.server-trust-cert-collection-path={client_ca}")
+    return options
+
+
 @contextlib.contextmanager
-def java_peer() -> Iterator[RunningPeer]:
+def java_peer(jvm_options: Sequence[str] = ()) -> Iterator[RunningPeer]:
     """The Java Dubbo 3.3 peer: Triple and dubbo2 on free ports."""
     jar = build_java_peer()
     java = _require("java")
     triple_port, dubbo_port = free_port(), free_port()
     command = [
         java,
+        *jvm_options,
         "-jar",
         str(jar),
         "--triple-port",
@@ -318,11 +335,15 @@ def python_peer() -> Iterator[RunningPeer]:
 
 
 @contextlib.contextmanager
-def peer_or_skip(name: str) -> Iterator[RunningPeer]:
+def peer_or_skip(name: str, jvm_options: Sequence[str] = ()) -> Iterator[RunningPeer]:
     """Start a peer by name for a pytest fixture; a missing toolchain skips (fails under CI)."""
     from tests.support.toolchain import missing
 
-    starters = {"java": java_peer, "go": go_peer, "python": python_peer}
+    starters: dict[str, Callable[[], contextlib.AbstractContextManager[RunningPeer]]] = {
+        "java": lambda: java_peer(jvm_options),
+        "go": go_peer,
+        "python": python_peer,
+    }
     try:
         manager = starters[name]()
         peer = manager.__enter__()
