@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -206,6 +207,19 @@ def test_rotated_provider_files_reach_new_connections_without_failed_calls(
     mesh: Mesh, gateway: RunningGateway
 ) -> None:
     assert call(gateway, "shop").json()["metadata"]["x-client-identity"] == CLIENT_ID
+    slow: dict[str, httpx.Response] = {}
+    in_flight = threading.Thread(
+        target=lambda: slow.update(
+            r=httpx.post(
+                f"{gateway.url}{ECHO}",
+                json={"message": "slow", "delay_seconds": 2.5},
+                headers={"x-target": "shop"},
+                timeout=15,
+            )
+        )
+    )
+    in_flight.start()
+    time.sleep(0.3)
     mesh.ca.issue(uris=[ROTATED_ID]).write(mesh.certs, "cert-chain")
     # The good backend ends connections after a second (GOAWAY, calls finish);
     # the next connection is made with what the provider's files hold now.
@@ -217,3 +231,5 @@ def test_rotated_provider_files_reach_new_connections_without_failed_calls(
         seen.add(response.json()["metadata"]["x-client-identity"])
         time.sleep(0.2)
     assert ROTATED_ID in seen
+    in_flight.join(timeout=20)
+    assert slow["r"].status_code == 200, slow["r"].text  # the call begun before the rotation
