@@ -139,6 +139,10 @@ class Relay:
         transport: asyncio.BaseTransport | None = None
         try:
             context = self._client.current()
+        except (OSError, ssl.SSLError) as exc:
+            self._fail(inbound, None, f"TLS files cannot be loaded: {exc}")
+            return
+        try:
             transport, outbound = await loop.create_connection(
                 lambda: _Pipe(peer=inbound),
                 host,
@@ -150,12 +154,7 @@ class Relay:
             ssl_object = transport.get_extra_info("ssl_object")
             check_peer(tls, ssl_object.getpeercert() if ssl_object is not None else None)
         except (OSError, ssl.SSLError, PeerRejected, TimeoutError) as exc:
-            reason = _reason(exc)
-            self._failure = (time.monotonic(), reason)
-            log.warning("TLS to %s failed: %s", self.address, reason)
-            inbound.close()
-            if transport is not None:
-                transport.close()
+            self._fail(inbound, transport, _reason(exc))
             return
         self._failure = None
         self.connections += 1
@@ -166,6 +165,13 @@ class Relay:
         outbound.release()
         inbound.release()
         inbound.transport.resume_reading()
+
+    def _fail(self, inbound: _Pipe, transport: asyncio.BaseTransport | None, reason: str) -> None:
+        self._failure = (time.monotonic(), reason)
+        log.warning("TLS to %s failed: %s", self.address, reason)
+        inbound.close()
+        if transport is not None:
+            transport.close()
 
     def failure(self) -> str | None:
         """Why the last connection could not be made, if recent."""

@@ -177,3 +177,22 @@ async def test_dubbo2_over_tls(certs: Path) -> None:
     await upstream.close()
     await transports.close()
     assert reply.body == b'"hi ada"'
+
+
+async def test_unreadable_files_close_the_connection_and_say_why(
+    certs: Path, tmp_path: Path
+) -> None:
+    transports = TlsTransports()
+    missing = UpstreamTls(ca_file=str(tmp_path / "gone.pem"), subject_alt_names=exact_names([SHOP]))
+    async with tls_server(certs, echo, []) as address:
+        path = await transports.socket_path(address, missing, ())
+        reader, writer = await asyncio.open_unix_connection(path)
+        try:
+            closed = await asyncio.wait_for(reader.read(), 10) == b""
+        except ConnectionResetError:
+            closed = True
+        writer.close()
+        failure = transports.failure(address, missing, ())
+    await transports.close()
+    assert closed
+    assert failure is not None and failure.startswith("TLS files cannot be loaded"), failure
