@@ -159,7 +159,7 @@ def compile_snapshot(
             clusters[cluster.name] = (
                 RegistryCluster.from_config(cluster, rng)
                 if cluster.registry is not None
-                else StaticCluster(cluster, rng)
+                else StaticCluster(cluster, rng, loaded.resolve)
             )
         except ValueError as exc:
             issues.append(ConfigIssue(("clusters", i, "lb"), str(exc)))

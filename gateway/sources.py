@@ -17,6 +17,7 @@ from gateway.config import ConfigIssue, GatewayConfig, LoadedConfig, load_config
 from gateway.descriptors import DescriptorError, compile_proto, read_descriptor_set
 from gateway.reflection import ReflectionError, fetch_descriptor_set
 from gateway.snapshot import DescriptorSources, Snapshot, compile_snapshot
+from gateway.tls.checks import tls_file_issues
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def load_sources(loaded: LoadedConfig) -> DescriptorSources:
         except DescriptorError as exc:
             key = "file" if source.file is not None else "proto"
             issues.append(ConfigIssue(("descriptors", i, key), str(exc)))
+    issues += tls_file_issues(loaded)
     return DescriptorSources(tuple(files), fetch_reflection(loaded.config), tuple(issues))
 
 

@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -29,7 +30,9 @@ from gateway.app import GatewayApp
 from gateway.config import ConfigError, split_address
 from gateway.health_share import SHARED_DIR_ENV, HealthShare
 from gateway.metrics import MULTIPROC_ENV
+from gateway.snapshot import Snapshot
 from gateway.sources import load_snapshot, refresh_reflection
+from gateway.tls.server import ListenerTls
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,15 @@ def bind(address: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def warn_tls_needs_restart(running: Snapshot, fresh: Snapshot) -> None:
+    """A listener's TLS settings are applied when its socket is served, at start;
+    its certificate files are followed without a restart."""
+    before = {lst.name: lst.tls for lst in running.config.listeners}
+    for listener in fresh.config.listeners:
+        if listener.name in before and before[listener.name] != listener.tls:
+            log.warning("listener %s: tls settings changed; restart to apply them", listener.name)
+
+
 def build_app(config_path: Path) -> GatewayApp:
     """The worker's app on the file's snapshot, with admin, reload on SIGHUP and,
     for reflection sources, the on-demand refresh."""
@@ -55,7 +67,9 @@ def build_app(config_path: Path) -> GatewayApp:
 
     def reload() -> None:
         try:
-            app.activate(load_snapshot(config_path, previous=app.active.snapshot))
+            fresh = load_snapshot(config_path, previous=app.active.snapshot)
+            warn_tls_needs_restart(app.active.snapshot, fresh)
+            app.activate(fresh)
             log.info("config reloaded from %s", config_path)
         except ConfigError as exc:
             # Last known good: the old snapshot keeps serving.
@@ -75,19 +89,64 @@ def build_app(config_path: Path) -> GatewayApp:
     return app
 
 
+class ListenerServer(uvicorn.Server):
+    """uvicorn's server, with TLS per listener.
+
+    uvicorn applies its one ``config.ssl`` to every socket it is given, which
+    would make every listener TLS or none. So it is given the plaintext
+    sockets (admin included), and each TLS listener's socket is served here by
+    the same protocol class, with that listener's own SSLContext. The servers
+    join uvicorn's list, so shutdown closes them and drains their connections.
+    """
+
+    def __init__(self, config: uvicorn.Config, tls: list[tuple[socket.socket, ssl.SSLContext]]):
+        super().__init__(config)
+        self._tls = tls
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        config = self.config
+        loop = asyncio.get_running_loop()
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=_loop,
+            )
+
+        for sock, context in self._tls:
+            server = await loop.create_server(
+                create_protocol, sock=sock, ssl=context, backlog=config.backlog
+            )
+            self.servers.append(server)
+
+
+def listener_tls(snapshot: Snapshot) -> dict[int, ListenerTls]:
+    """The TLS side of each TLS listener, by port; raises on unreadable certificates."""
+    out = {}
+    for compiled, listener in zip(snapshot.listeners, snapshot.config.listeners, strict=True):
+        if listener.tls is not None:
+            out[compiled.port] = ListenerTls(listener.name, listener.tls, snapshot.loaded.resolve)
+    return out
+
+
 def run_worker(config_path: Path, reuse_port: bool) -> None:
     """One worker: load, bind, serve until told to stop."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     app = build_app(config_path)
     snapshot = app.active.snapshot
     admin_address = snapshot.config.admin.address
-    sockets = [
-        bind(listener_address, reuse_port)
-        for listener_address in [
-            admin_address,
-            *(f"{lst.host}:{lst.port}" for lst in snapshot.listeners),
-        ]
-    ]
+    tls = listener_tls(snapshot)
+    sockets = [bind(admin_address, reuse_port)]
+    tls_sockets = []
+    for lst in snapshot.listeners:
+        sock = bind(f"{lst.host}:{lst.port}", reuse_port)
+        if lst.port in tls:
+            tls_sockets.append((sock, tls[lst.port].context))
+        else:
+            sockets.append(sock)
     config = uvicorn.Config(
         app,
         loop="uvloop",
@@ -101,7 +160,7 @@ def run_worker(config_path: Path, reuse_port: bool) -> None:
         proxy_headers=False,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = ListenerServer(config, tls_sockets)
     # The snapshot (descriptors, plans, route tables) lives as long as the
     # worker: move it out of the collector's way, and collect the young
     # generation less often, since a request allocates many short-lived objects.
@@ -109,17 +168,23 @@ def run_worker(config_path: Path, reuse_port: bool) -> None:
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
     for listener in snapshot.listeners:
-        log.info("listener %s on %s:%d", listener.name, listener.host, listener.port)
+        scheme = "https" if listener.port in tls else "http"
+        log.info("listener %s on %s://%s:%d", listener.name, scheme, listener.host, listener.port)
     log.info("admin on %s (pid %d)", admin_address, os.getpid())
     server.run(sockets=sockets)
+    for sock, _ in tls_sockets:
+        sock.close()
 
 
 def serve(config_path: Path, workers: int) -> int:
     """Serve until stopped; returns the process exit code."""
     try:
-        load_snapshot(config_path)
+        listener_tls(load_snapshot(config_path))
     except ConfigError as exc:
         print(f"{config_path}: invalid config\n{exc}", file=sys.stderr)
+        return 1
+    except (OSError, ssl.SSLError) as exc:
+        print(f"{config_path}: a listener's TLS files cannot be loaded: {exc}", file=sys.stderr)
         return 1
     if workers <= 1:
         run_worker(config_path, reuse_port=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from mesh.errors import BootstrapError
 ENV_PATH = "GRPC_XDS_BOOTSTRAP"
 ENV_INLINE = "GRPC_XDS_BOOTSTRAP_CONFIG"
 SUPPORTED_CREDS = ("insecure", "tls", "google_default")
+# grpc's default for a file_watcher certificate provider without refresh_interval.
+DEFAULT_REFRESH_INTERVAL_S = 600.0
+_SECONDS = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +208,22 @@ def _provider(value: Any, where: str) -> CertificateProvider:
             raise BootstrapError(
                 f"{where}.config.private_key_file", "required with certificate_file"
             )
+        try:
+            refresh_interval(config)
+        except ValueError as exc:
+            raise BootstrapError(f"{where}.config.refresh_interval", str(exc)) from None
     return CertificateProvider(plugin_name=plugin, config=config)
+
+
+def refresh_interval(config: Mapping[str, Any]) -> float:
+    """A file_watcher's ``refresh_interval`` (a protobuf JSON duration, ``"600s"``)."""
+    value = config.get("refresh_interval")
+    if value is None:
+        return DEFAULT_REFRESH_INTERVAL_S
+    match = _SECONDS.match(value) if isinstance(value, str) else None
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"{value!r} is not a positive duration like '600s'")
+    return float(match.group(1))
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

@@ -25,10 +25,11 @@ from google.protobuf.message import Message
 from mesh.backoff import Backoff
 from mesh.balancer import ClusterBalancer, RequestCounter, RetryLimiter
 from mesh.bootstrap import Bootstrap
+from mesh.certificate_providers import upstream_tls
 from mesh.cluster_health import ClusterHealth, OnEvent
 from mesh.decision import RouteDecision
 from mesh.discovery import services_of
-from mesh.errors import TargetNotReady
+from mesh.errors import ResourceError, TargetNotReady
 from mesh.hashing import RequestAttributes
 from mesh.route_match import Headers
 from mesh.views import ClusterView, Incomplete, TargetView, build_view
@@ -227,6 +228,7 @@ class MeshCore:
             dump[name] = {
                 "eds_service_name": view.cluster.eds_service_name,
                 "lb_policy": view.cluster.lb_policy,
+                "tls": view.security is not None,
                 "max_requests": view.requests.max_requests,
                 "in_flight": view.requests.in_flight,
                 "panic": view.balancer.panic,
@@ -294,7 +296,22 @@ class MeshCore:
             health.configure(cluster.outlier_detection, cluster.health_check, now)
         balancer = ClusterBalancer(cluster, assignment, self._rng)
         health.attach(balancer)
-        view = ClusterView(cluster, assignment, balancer, counter, health, retries)
+        security, security_error = None, None
+        if cluster.tls is not None:
+            try:
+                security = upstream_tls(cluster.tls, self.bootstrap.certificate_providers)
+            except ResourceError as exc:
+                security_error = f"cluster {cluster.name}: {exc.problem}"
+        view = ClusterView(
+            cluster,
+            assignment,
+            balancer,
+            counter,
+            health=health,
+            retries=retries,
+            security=security,
+            security_error=security_error,
+        )
         self._cluster_views[cluster.name] = view
         return view
 

@@ -9,6 +9,7 @@ from mesh.cluster_health import ClusterHealth
 from mesh.endpoint import Endpoint
 from mesh.fault import FaultPolicy
 from mesh.retry import RetryPolicy
+from mesh.security import UpstreamTls
 
 # The gRPC status a request gets when the mesh cannot route it.
 UNAVAILABLE = 14
@@ -32,6 +33,8 @@ class RouteDecision:
     requests: RequestCounter | None = field(default=None, repr=False, compare=False)
     health: ClusterHealth | None = field(default=None, repr=False, compare=False)
     retries: RetryLimiter | None = field(default=None, repr=False, compare=False)
+    # How to secure the connection to ``endpoint`` (None: plaintext).
+    security: UpstreamTls | None = None
 
     @property
     def address(self) -> str | None:

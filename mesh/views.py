@@ -23,6 +23,7 @@ from mesh.route_match import (
     pick_cluster,
     select_virtual_host,
 )
+from mesh.security import UpstreamTls
 from mesh.xds import type_urls
 from mesh.xds.cluster import Cluster
 from mesh.xds.decode import Resource
@@ -41,6 +42,10 @@ class ClusterView:
     requests: RequestCounter
     health: ClusterHealth | None = None
     retries: RetryLimiter | None = None
+    # The cluster's TLS with the bootstrap's files; None: plaintext.
+    security: UpstreamTls | None = None
+    # Set when the cluster asks for TLS the bootstrap cannot provide: fail, never plaintext.
+    security_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,8 @@ class TargetView:
         )
         if view is None:
             return self._failed(route.name, weighted.name, f"cluster {weighted.name} not found")
+        if view.security_error is not None:
+            return self._failed(route.name, weighted.name, view.security_error)
         key = hash_key(route.action.hash_policies, headers, channel_key, attributes)
         try:
             endpoint = view.balancer.pick(key)
@@ -98,6 +105,7 @@ class TargetView:
             requests=view.requests,
             health=view.health,
             retries=view.retries,
+            security=view.security,
         )
 
     def _failed(self, route: str, cluster: str | None, error: str) -> RouteDecision:

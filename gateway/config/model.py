@@ -386,10 +386,67 @@ class ExposeConfig(Model):
         return self
 
 
+TlsVersion = Literal["1.2", "1.3"]
+# ALPN names a listener can offer; "h2" joins with the HTTP/2 listener.
+AlpnProtocol = Literal["http/1.1"]
+# TLS 1.2 suites: forward secrecy and AEAD only (Mozilla's "intermediate"
+# list). TLS 1.3 suites are all modern and not configurable here.
+MODERN_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+
+class TlsCertificateConfig(Model):
+    """One certificate a TLS listener serves, chosen by the name the client asks for (SNI)."""
+
+    cert: Path  # PEM chain: the leaf first, then intermediates
+    key: Path  # PEM private key of the leaf
+    # Exact names or "*.example.com" (one label); empty: the default certificate.
+    server_names: list[str] = Field(default_factory=list)
+
+
+class ListenerTlsConfig(Model):
+    """TLS termination on a listener; files are re-read when they change (rotation)."""
+
+    # The default certificate: served when SNI names none of ``certificates``.
+    cert: Path | None = None
+    key: Path | None = None
+    # More certificates, by SNI name; the first is the default when cert/key are absent.
+    certificates: list[TlsCertificateConfig] = Field(default_factory=list)
+    # CA bundle (PEM) that client certificates must chain to: mTLS from clients.
+    client_ca: Path | None = None
+    # With client_ca: refuse clients without a certificate (false: verify one if sent).
+    require_client_certificate: bool = True
+    min_version: TlsVersion = "1.2"
+    max_version: TlsVersion | None = None
+    # OpenSSL cipher list for TLS 1.2.
+    ciphers: str = MODERN_CIPHERS
+    # ALPN protocols offered, in preference order (h2 comes with the HTTP/2 listener).
+    alpn: list[AlpnProtocol] = Field(default_factory=lambda: list[AlpnProtocol](["http/1.1"]))
+    # How often the files are checked for a change, on new handshakes.
+    reload_interval: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _has_certificate(self) -> ListenerTlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        if self.cert is None and not self.certificates:
+            raise ValueError("give cert and key, or certificates")
+        if self.max_version is not None and self.max_version < self.min_version:
+            raise ValueError("max_version is below min_version")
+        if not self.alpn:
+            raise ValueError("alpn needs at least one protocol")
+        return self
+
+
 class ListenerConfig(Model):
     name: str
     address: Address
     protocol: Literal["http", "grpc"] = "http"
+    # TLS termination; absent: plaintext.
+    tls: ListenerTlsConfig | None = None
     filters: list[FilterConfig] = Field(default_factory=list)
     # Request headers only the gateway may set (exact names, or a prefix
     # ending in *, like x-internal-*): removed from every request on arrival,
@@ -528,6 +585,30 @@ class KeepaliveConfig(Model):
     timeout: Duration = 10.0
 
 
+class ClusterTlsConfig(Model):
+    """TLS (and, with cert and key, mTLS) to a cluster's endpoints; files re-read on change."""
+
+    # CA bundle (PEM) the server's chain must verify against; absent: the system's roots.
+    ca: Path | None = None
+    # Client certificate chain and key (PEM), presented for mTLS.
+    cert: Path | None = None
+    key: Path | None = None
+    # Server name sent in the handshake (SNI) and checked against the certificate
+    # when verify_subject_alt_names is empty; absent: the endpoint's host.
+    sni: str | None = None
+    # Accepted subject alternative names (DNS names, URIs such as SPIFFE IDs, IPs),
+    # any one of which the server's certificate must carry.
+    verify_subject_alt_names: list[str] = Field(default_factory=list)
+    # How often the files are checked for a change, on new connections.
+    reload_interval: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _pair(self) -> ClusterTlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        return self
+
+
 class ClusterConfig(Model):
     name: str
     protocol: Protocol = "grpc"
@@ -556,6 +637,8 @@ class ClusterConfig(Model):
     # protocol of each provider URL; group and version default to the
     # registry selection's).
     registry: RegistryConfig | None = None
+    # TLS to the endpoints; absent: plaintext.
+    tls: ClusterTlsConfig | None = None
 
 
 class XdsConfig(Model):

@@ -3,8 +3,9 @@ protocol client implements.
 
 A route kind decodes an HTTP request into a :class:`Call`; the invoker hands
 it to an :class:`Upstream` (grpc, triple, triple-json, dubbo2) with an endpoint
-address and a timeout. The same shapes serve every protocol, so the invoker
-and the tests treat them alike (httpx's transport interface, for upstreams).
+address, a timeout and the cluster's TLS settings. The same shapes serve every
+protocol, so the invoker and the tests treat them alike (httpx's transport
+interface, for upstreams).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from mesh.security import UpstreamTls
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -80,11 +83,18 @@ class Upstream(Protocol):
     whatever the protocol.
     """
 
-    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
-        """One reply: unary, or client streaming when ``call.client_streaming``."""
+    async def unary(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> Reply:
+        """One reply: unary, or client streaming when ``call.client_streaming``.
+
+        ``security`` is the cluster's TLS (None: plaintext); connections are
+        pooled per (address, security)."""
         ...
 
-    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+    async def stream(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> ReplyStream:
         """Server streaming: the initial metadata, then messages as they arrive."""
         ...
 

@@ -20,10 +20,12 @@ import random
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.config import (
     ClusterConfig,
+    ClusterTlsConfig,
     HashPolicyConfig,
     HealthCheckConfig,
     OutlierDetectionConfig,
@@ -40,6 +42,7 @@ from mesh.errors import NoEndpointError
 from mesh.hashing import HashOn, HashPolicy, RequestAttributes, hash_key
 from mesh.outlier import Outcome
 from mesh.retry import RETRY_ON_CAUSES, RetryPolicy
+from mesh.security import UpstreamTls, exact_names
 from mesh.xds.cluster import Cluster, HealthCheck, OutlierDetection, RetryBudget
 from mesh.xds.endpoints import LoadAssignment, LocalityEndpoints
 
@@ -68,6 +71,8 @@ class CallPlan:
     upstream: UpstreamName | None = None
     health: ClusterHealth | None = None  # fed each attempt's outcome
     retries: RetryLimiter | None = None  # the retry budget / max_retries breaker
+    # How the cluster's connections are secured (None: plaintext).
+    security: UpstreamTls | None = None
 
     def pick(self, avoid: Collection[str] = ()) -> Endpoint:
         """Another endpoint of the same cluster for a retry attempt, one not in
@@ -135,7 +140,12 @@ class ClusterRef(Protocol):
 class StaticCluster:
     """A YAML cluster at run time: the mesh balancer over its inline endpoints."""
 
-    def __init__(self, config: ClusterConfig, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        rng: random.Random | None = None,
+        resolve: Callable[[Path], Path] = Path,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.protocol = config.protocol
@@ -178,6 +188,7 @@ class StaticCluster:
         self.health.attach(self.balancer)
         self.hash_policies = tuple(hash_policy(p) for p in config.hash_policy)
         self.dubbo = DubboOptions(config.group, config.version, config.application)
+        self.security = cluster_security(config.tls, resolve) if config.tls else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +218,7 @@ class StaticClusterRef:
             retry=self.retry,
             health=cluster.health,
             retries=cluster.retries,
+            security=cluster.security,
         )
 
 
@@ -246,6 +258,22 @@ def _mesh(mesh: MeshPlanner | None) -> MeshPlanner:
     if mesh is None:
         raise UpstreamUnavailable("the mesh core is not running in this worker")
     return mesh
+
+
+def cluster_security(config: ClusterTlsConfig, resolve: Callable[[Path], Path]) -> UpstreamTls:
+    """A YAML cluster's ``tls:``, paths resolved against the config file's directory."""
+
+    def path(value: Path | None) -> str | None:
+        return None if value is None else str(resolve(value))
+
+    return UpstreamTls(
+        ca_file=path(config.ca),
+        cert_file=path(config.cert),
+        key_file=path(config.key),
+        sni=config.sni,
+        subject_alt_names=exact_names(config.verify_subject_alt_names),
+        refresh_interval_s=config.reload_interval,
+    )
 
 
 def retry_policy(config: RetryConfig) -> RetryPolicy:

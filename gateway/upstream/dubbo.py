@@ -34,6 +34,7 @@ from gateway.errors import (
     UpstreamStatus,
     UpstreamUnavailable,
 )
+from gateway.tls.transport import TlsTransports
 from gateway.upstream.call import Call, ReplyStream
 from gateway.upstream.dubbo_conn import (
     DEFAULT_HEARTBEAT,
@@ -42,6 +43,9 @@ from gateway.upstream.dubbo_conn import (
     DubboConnection,
 )
 from gateway.upstream.generic import GenericCall, GenericReply, no_streaming
+from mesh.security import UpstreamTls
+
+ConnectionKey = tuple[str, UpstreamTls | None]
 
 TYPES_HINT = (
     "set the x-dubbo-service-method-overloading header (e.g. 'java.lang.String,int') "
@@ -287,55 +291,69 @@ class DubboUpstream:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         heartbeat: float = DEFAULT_HEARTBEAT,
         missed_limit: int = DEFAULT_MISSED_LIMIT,
+        tls: TlsTransports | None = None,
     ) -> None:
         self._connect_timeout = connect_timeout
         self._heartbeat = heartbeat
         self._missed_limit = missed_limit
-        self._connections: dict[str, DubboConnection] = {}
-        # One opener per address: concurrent first calls share one connect.
-        self._opening: dict[str, asyncio.Task[DubboConnection]] = {}
+        self._owns_tls = tls is None
+        self._tls = tls or TlsTransports()
+        self._connections: dict[ConnectionKey, DubboConnection] = {}
+        # One opener per key: concurrent first calls share one connect.
+        self._opening: dict[ConnectionKey, asyncio.Task[DubboConnection]] = {}
 
-    async def unary(self, address: str, call: Call, timeout: float | None) -> GenericReply:
-        return await self.call(address, GenericCall.from_call(call, timeout))
+    async def unary(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> GenericReply:
+        return await self.call(address, GenericCall.from_call(call, timeout), security)
 
-    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+    async def stream(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> ReplyStream:
         raise no_streaming(call)
 
-    async def call(self, address: str, call: GenericCall) -> GenericReply:
+    async def call(
+        self, address: str, call: GenericCall, security: UpstreamTls | None = None
+    ) -> GenericReply:
         invocation = build_invocation(call)
         target = f"dubbo {address} {call.interface}.{call.method}"
         try:
             async with asyncio.timeout(call.timeout):
-                connection = await self.connection(address)
+                connection = await self.connection(address, security)
                 response = await connection.request(invocation)
         except TimeoutError:
             raise UpstreamStatus(
                 f"{target}: no answer within {call.timeout:g}s", grpc_code=4
             ) from None
         except ConnectionLost as exc:
-            raise UpstreamUnavailable(f"{target}: {exc}", cause=RESET) from None
+            failure = self._tls.failure(address, security, ()) if security else None
+            raise UpstreamUnavailable(f"{target}: {failure or exc}", cause=RESET) from None
         except DubboCodecError as exc:
             raise BadRequest(f"{target}: arguments cannot be encoded: {exc}") from None
         return reply_for(response, target)
 
-    async def connection(self, address: str) -> DubboConnection:
-        connection = self._connections.get(address)
+    async def connection(
+        self, address: str, security: UpstreamTls | None = None
+    ) -> DubboConnection:
+        key = (address, security)
+        connection = self._connections.get(key)
         if connection is not None and connection.usable:
             return connection
-        task = self._opening.get(address)
+        task = self._opening.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._open(address, connection))
-            self._opening[address] = task
-            task.add_done_callback(lambda t: self._opened(address, t))
+            task = asyncio.get_running_loop().create_task(self._open(key, connection))
+            self._opening[key] = task
+            task.add_done_callback(lambda t: self._opened(key, t))
         # Shielded: one caller's deadline must not abort the connect others wait on.
         return await asyncio.shield(task)
 
-    def _opened(self, address: str, task: asyncio.Task[DubboConnection]) -> None:
-        self._opening.pop(address, None)
+    def _opened(self, key: ConnectionKey, task: asyncio.Task[DubboConnection]) -> None:
+        self._opening.pop(key, None)
         if not task.cancelled():
             task.exception()  # retrieved here: every waiter may have given up already
 
-    async def _open(self, address: str, stale: DubboConnection | None) -> DubboConnection:
+    async def _open(self, key: ConnectionKey, stale: DubboConnection | None) -> DubboConnection:
+        address, security = key
         if stale is not None and stale.in_flight == 0:
             await stale.close()
         # A read-only connection with calls in flight is left to finish them: the
@@ -346,6 +364,9 @@ class DubboUpstream:
                 connect_timeout=self._connect_timeout,
                 heartbeat=self._heartbeat,
                 missed_limit=self._missed_limit,
+                socket_path=(
+                    await self._tls.socket_path(address, security, ()) if security else None
+                ),
             )
         except TimeoutError:
             raise UpstreamUnavailable(
@@ -354,7 +375,7 @@ class DubboUpstream:
             ) from None
         except (OSError, ValueError) as exc:
             raise UpstreamUnavailable(f"dubbo {address}: {exc}", cause=CONNECT_FAILURE) from None
-        self._connections[address] = connection
+        self._connections[key] = connection
         return connection
 
     def connections(self) -> Sequence[DubboConnection]:
@@ -364,9 +385,9 @@ class DubboUpstream:
         """Close the idle connections of providers that left every cluster; a
         connection with calls in flight is left to finish them and goes at a
         later round."""
-        for address, connection in list(self._connections.items()):
-            if address not in addresses and connection.in_flight == 0:
-                del self._connections[address]
+        for key, connection in list(self._connections.items()):
+            if key[0] not in addresses and connection.in_flight == 0:
+                del self._connections[key]
                 await connection.close()
 
     async def close(self) -> None:
@@ -375,3 +396,5 @@ class DubboUpstream:
         connections, self._connections = self._connections, {}
         for connection in connections.values():
             await connection.close()
+        if self._owns_tls:
+            await self._tls.close()

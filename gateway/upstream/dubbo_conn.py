@@ -86,12 +86,17 @@ class DubboConnection:
         connect_timeout: float,
         heartbeat: float = DEFAULT_HEARTBEAT,
         missed_limit: int = DEFAULT_MISSED_LIMIT,
+        socket_path: str | None = None,
     ) -> DubboConnection:
+        """Connect to ``address``, or through ``socket_path`` (the TLS transport) to it."""
         host, _, port = address.rpartition(":")
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(
-                host.strip("[]"), int(port), limit=_READ_CHUNK
-            )
+            if socket_path is not None:
+                reader, writer = await asyncio.open_unix_connection(socket_path, limit=_READ_CHUNK)
+            else:
+                reader, writer = await asyncio.open_connection(
+                    host.strip("[]"), int(port), limit=_READ_CHUNK
+                )
         return cls(address, reader, writer, heartbeat=heartbeat, missed_limit=missed_limit)
 
     @property

@@ -1,9 +1,15 @@
 """gRPC upstream over grpc.aio, on raw bytes.
 
-One channel per endpoint address per worker, created on first use and kept
-for the life of the worker: HTTP/2 multiplexes every request over it (the
-per-request dialing of some gateways costs a handshake per call). The
-channel reconnects by itself when the backend comes back.
+One channel per (endpoint address, security) per worker, created on first
+use and kept for the life of the worker: HTTP/2 multiplexes every request
+over it (the per-request dialing of some gateways costs a handshake per
+call). The channel reconnects by itself when the backend comes back.
+
+A TLS cluster's channel dials the worker's TLS transport
+(:mod:`gateway.tls.transport`), which carries its connections to the
+endpoint over TLS with the cluster's certificates and SAN checks: grpcio's
+own ssl credentials cannot check a SPIFFE ID. Rotated certificates reach
+the next connection; the channel and its calls in flight are kept.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from gateway.errors import (
     UpstreamStatus,
     UpstreamUnavailable,
 )
+from gateway.tls.transport import TlsTransports
 from gateway.upstream.call import Call, Metadata, Reply, ReplyStream
 from gateway.upstream.metadata import response_headers
 from gateway.upstream.status import status_details
+from mesh.security import UpstreamTls
 
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -47,17 +55,22 @@ _CHANNEL_OPTIONS = (
 CLOSE_GRACE_S = 5.0
 Keepalive = tuple[float, float]  # seconds: ping after idle, then wait for the ack
 DEFAULT_KEEPALIVE: Keepalive = (30.0, 10.0)
+ALPN = ("h2",)
+ChannelKey = tuple[str, UpstreamTls | None]
 
 
 class GrpcUpstream:
-    def __init__(self) -> None:
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._unary: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
+    def __init__(self, tls: TlsTransports | None = None) -> None:
+        self._owns_tls = tls is None
+        self._tls = tls or TlsTransports()
+        self._channels: dict[ChannelKey, grpc.aio.Channel] = {}
+        self._unary: dict[tuple[ChannelKey, str], grpc.aio.UnaryUnaryMultiCallable] = {}
         self._keepalive: dict[str, Keepalive] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
-    def channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
+    async def channel(self, address: str, security: UpstreamTls | None = None) -> grpc.aio.Channel:
+        key = (address, security)
+        channel = self._channels.get(key)
         if channel is None:
             ping, wait = self._keepalive.get(address, DEFAULT_KEEPALIVE)
             options = (
@@ -65,8 +78,18 @@ class GrpcUpstream:
                 ("grpc.keepalive_time_ms", int(ping * 1000)),
                 ("grpc.keepalive_timeout_ms", int(wait * 1000)),
             )
-            channel = grpc.aio.insecure_channel(address, options=options)
-            self._channels[address] = channel
+            if security is None:
+                channel = grpc.aio.insecure_channel(address, options=options)
+            else:
+                path = await self._tls.socket_path(address, security, ALPN)
+                channel = self._channels.get(key)  # another call may have made it meanwhile
+                if channel is None:
+                    # :authority stays the endpoint's (or the SNI name), not the socket's.
+                    authority = ("grpc.default_authority", security.sni or address)
+                    channel = grpc.aio.insecure_channel(
+                        f"unix:{path}", options=(*options, authority)
+                    )
+            self._channels[key] = channel
         return channel
 
     def set_keepalive(self, keepalive: Mapping[str, Keepalive]) -> None:
@@ -79,39 +102,70 @@ class GrpcUpstream:
     def retain(self, addresses: Collection[str]) -> None:
         """Close the channels of endpoints that left every cluster (EDS or the config);
         calls still running on them get CLOSE_GRACE_S to finish."""
-        for address in [a for a in self._channels if a not in addresses]:
+        for address in {a for a, _ in self._channels if a not in addresses}:
             self._drop(address)
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        return tuple(self._channels)
+        return tuple(dict.fromkeys(address for address, _ in self._channels))
 
     def _drop(self, address: str) -> None:
-        channel = self._channels.pop(address, None)
-        for key in [k for k in self._unary if k[0] == address]:
-            del self._unary[key]
-        if channel is not None:
+        for key in [k for k in self._channels if k[0] == address]:
+            channel = self._channels.pop(key)
             task = asyncio.get_running_loop().create_task(channel.close(CLOSE_GRACE_S))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+        for unary_key in [k for k in self._unary if k[0][0] == address]:
+            del self._unary[unary_key]
 
-    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+    async def unary(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> Reply:
+        try:
+            return await self._unary_call(address, call, timeout, security)
+        except UpstreamUnavailable as error:
+            raise self._explained(error, address, security) from None
+
+    async def _unary_call(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None
+    ) -> Reply:
         metadata = call.metadata
         if call.client_streaming:
+            channel = await self.channel(address, security)
             return await _reply(
-                self.channel(address).stream_unary(call.path)(
+                channel.stream_unary(call.path)(
                     iter(call.messages), timeout=timeout, metadata=metadata
                 )
             )
-        key = (address, call.path)
+        key = ((address, security), call.path)
         call_factory = self._unary.get(key)
         if call_factory is None:
-            call_factory = self.channel(address).unary_unary(call.path)
+            call_factory = (await self.channel(address, security)).unary_unary(call.path)
             self._unary[key] = call_factory
         return await _reply(call_factory(call.messages[0], timeout=timeout, metadata=metadata))
 
-    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
-        channel = self.channel(address)
+    def _explained(
+        self, error: UpstreamUnavailable, address: str, security: UpstreamTls | None
+    ) -> UpstreamUnavailable:
+        """grpc only sees the local socket close; say what the TLS side saw, and where."""
+        if security is None or "unix:" not in error.message:
+            return error  # plaintext, or the backend's own UNAVAILABLE status
+        failure = self._tls.failure(address, security, ALPN)
+        error.message = f"{address}: {failure or 'upstream unavailable over TLS'}"
+        return error
+
+    async def stream(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> ReplyStream:
+        try:
+            return await self._stream_call(address, call, timeout, security)
+        except UpstreamUnavailable as error:
+            raise self._explained(error, address, security) from None
+
+    async def _stream_call(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None
+    ) -> ReplyStream:
+        channel = await self.channel(address, security)
         rpc: Any
         if call.client_streaming:
             rpc = channel.stream_stream(call.path)(
@@ -142,6 +196,8 @@ class GrpcUpstream:
         self._unary.clear()
         for channel in channels.values():
             await channel.close()
+        if self._owns_tls:
+            await self._tls.close()
 
 
 async def _reply(call: Any) -> Reply:

@@ -73,7 +73,7 @@ class Invoker:
                     raise overloaded(plan)
                 outcome: Outcome | None = None
                 try:
-                    reply = await upstream.unary(endpoint.address, call, try_timeout)
+                    reply = await upstream.unary(endpoint.address, call, try_timeout, plan.security)
                     outcome = Outcome.SUCCESS
                     return reply
                 except GatewayError as error:
@@ -113,7 +113,9 @@ class Invoker:
         if not plan.begin(endpoint):
             raise overloaded(plan)
         try:
-            started = await upstream.stream(endpoint.address, call, shortest(timeout, plan.timeout))
+            started = await upstream.stream(
+                endpoint.address, call, shortest(timeout, plan.timeout), plan.security
+            )
         except GatewayError as error:
             plan.end(endpoint, outcome_of(error), self._clock)
             raise

@@ -106,4 +106,5 @@ class MeshClient:
             abort=abort,
             health=decision.health,
             retries=decision.retries,
+            security=decision.security,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Literal
 
+from gateway.tls.transport import TlsTransports
 from gateway.upstream.call import Upstream
 from gateway.upstream.dubbo import DubboUpstream
 from gateway.upstream.grpc import GrpcUpstream
@@ -35,12 +36,14 @@ def upstream_name(protocol: str, encoding: Encoding) -> UpstreamName | None:
 
 class UpstreamClients:
     def __init__(self, factories: dict[UpstreamName, Callable[[], Upstream]] | None = None) -> None:
-        self._grpc = GrpcUpstream()
+        # One TLS transport for every protocol client of the worker.
+        self.tls = TlsTransports()
+        self._grpc = GrpcUpstream(self.tls)
         self._factories: dict[UpstreamName, Callable[[], Upstream]] = factories or {
             "grpc": lambda: self._grpc,
             "triple": lambda: TripleUpstream(self._grpc),
-            "triple-json": TripleJsonUpstream,
-            "dubbo2": DubboUpstream,
+            "triple-json": lambda: TripleJsonUpstream(tls=self.tls),
+            "dubbo2": lambda: DubboUpstream(tls=self.tls),
         }
         self._clients: dict[UpstreamName, Upstream] = {}
 
@@ -67,3 +70,4 @@ class UpstreamClients:
         for client in clients.values():
             await client.close()
         await self._grpc.close()
+        await self.tls.close()

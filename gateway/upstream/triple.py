@@ -14,6 +14,7 @@ from dataclasses import replace
 from gateway.errors import Code, GatewayError
 from gateway.upstream.call import Call, DubboOptions, Reply, ReplyStream
 from gateway.upstream.grpc import GrpcUpstream
+from mesh.security import UpstreamTls
 
 
 def triple_headers(dubbo: DubboOptions, timeout: float | None) -> tuple[tuple[str, str], ...]:
@@ -42,15 +43,19 @@ class TripleUpstream:
     def __init__(self, grpc: GrpcUpstream) -> None:
         self._grpc = grpc
 
-    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+    async def unary(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> Reply:
         try:
-            return await self._grpc.unary(address, _with_headers(call, timeout), timeout)
+            return await self._grpc.unary(address, _with_headers(call, timeout), timeout, security)
         except GatewayError as error:
             raise normalize_triple_error(error) from None
 
-    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+    async def stream(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> ReplyStream:
         try:
-            return await self._grpc.stream(address, _with_headers(call, timeout), timeout)
+            return await self._grpc.stream(address, _with_headers(call, timeout), timeout, security)
         except GatewayError as error:
             raise normalize_triple_error(error) from None
 

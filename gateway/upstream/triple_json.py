@@ -39,11 +39,14 @@ from gateway.errors import (
     UpstreamStatus,
     UpstreamUnavailable,
 )
+from gateway.tls.transport import TlsTransports
 from gateway.upstream.call import Call, ReplyStream
 from gateway.upstream.generic import GenericCall, GenericReply, no_streaming
 from gateway.upstream.triple import normalize_triple_error
+from mesh.security import UpstreamTls
 
 TRIPLE_PROTOCOL_VERSION = "0.1.0"
+ALPN = ("http/1.1",)
 _MAX_ERROR_TEXT = 512
 # Attachment names that would corrupt the HTTP exchange or override the
 # gateway's own choice of provider and deadline.
@@ -191,8 +194,18 @@ def _status_error(code: int, message: str, target: str) -> GatewayError:
 class TripleJsonUpstream:
     """One pooled HTTP/1.1 keep-alive client per worker for every Triple endpoint."""
 
-    def __init__(self, *, max_connections_per_host: int = 64) -> None:
-        self._client = httpx.AsyncClient(
+    def __init__(
+        self, *, max_connections_per_host: int = 64, tls: TlsTransports | None = None
+    ) -> None:
+        self._max_keepalive = max_connections_per_host
+        self._client = self._new_client(None)
+        self._owns_tls = tls is None
+        self._tls = tls or TlsTransports()
+        # TLS clusters: one client per (address, security), over the TLS transport's socket.
+        self._tls_clients: dict[tuple[str, UpstreamTls], httpx.AsyncClient] = {}
+
+    def _new_client(self, socket_path: str | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
             http1=True,
             http2=False,
             trust_env=False,  # a proxy from the environment must never sit in the data path
@@ -201,26 +214,47 @@ class TripleJsonUpstream:
             timeout=httpx.Timeout(None, connect=5.0),
             limits=httpx.Limits(
                 max_connections=None,
-                max_keepalive_connections=max_connections_per_host,
+                max_keepalive_connections=self._max_keepalive,
                 keepalive_expiry=30.0,
+            ),
+            transport=(
+                httpx.AsyncHTTPTransport(uds=socket_path, http1=True, http2=False)
+                if socket_path
+                else None
             ),
         )
 
-    async def unary(self, address: str, call: Call, timeout: float | None) -> GenericReply:
-        return await self.call(address, GenericCall.from_call(call, timeout))
+    async def _client_for(self, address: str, security: UpstreamTls | None) -> httpx.AsyncClient:
+        if security is None:
+            return self._client
+        client = self._tls_clients.get((address, security))
+        if client is None:
+            path = await self._tls.socket_path(address, security, ALPN)
+            client = self._tls_clients.setdefault((address, security), self._new_client(path))
+        return client
 
-    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+    async def unary(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> GenericReply:
+        return await self.call(address, GenericCall.from_call(call, timeout), security)
+
+    async def stream(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> ReplyStream:
         raise no_streaming(call)
 
-    async def call(self, address: str, call: GenericCall) -> GenericReply:
+    async def call(
+        self, address: str, call: GenericCall, security: UpstreamTls | None = None
+    ) -> GenericReply:
         path = request_path(call)
         target = f"triple {address}{path}"
-        request = self._client.build_request(
+        client = await self._client_for(address, security)
+        request = client.build_request(
             "POST", f"http://{address}{path}", content=call.body, headers=request_headers(call)
         )
         try:
             async with asyncio.timeout(call.timeout):
-                response = await self._client.send(request)
+                response = await client.send(request)
         except TimeoutError:
             raise UpstreamStatus(
                 f"{target}: no answer within {call.timeout:g}s", grpc_code=4
@@ -232,8 +266,9 @@ class TripleJsonUpstream:
             ) from None
         except httpx.TransportError as exc:
             cause = CONNECT_FAILURE if isinstance(exc, httpx.ConnectError) else RESET
+            failure = self._tls.failure(address, security, ALPN) if security else None
             raise UpstreamUnavailable(
-                f"{target}: {exc or type(exc).__name__}", cause=cause
+                f"{target}: {failure or exc or type(exc).__name__}", cause=cause
             ) from None
         if 200 <= response.status_code < 300:
             return GenericReply(response.content or b"null")
@@ -241,3 +276,8 @@ class TripleJsonUpstream:
 
     async def close(self) -> None:
         await self._client.aclose()
+        clients, self._tls_clients = self._tls_clients, {}
+        for client in clients.values():
+            await client.aclose()
+        if self._owns_tls:
+            await self._tls.close()

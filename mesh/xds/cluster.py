@@ -9,6 +9,7 @@ from envoy.config.core.v3 import base_pb2
 
 from mesh.errors import ResourceError
 from mesh.xds.common import seconds
+from mesh.xds.tls import ClusterTls, cluster_tls
 
 DEFAULT_MAX_REQUESTS = 1024
 # Envoy's default max_retries circuit breaker: concurrent retries per cluster.
@@ -91,13 +92,14 @@ class Cluster:
     ring_min_size: int = 1024
     ring_max_size: int = 8 * 1024 * 1024
     least_request_choices: int = 2
-    tls: bool = False
     health_check: HealthCheck | None = None
     # Envoy's healthy_panic_threshold: below this percent of healthy endpoints,
     # route to all of them rather than overload the few (0 turns it off).
     panic_threshold: float = 50.0
     max_retries: int = DEFAULT_MAX_RETRIES
     retry_budget: RetryBudget | None = None
+    # The UpstreamTlsContext (gRFC A29); None: plaintext.
+    tls: ClusterTls | None = None
 
     def references(self) -> tuple[str, ...]:
         return (self.eds_service_name,)
@@ -123,7 +125,7 @@ def cluster(proto: cluster_pb2.Cluster) -> Cluster:
         ring_min_size=ring_min,
         ring_max_size=ring_max,
         least_request_choices=_choices(proto),
-        tls=proto.HasField("transport_socket"),
+        tls=cluster_tls(proto),
         health_check=_health_check(proto),
         panic_threshold=_panic_threshold(proto),
         max_retries=_max_retries(proto),

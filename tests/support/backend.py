@@ -3,6 +3,10 @@
 Run as a process so the gateway under test talks to it over real sockets::
 
     python -m tests.support.backend --port 50051 --name v1
+    python -m tests.support.backend --port 50051 --tls-cert s.pem --tls-key s.key --tls-ca ca.pem
+
+With ``--tls-ca`` it requires a client certificate chained to that CA and
+puts the client's SANs in the reply's ``metadata["x-client-identity"]``.
 
 Messages come from a descriptor set compiled at start-up, so no generated code
 is kept in the repository.
@@ -106,6 +110,9 @@ def build_handler(
     def reply_for(request, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
         reply = reply_cls(served_by=name)
         reply.request.CopyFrom(request)
+        sans = (context.auth_context() or {}).get("x509_subject_alternative_name")
+        if sans:
+            reply.metadata["x-client-identity"] = ",".join(s.decode() for s in sans)
         if request.echo_metadata:
             for key, value in context.invocation_metadata() or ():
                 text = value.hex() if isinstance(value, bytes) else value
@@ -168,14 +175,38 @@ def _code_tuple(code: int) -> tuple[int, str]:
     raise ValueError(f"not a gRPC status code: {code}")
 
 
-async def serve(port: int, name: str, host: str = "127.0.0.1", control: str | None = None) -> None:
-    server = grpc.aio.server()
+async def serve(
+    port: int,
+    name: str,
+    host: str = "127.0.0.1",
+    credentials: grpc.ServerCredentials | None = None,
+    max_connection_age_ms: int | None = None,
+    control: str | None = None,
+) -> None:
+    options = []
+    if max_connection_age_ms:
+        # GOAWAY after this age; calls in flight finish, clients reconnect.
+        options += [
+            ("grpc.max_connection_age_ms", max_connection_age_ms),
+            ("grpc.max_connection_age_grace_ms", 30_000),
+        ]
+    server = grpc.aio.server(options=options)
     pool = load_pool(echo_descriptor_set())
     server.add_generic_rpc_handlers(
         (build_handler(pool, name, control), build_health_handler(control))
     )
     reflection.enable_server_reflection((SERVICE, reflection.SERVICE_NAME), server, pool=pool)
-    await serve_until_signalled(server, f"{host}:{port}")
+    await serve_until_signalled(server, f"{host}:{port}", credentials)
+
+
+def server_credentials(cert: str, key: str, ca: str | None) -> grpc.ServerCredentials:
+    with open(cert, "rb") as c, open(key, "rb") as k:
+        pair = (k.read(), c.read())
+    if ca is None:
+        return grpc.ssl_server_credentials([pair])
+    with open(ca, "rb") as f:
+        roots = f.read()
+    return grpc.ssl_server_credentials([pair], root_certificates=roots, require_client_auth=True)
 
 
 def main() -> None:
@@ -183,8 +214,23 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="backend")
     parser.add_argument("--control", default=None, help="a file of orders, read per call")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--tls-ca", help="require client certificates from this CA")
+    parser.add_argument("--max-connection-age-ms", type=int)
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.name, control=args.control))
+    credentials = (
+        server_credentials(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
+    )
+    asyncio.run(
+        serve(
+            args.port,
+            args.name,
+            credentials=credentials,
+            max_connection_age_ms=args.max_connection_age_ms,
+            control=args.control,
+        )
+    )
 
 
 if __name__ == "__main__":

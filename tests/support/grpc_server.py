@@ -5,11 +5,17 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import grpc
 import grpc.aio
 
 
-async def serve_until_signalled(server: grpc.aio.Server, address: str) -> None:
-    server.add_insecure_port(address)
+async def serve_until_signalled(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None
+) -> None:
+    if credentials is None:
+        server.add_insecure_port(address)
+    else:
+        server.add_secure_port(address, credentials)
     await server.start()
     print("READY", flush=True)
     stop = asyncio.Event()

@@ -29,6 +29,7 @@ from gateway.sources import load_sources
 from gateway.upstream.call import Call, Reply, ReplyStream, Upstream
 from gateway.upstream.invoker import Invoker
 from gateway.upstream.registry import UpstreamClients, UpstreamName
+from mesh.security import UpstreamTls
 
 REPO = Path(__file__).resolve().parents[2]
 LISTENER_PORT = 18080
@@ -53,13 +54,17 @@ class FakeUpstream:
     seen: list[Seen] = field(default_factory=list)
     closed: bool = False
 
-    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+    async def unary(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> Reply:
         self.seen.append(Seen(address, call, timeout))
         reply = await self.handler(address, call, timeout)
         assert isinstance(reply, Reply), "a unary handler returns a Reply"
         return reply
 
-    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+    async def stream(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> ReplyStream:
         self.seen.append(Seen(address, call, timeout))
         messages = await self.handler(address, call, timeout)
         assert isinstance(messages, list), "a stream handler returns a list of messages"

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -295,8 +295,26 @@ class RegistryOptions:
         return env
 
 
+def java_tls_options(cert: Path, key: Path, client_ca: Path | None = None) -> list[str]:
+    """JVM options that make the Java peer serve Triple and dubbo2 over TLS.
+
+    Dubbo 3.3 reads ``dubbo.ssl.*`` from system properties into its SslConfig;
+    with a trust collection it requires client certificates (mTLS). Both ports
+    then speak only TLS. No rebuild: the same jar serves plaintext without them.
+    """
+    options = [
+        f"-Ddubbo.ssl.server-key-cert-chain-path={cert}",
+        f"-Ddubbo.ssl.server-private-key-path={key}",
+    ]
+    if client_ca is not None:
+        options.append(f"-Ddubbo.ssl.server-trust-cert-collection-path={client_ca}")
+    return options
+
+
 @contextlib.contextmanager
-def java_peer(registry: RegistryOptions | None = None) -> Iterator[RunningPeer]:
+def java_peer(
+    registry: RegistryOptions | None = None, jvm_options: Sequence[str] = ()
+) -> Iterator[RunningPeer]:
     """The Java Dubbo 3.3 peer: Triple and dubbo2 on free ports."""
     jar = build_java_peer()
     java = _require("java")
@@ -305,10 +323,11 @@ def java_peer(registry: RegistryOptions | None = None) -> Iterator[RunningPeer]:
     # (DUBBO_IP_TO_REGISTRY=127.0.0.1 is refused); with every interface ignored
     # it falls back to the local address of its connection to the loopback
     # registry, so the tests only ever call 127.0.0.1.
-    jvm_options = ["-Ddubbo.network.interface.ignored=.*"] if registry is not None else []
+    registry_options = ["-Ddubbo.network.interface.ignored=.*"] if registry is not None else []
     command = [
         java,
         *jvm_options,
+        *registry_options,
         "-jar",
         str(jar),
         "--triple-port",
@@ -321,12 +340,34 @@ def java_peer(registry: RegistryOptions | None = None) -> Iterator[RunningPeer]:
         yield peer
 
 
+def go_tls_options(cert: Path, key: Path, client_ca: Path | None = None) -> list[str]:
+    """Flags that make the Go peer serve TLS (mTLS with ``client_ca``).
+
+    dubbo-go v3.3.2 applies the server's TLS option to Triple only: its getty
+    (dubbo2) server logs "protocolConfig not found in URL attributes" and
+    stays plaintext, so dubbo2 to the Go peer is not tested over TLS.
+    """
+    options = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    if client_ca is not None:
+        options += ["--tls-ca", str(client_ca)]
+    return options
+
+
 @contextlib.contextmanager
-def go_peer(registry: RegistryOptions | None = None) -> Iterator[RunningPeer]:
+def go_peer(
+    registry: RegistryOptions | None = None, flags: Sequence[str] = ()
+) -> Iterator[RunningPeer]:
     """The dubbo-go v3 peer: Triple and dubbo2 on free ports."""
     binary = build_go_peer()
     triple_port, dubbo_port = free_port(), free_port()
-    command = [str(binary), "--triple-port", str(triple_port), "--dubbo-port", str(dubbo_port)]
+    command = [
+        str(binary),
+        "--triple-port",
+        str(triple_port),
+        "--dubbo-port",
+        str(dubbo_port),
+        *flags,
+    ]
     env = registry.env() if registry is not None else None
     with _run_peer("go", command, triple_port, dubbo_port, GO_READY_TIMEOUT, env) as peer:
         yield peer
@@ -345,11 +386,18 @@ def python_peer() -> Iterator[RunningPeer]:
 
 
 @contextlib.contextmanager
-def peer_or_skip(name: str) -> Iterator[RunningPeer]:
-    """Start a peer by name for a pytest fixture; a missing toolchain skips (fails under CI)."""
+def peer_or_skip(name: str, options: Sequence[str] = ()) -> Iterator[RunningPeer]:
+    """Start a peer by name for a pytest fixture; a missing toolchain skips (fails under CI).
+
+    ``options`` are JVM options for the Java peer, command-line flags for the Go peer.
+    """
     from tests.support.toolchain import missing
 
-    starters = {"java": java_peer, "go": go_peer, "python": python_peer}
+    starters: dict[str, Callable[[], contextlib.AbstractContextManager[RunningPeer]]] = {
+        "java": lambda: java_peer(jvm_options=options),
+        "go": lambda: go_peer(flags=options),
+        "python": python_peer,
+    }
     try:
         manager = starters[name]()
         peer = manager.__enter__()

@@ -96,11 +96,13 @@ def python_module(module: str, *args: str) -> list[str]:
 
 @contextmanager
 def echo_backend(
-    port: int, name: str = "backend", control: Path | None = None
+    port: int, name: str = "backend", *args: str, control: Path | None = None
 ) -> Iterator[Process]:
-    """The echo backend; ``control`` is a file whose content steers it (see backend.py)."""
-    args = ["--port", str(port), "--name", name]
-    if control is not None:
-        args += ["--control", str(control)]
-    with running(python_module("tests.support.backend", *args), "READY") as process:
+    """The echo backend; ``args`` are more of its options (TLS files, connection age);
+    ``control`` is a file whose content steers it (see backend.py)."""
+    extra = [*args, *(["--control", str(control)] if control is not None else [])]
+    with running(
+        python_module("tests.support.backend", "--port", str(port), "--name", name, *extra),
+        "READY",
+    ) as process:
         yield process

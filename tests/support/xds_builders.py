@@ -22,6 +22,7 @@ from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import percent_pb2
 from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
@@ -180,14 +181,61 @@ def route_config(
     )
 
 
+def istio_mutual(
+    subject_alt_names: Sequence[str] = (), instance: str = "default"
+) -> base_pb2.TransportSocket:
+    """The transport socket istiod sends a proxyless client for ISTIO_MUTUAL.
+
+    As dumped from the istiod of tests/istio (DestinationRule tls.mode
+    ISTIO_MUTUAL): the current and the legacy provider-instance fields side by
+    side, identity ``default``/``default`` and roots ``default``/``ROOTCA``;
+    istiod adds exact SAN matchers from the service accounts it knows.
+    """
+    identity = common_pb2.CertificateProviderPluginInstance(
+        instance_name=instance, certificate_name="default"
+    )
+    roots = common_pb2.CertificateProviderPluginInstance(
+        instance_name=instance, certificate_name="ROOTCA"
+    )
+    legacy_identity = tls_pb2.CommonTlsContext.CertificateProviderInstance(
+        instance_name=instance, certificate_name="default"
+    )
+    legacy_roots = tls_pb2.CommonTlsContext.CertificateProviderInstance(
+        instance_name=instance, certificate_name="ROOTCA"
+    )
+    validation = common_pb2.CertificateValidationContext(
+        ca_certificate_provider_instance=roots,
+        match_subject_alt_names=[string_pb2.StringMatcher(exact=s) for s in subject_alt_names],
+    )
+    context = tls_pb2.UpstreamTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(
+            tls_certificate_provider_instance=identity,
+            tls_certificate_certificate_provider_instance=legacy_identity,
+            combined_validation_context=tls_pb2.CommonTlsContext.CombinedCertificateValidationContext(
+                default_validation_context=validation,
+                validation_context_certificate_provider_instance=legacy_roots,
+            ),
+        )
+    )
+    return base_pb2.TransportSocket(
+        name="envoy.transport_sockets.tls", typed_config=packed(context)
+    )
+
+
 def cluster(
-    name: str, *, lb_policy: str = "ROUND_ROBIN", max_requests: int | None = None
+    name: str,
+    *,
+    lb_policy: str = "ROUND_ROBIN",
+    max_requests: int | None = None,
+    transport_socket: base_pb2.TransportSocket | None = None,
 ) -> cluster_pb2.Cluster:
     result = cluster_pb2.Cluster(
         name=name,
         type=cluster_pb2.Cluster.EDS,
         lb_policy=cluster_pb2.Cluster.LbPolicy.Value(lb_policy),
     )
+    if transport_socket is not None:
+        result.transport_socket.CopyFrom(transport_socket)
     result.eds_cluster_config.service_name = name
     result.eds_cluster_config.eds_config.ads.SetInParent()
     if max_requests is not None:

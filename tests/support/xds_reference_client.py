@@ -7,6 +7,10 @@ the tests' ADS server. Reads a JSON plan on stdin (a list of requests, each
 ``{"plan": i, "served_by": ..., "code": <grpc status code>}``::
 
     python -m tests.support.xds_reference_client --target shop.default.svc.cluster.local:50051
+
+With ``--xds-creds`` the channel uses ``grpc.xds_channel_credentials``: the
+clusters' UpstreamTlsContext (gRFC A29) and the bootstrap's certificate
+providers decide TLS, as for meshgate.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 
 import grpc
+import grpc.experimental
 
 from tests.support.protos import echo_descriptor_set, load_pool, message_class
 
@@ -27,12 +32,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", required=True)
     parser.add_argument("--timeout", type=float, default=5.0)
+    parser.add_argument("--xds-creds", action="store_true", help="TLS as the xDS clusters say")
     args = parser.parse_args()
     plan = json.loads(sys.stdin.read())
     pool = load_pool(echo_descriptor_set())
     request_cls = message_class(pool, "meshgate.test.v1.EchoRequest")
     reply_cls = message_class(pool, "meshgate.test.v1.EchoReply")
-    with grpc.insecure_channel(f"xds:///{args.target}") as channel:
+    target = f"xds:///{args.target}"
+    channel = (
+        grpc.secure_channel(
+            target, grpc.xds_channel_credentials(grpc.experimental.insecure_channel_credentials())
+        )
+        if args.xds_creds
+        else grpc.insecure_channel(target)
+    )
+    with channel:
         echo = channel.unary_unary(
             METHOD,
             request_serializer=request_cls.SerializeToString,

@@ -14,6 +14,7 @@ from gateway.upstream.call import Call, Reply, ReplyStream
 from gateway.upstream.clusters import CallPlan, StaticCluster
 from gateway.upstream.invoker import Invoker
 from mesh.retry import RetryPolicy
+from mesh.security import UpstreamTls
 
 pytestmark = pytest.mark.anyio
 CALL = Call("pkg.Service", "Method", [b"x"])
@@ -46,7 +47,9 @@ class Script:
         self.tries: list[tuple[str, float | None]] = []
         self.in_flight_seen: list[int] = []
 
-    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+    async def unary(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> Reply:
         self.tries.append((address, timeout))
         answer = self.answers.pop(0)
         if isinstance(answer, float):
@@ -56,7 +59,9 @@ class Script:
             raise answer
         return answer
 
-    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+    async def stream(
+        self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
+    ) -> ReplyStream:
         async def messages() -> AsyncIterator[bytes]:
             yield b"1"
             yield b"2"
@@ -249,7 +254,9 @@ class Hold:
 
         self.all_in = asyncio.Event()
 
-    async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
+    async def unary(
+        self, address: str, call: Call, timeout: float | None, security: object = None
+    ) -> Reply:
         self.calls += 1
         self.waiting += 1
         if self.waiting >= self.n:
@@ -257,7 +264,9 @@ class Hold:
         await self.all_in.wait()
         raise UpstreamUnavailable("down")
 
-    async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
+    async def stream(
+        self, address: str, call: Call, timeout: float | None, security: object = None
+    ) -> ReplyStream:
         raise NotImplementedError
 
     async def close(self) -> None:

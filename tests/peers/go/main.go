@@ -22,6 +22,7 @@ import (
 	"dubbo.apache.org/dubbo-go/v3/protocol"
 	"dubbo.apache.org/dubbo-go/v3/registry"
 	"dubbo.apache.org/dubbo-go/v3/server"
+	dubbotls "dubbo.apache.org/dubbo-go/v3/tls"
 	hessian "github.com/apache/dubbo-go-hessian2"
 
 	"meshgate.test/peers/go/greeterpb"
@@ -42,6 +43,9 @@ func onlyProtocol(id string) server.ServiceOption {
 func main() {
 	triplePort := flag.Int("triple-port", 0, "Triple (HTTP/2 gRPC + HTTP/1 JSON) port")
 	dubboPort := flag.Int("dubbo-port", 0, "dubbo2/hessian2 port")
+	tlsCert := flag.String("tls-cert", "", "serve both ports over TLS with this PEM chain")
+	tlsKey := flag.String("tls-key", "", "the PEM key of --tls-cert")
+	tlsCA := flag.String("tls-ca", "", "with --tls-cert: require client certificates from this CA")
 	flag.Parse()
 	if *triplePort == 0 || *dubboPort == 0 {
 		log.Fatal("usage: go-peer --triple-port N --dubbo-port M")
@@ -52,13 +56,21 @@ func main() {
 	if err != nil {
 		log.Fatalf("new instance: %v", err)
 	}
-	srv, err := instance.NewServer(
+	options := []server.ServerOption{
 		server.WithServerProtocol(
 			protocol.WithID("tri"), protocol.WithTriple(), protocol.WithIp(host),
 			protocol.WithPort(*triplePort),
 		),
 		server.WithServerProtocol(dubboProtocol(*dubboPort)...),
-	)
+	}
+	if *tlsCert != "" {
+		// One TLS setting for the server: dubbo-go applies it to Triple and to getty (dubbo2).
+		options = append(options, server.WithServerTLSOption(
+			dubbotls.WithCertFile(*tlsCert), dubbotls.WithKeyFile(*tlsKey),
+			dubbotls.WithCACertFile(*tlsCA),
+		))
+	}
+	srv, err := instance.NewServer(options...)
 	if err != nil {
 		log.Fatalf("new server: %v", err)
 	}
