@@ -20,17 +20,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
-from gateway.config import MeshConfig
-from gateway.errors import ClientClosedRequest, Code, GatewayError, error_response
+from gateway.client_watch import RequestReceiver, declares_body
+from gateway.config import ListenerLimitsConfig, MeshConfig
+from gateway.errors import ClientClosedRequest, Code, GatewayError, bounded, error_response
 from gateway.metrics import observe
 from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
+from gateway.throttled_log import ThrottledLog
 from gateway.upstream.mesh import MeshClient
 
 log = logging.getLogger(__name__)
 
 # How often a request for an unknown service may trigger a reflection fetch.
 REFLECTION_INTERVAL = 5.0
+DEFAULT_LIMITS = ListenerLimitsConfig()
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +49,7 @@ class Active:
     handlers: Mapping[int, Handler]
     routers: Mapping[int, Router]
     listener_names: Mapping[int, str]
+    limits: Mapping[int, ListenerLimitsConfig]
 
 
 class GatewayApp:
@@ -68,6 +72,7 @@ class GatewayApp:
         self._on_startup = [self._start_mesh, *on_startup]
         self._last_reflection = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
+        self._unexpected = ThrottledLog(log)
         self.ready = False
         self.active = self._build(snapshot)
         self.admin_app = admin(self) if admin is not None else None
@@ -96,7 +101,8 @@ class GatewayApp:
                 handler = wrap(handler)
             handlers[listener.port] = handler
         names = {listener.port: listener.name for listener in snapshot.listeners}
-        return Active(snapshot, handlers, routers, names)
+        limits = {listener.port: listener.limits for listener in snapshot.listeners}
+        return Active(snapshot, handlers, routers, names, limits)
 
     def _refresher(self, port: int) -> Callable[[], Awaitable[Router | None]]:
         async def refresh() -> Router | None:
@@ -151,35 +157,54 @@ class GatewayApp:
     async def _serve(
         self, handler: Handler, port: int | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        active = self.active
+        limits = active.limits.get(port or 0) or DEFAULT_LIMITS
+        has_body = declares_body(scope["headers"])
+        receiver = RequestReceiver(receive, limits.body_read_timeout, has_body)
         request = HttpRequest(
             method=scope["method"],
             path=scope["path"],
             query_string=scope["query_string"],
             header_list=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
             client=scope.get("client"),
-            receive=receive,
+            receive=receiver,
             raw_path=scope.get("raw_path") or b"",
+            # No body declared: nothing to read, and the channel is the watcher's.
+            _body=None if has_body else b"",
         )
         started = time.perf_counter()
+        task = asyncio.current_task()
+        assert task is not None
+        # The client leaving cancels this task: the backend call with it
+        # (streams included), and the cluster's in-flight slot at once.
+        watcher = asyncio.get_running_loop().create_task(receiver.cancel_on_disconnect(task))
+        try:
+            status = await self._respond(handler, request, send)
+        except asyncio.CancelledError:
+            if not receiver.disconnected or task.uncancel() > 0:
+                raise
+            # Nobody is left to read an answer: count it, say nothing.
+            status = ClientClosedRequest.http_status
+        finally:
+            watcher.cancel()
+        observe(active.listener_names.get(port or 0, ""), status, time.perf_counter() - started)
+
+    async def _respond(self, handler: Handler, request: HttpRequest, send: Send) -> int:
+        """Run the handler and send its answer; the status sent (499: none)."""
         try:
             response = await handler(request)
         except GatewayError as error:
             response = error_response(error)
         except ClientDisconnected:
-            # Nobody is left to read an answer: count it, say nothing.
-            response = error_response(ClientClosedRequest("client closed the request"))
-        except Exception:
+            return ClientClosedRequest.http_status
+        except Exception as exc:
             # Nothing a request does may take the worker down.
-            log.exception("unhandled error serving %s %s", request.method, request.path)
+            self._unexpected.report(exc, f"serving {request.method} {bounded(request.path, 200)}")
             response = error_response(
                 GatewayError("internal gateway error", grpc_code=Code.INTERNAL)
             )
-        observe(
-            self.active.listener_names.get(port or 0, ""),
-            response.status,
-            time.perf_counter() - started,
-        )
         await _send(send, response)
+        return response.status
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -217,6 +242,14 @@ async def _send(send: Send, response: HttpResponse) -> None:
         await send({"type": "http.response.body", "body": response.body})
         return
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    async for chunk in response.stream:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    stream = response.stream
+    try:
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        # Cancelled mid-stream (the client left): end the backend call now,
+        # not when the generator is collected.
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
     await send({"type": "http.response.body", "body": b""})

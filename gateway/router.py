@@ -67,7 +67,10 @@ class Router:
 
     async def serve(self, request: HttpRequest) -> HttpResponse:
         headers = request.headers
-        route = self._routes.find(request.method, request.path, headers, request.query_string)
+        # The path as sent, as Envoy matches it: %2F is not a segment separator.
+        route = self._routes.find(
+            request.method, request.target_path, headers, request.query_string
+        )
         if route is None:
             raise RouteNotFound(f"no route for {request.method} {request.path}")
         decoded = await route.kind.decode(request)

@@ -31,6 +31,7 @@ from gateway.config import (
     FilterConfig,
     GatewayConfig,
     ListenerConfig,
+    ListenerLimitsConfig,
     LoadedConfig,
     RouteConfig,
     split_address,
@@ -94,6 +95,7 @@ class CompiledListener:
     filter_names: tuple[str, ...]
     # Built once, in YAML order: the first sees the request first.
     filters: tuple[Filter, ...]
+    limits: ListenerLimitsConfig = field(default_factory=ListenerLimitsConfig)
 
 
 FilterKey = tuple[str, str, str]  # listener, filter name, config as canonical JSON
@@ -181,6 +183,7 @@ def compile_snapshot(
                 routes=RouteTable(tuple(entries)),
                 filter_names=tuple(f.name for f in listener.filters),
                 filters=built,
+                limits=listener.limits,
             )
         )
     if issues:

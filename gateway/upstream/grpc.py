@@ -14,13 +14,22 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from gateway.errors import Code, GatewayError, UpstreamStatus, UpstreamUnavailable
+from gateway.errors import (
+    BadUpstreamResponse,
+    Code,
+    GatewayError,
+    UpstreamStatus,
+    UpstreamUnavailable,
+)
 from gateway.upstream.call import Call, Metadata, Reply, ReplyStream
 from gateway.upstream.metadata import response_headers
 from gateway.upstream.status import status_details
 
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
+# What grpc says when a reply exceeds the channel's receive limit, a local
+# check, not the backend's RESOURCE_EXHAUSTED.
+_LOCAL_SIZE_ERROR = "Received message larger than max"
 _CHANNEL_OPTIONS = (
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -33,33 +42,39 @@ _CHANNEL_OPTIONS = (
 
 class GrpcUpstream:
     def __init__(self) -> None:
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._unary: dict[tuple[str, str], grpc.aio.UnaryUnaryMultiCallable] = {}
+        # One channel per address and reply limit: grpc enforces
+        # max_receive_message_length per channel, while the message arrives.
+        self._channels: dict[tuple[str, int], grpc.aio.Channel] = {}
+        self._unary: dict[tuple[str, int, str], grpc.aio.UnaryUnaryMultiCallable] = {}
 
-    def channel(self, address: str) -> grpc.aio.Channel:
-        channel = self._channels.get(address)
+    def channel(self, address: str, max_reply_bytes: int | None = None) -> grpc.aio.Channel:
+        limit = max_reply_bytes or DEFAULT_MAX_REPLY_BYTES
+        key = (address, limit)
+        channel = self._channels.get(key)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
-            self._channels[address] = channel
+            options = (*_CHANNEL_OPTIONS, ("grpc.max_receive_message_length", limit))
+            channel = grpc.aio.insecure_channel(address, options=options)
+            self._channels[key] = channel
         return channel
 
     async def unary(self, address: str, call: Call, timeout: float | None) -> Reply:
         metadata = call.metadata
+        limit = call.max_reply_bytes or DEFAULT_MAX_REPLY_BYTES
         if call.client_streaming:
             return await _reply(
-                self.channel(address).stream_unary(call.path)(
+                self.channel(address, limit).stream_unary(call.path)(
                     iter(call.messages), timeout=timeout, metadata=metadata
                 )
             )
-        key = (address, call.path)
+        key = (address, limit, call.path)
         call_factory = self._unary.get(key)
         if call_factory is None:
-            call_factory = self.channel(address).unary_unary(call.path)
+            call_factory = self.channel(address, limit).unary_unary(call.path)
             self._unary[key] = call_factory
         return await _reply(call_factory(call.messages[0], timeout=timeout, metadata=metadata))
 
     async def stream(self, address: str, call: Call, timeout: float | None) -> ReplyStream:
-        channel = self.channel(address)
+        channel = self.channel(address, call.max_reply_bytes)
         rpc: Any
         if call.client_streaming:
             rpc = channel.stream_stream(call.path)(
@@ -103,12 +118,21 @@ async def _reply(call: Any) -> Reply:
     return Reply(body, tuple(initial or ()), tuple(trailing or ()))
 
 
+def _is_local(message: str) -> bool:
+    # grpc words it "[Stream removed (CLIENT: ]Received message larger than max (n vs. m)".
+    return _LOCAL_SIZE_ERROR in message
+
+
 def upstream_error(exc: grpc.aio.AioRpcError) -> GatewayError:
     """Translate a grpc.aio failure into the gateway's error tree."""
     code = Code(exc.code().value[0])
     trailing: Metadata = tuple(exc.trailing_metadata() or ())
     initial: Metadata = tuple(exc.initial_metadata() or ())
     message = exc.details() or ""
+    if code in (Code.RESOURCE_EXHAUSTED, Code.INTERNAL) and _is_local(message):
+        # grpc's own size or framing check on the reply: the backend sent
+        # something this route refuses, which retrying will not change.
+        return BadUpstreamResponse(f"backend reply refused: {message}")
     details = status_details(trailing)
     headers = response_headers(initial, trailing)
     if code == Code.UNAVAILABLE:
