@@ -20,9 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
-from gateway.client_watch import RequestReceiver, declares_body
 from gateway.config import ListenerLimitsConfig, MeshConfig
-from gateway.errors import ClientClosedRequest, Code, GatewayError, bounded, error_response
+from gateway.errors import (
+    ClientClosedRequest,
+    Code,
+    GatewayError,
+    RequestTimeout,
+    bounded,
+    error_response,
+)
+from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
 from gateway.metrics import observe
 from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
@@ -158,36 +165,42 @@ class GatewayApp:
         self, handler: Handler, port: int | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
         active = self.active
-        limits = active.limits.get(port or 0) or DEFAULT_LIMITS
-        has_body = declares_body(scope["headers"])
-        receiver = RequestReceiver(receive, limits.body_read_timeout, has_body)
         request = HttpRequest(
             method=scope["method"],
             path=scope["path"],
             query_string=scope["query_string"],
             header_list=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
             client=scope.get("client"),
-            receive=receiver,
+            receive=receive,
             raw_path=scope.get("raw_path") or b"",
-            # No body declared: nothing to read, and the channel is the watcher's.
-            _body=None if has_body else b"",
         )
         started = time.perf_counter()
-        task = asyncio.current_task()
-        assert task is not None
-        # The client leaving cancels this task: the backend call with it
-        # (streams included), and the cluster's in-flight slot at once.
-        watcher = asyncio.get_running_loop().create_task(receiver.cancel_on_disconnect(task))
         try:
             status = await self._respond(handler, request, send)
         except asyncio.CancelledError:
-            if not receiver.disconnected or task.uncancel() > 0:
+            # The protocol cancelled the request (gateway.interrupts): the
+            # backend call is cancelled with it, and its in-flight slot freed.
+            reason = interrupt_reason(scope)
+            task = asyncio.current_task()
+            if reason is None or task is None or task.uncancel() > 0:
                 raise
-            # Nobody is left to read an answer: count it, say nothing.
-            status = ClientClosedRequest.http_status
-        finally:
-            watcher.cancel()
+            status = await self._interrupted(reason, active, port, send)
         observe(active.listener_names.get(port or 0, ""), status, time.perf_counter() - started)
+
+    async def _interrupted(
+        self, reason: Reason, active: Active, port: int | None, send: Send
+    ) -> int:
+        if reason == CLIENT_GONE:
+            # Nobody is left to read an answer: count it, say nothing.
+            return ClientClosedRequest.http_status
+        limits = active.limits.get(port or 0) or DEFAULT_LIMITS
+        error = RequestTimeout(
+            f"request body not received within {limits.body_read_timeout:g}s",
+            # The rest of the body may still be on its way: not reusable.
+            headers=[("connection", "close")],
+        )
+        await _send(send, error_response(error))
+        return error.status
 
     async def _respond(self, handler: Handler, request: HttpRequest, send: Send) -> int:
         """Run the handler and send its answer; the status sent (499: none)."""

@@ -15,11 +15,14 @@ per listener (the port a connection arrived on):
 * a cap on open connections per listener and per worker, kept below the
   file-descriptor limit: past it a new connection is answered 503 and
   closed, and established ones are untouched;
-* the parser's own errors answered as the JSON error body, not plain text.
+* a body read timeout from the end of the headers to the end of the body;
+* the parser's own errors answered as the JSON error body, not plain text;
+* a client that disconnects, or whose body is late, interrupts the request:
+  the reason goes into the scope and the app's task is cancelled
+  (gateway.interrupts), so the backend call ends with it.
 
-The body read timeout is the app's (gateway.client_watch): the app reads the
-body. Everything here is per-callback bookkeeping on the connection, so the
-cost on an ordinary request is a few additions and comparisons.
+Everything here is per-callback bookkeeping on the connection; an ordinary
+request whose body arrives with its headers starts no timer of its own.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from gateway.config import ListenerLimitsConfig
 from gateway.errors import (
@@ -42,6 +49,7 @@ from gateway.errors import (
     RequestTimeout,
     UriTooLong,
 )
+from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY, Reason
 
 LimitsFor = Callable[[int], ListenerLimitsConfig]
 # File descriptors a worker keeps for itself (upstream channels, logs,
@@ -93,6 +101,10 @@ class EdgeProtocol(HttpToolsProtocol):
         self._counted = False
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        # The app's task and the request it serves (pipelined ones wait).
+        self._task: asyncio.Task[None] | None = None
+        self._task_cycle: RequestResponseCycle | None = None
         self._reading_head = True
         self._head_bytes = 0
         self._header_bytes = 0
@@ -126,6 +138,8 @@ class EdgeProtocol(HttpToolsProtocol):
             self._counted = False
             type(self).open_by_port[self._port] -= 1
         self._cancel_head_timer()
+        self._cancel_body_timer()
+        self._interrupt(CLIENT_GONE)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -154,10 +168,15 @@ class EdgeProtocol(HttpToolsProtocol):
             error = cause.error if isinstance(cause, _Refused) else BadRequest(_parser_message(exc))
             self._answer_and_close(error)
             return
-        if self._reading_head and self._head_bytes > self._head_cap():
-            # Bytes of one unfinished head: the parser buffers a header
-            # until its end, so the callbacks alone would see it too late.
-            self._answer_and_close(HeadersTooLarge("request headers too large"))
+        if self._reading_head:
+            if self._head_bytes > self._head_cap():
+                # Bytes of one unfinished head: the parser buffers a header
+                # until its end, so the callbacks alone would see it too late.
+                self._answer_and_close(HeadersTooLarge("request headers too large"))
+        elif self._body_timer is None and self._body_pending():
+            self._body_timer = self.loop.call_later(
+                self._limits.body_read_timeout, self._body_timeout
+            )
 
     def send_400_response(self, msg: str) -> None:
         self._answer_and_close(BadRequest(msg))
@@ -197,6 +216,17 @@ class EdgeProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        self._cancel_body_timer()
+        super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # uvicorn's, keeping the task so that the connection can cancel it.
+        task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+        self._task, self._task_cycle = task, cycle
+
     # -- helpers -------------------------------------------------------------
 
     def _head_cap(self) -> int:
@@ -207,6 +237,36 @@ class EdgeProtocol(HttpToolsProtocol):
             + LINE_OVERHEAD * limits.max_request_headers
             + REQUEST_LINE_OVERHEAD
         )
+
+    def _body_pending(self) -> bool:
+        cycle = self.cycle
+        return cycle is not None and cycle.more_body and not cycle.response_complete
+
+    def _body_timeout(self) -> None:
+        self._body_timer = None
+        if not self._body_pending() or self.transport.is_closing():
+            return
+        if self.cycle.response_started:
+            # Answered without the body: no reuse for this connection.
+            self.cycle.keep_alive = False
+            return
+        if not self._interrupt(BODY_TIMEOUT):
+            self.transport.close()
+
+    def _interrupt(self, reason: Reason) -> bool:
+        """Cancel the app serving the current request, saying why; False if
+        no request is being served."""
+        task, cycle = self._task, self._task_cycle
+        if task is None or cycle is None or task.done() or cycle.response_complete:
+            return False
+        cycle.scope[SCOPE_KEY] = reason  # type: ignore[literal-required]
+        task.cancel()
+        return True
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import Code, UpstreamStatus, UpstreamUnavailable
+from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY
 from gateway.snapshot import Snapshot, compile_snapshot
 from gateway.upstream.call import Call, Reply
 from tests.support.in_process import InProcessGateway
@@ -221,6 +222,8 @@ async def test_client_disconnect_is_a_quiet_499(caplog: pytest.LogCaptureFixture
 async def test_client_leaving_mid_call_cancels_it_and_frees_the_slot_at_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # The protocol (gateway.edge_protocol) says why in the scope and cancels
+    # the app's task; here the test plays the protocol.
     started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def handler(address: str, call: Call, timeout: float | None) -> Reply:
@@ -234,33 +237,78 @@ async def test_client_leaving_mid_call_cancels_it_and_frees_the_slot_at_once(
         return shelf_reply(gateway, id=7)
 
     gateway = InProcessGateway(config(TRANSCODE, clusters="    max_requests: 1\n"), handler)
-    left = asyncio.Event()
-    messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
 
     async def receive() -> MutableMapping[str, Any]:
-        if messages:
-            return messages.pop()
-        await left.wait()
-        return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": b"{}", "more_body": False}
 
     sent: list[MutableMapping[str, Any]] = []
 
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    serving = asyncio.ensure_future(
-        gateway.app(post_scope(f"/{BOOKSTORE}/GetShelf", 2), receive, send)
-    )
+    scope = post_scope(f"/{BOOKSTORE}/GetShelf", 2)
+    serving = asyncio.ensure_future(gateway.app(scope, receive, send))
     await asyncio.wait_for(started.wait(), 10)
-    left.set()
-    await asyncio.wait_for(serving, 10)
+    scope[SCOPE_KEY] = CLIENT_GONE
+    serving.cancel()
+    await asyncio.wait_for(serving, 10)  # quietly done, not cancelled
     assert cancelled.is_set()
     assert sent == []
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     # The cluster allows one request in flight: the slot is free again.
     async with gateway.client() as client:
         reply = await client.post(f"/{BOOKSTORE}/GetShelf", json={})
     assert reply.status_code == 200, reply.text
-    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_late_body_is_a_408_that_closes_the_connection() -> None:
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        raise AssertionError("no call expected")
+
+    gateway = InProcessGateway(config(TRANSCODE), handler)
+    waiting = asyncio.Event()
+
+    async def receive() -> MutableMapping[str, Any]:
+        waiting.set()
+        await asyncio.sleep(60)  # the body never comes
+        raise AssertionError("unreachable")
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = post_scope(f"/{BOOKSTORE}/GetShelf", 2)
+    serving = asyncio.ensure_future(gateway.app(scope, receive, send))
+    await asyncio.wait_for(waiting.wait(), 10)
+    scope[SCOPE_KEY] = BODY_TIMEOUT
+    serving.cancel()
+    await asyncio.wait_for(serving, 10)
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["code"] == Code.DEADLINE_EXCEEDED
+
+
+async def test_cancellation_for_another_reason_propagates() -> None:
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        await asyncio.sleep(60)
+        raise AssertionError("unreachable")
+
+    gateway = InProcessGateway(config(TRANSCODE), handler)
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        pass
+
+    serving = asyncio.ensure_future(
+        gateway.app(post_scope(f"/{BOOKSTORE}/GetShelf", 2), receive, send)
+    )
+    await asyncio.sleep(0.05)
+    serving.cancel()  # a server shutdown, say: not the gateway's to swallow
+    with pytest.raises(asyncio.CancelledError):
+        await serving
 
 
 DUBBO_ROUTE = """      - match: {{prefix: /dubbo/}}
