@@ -54,6 +54,13 @@ fuzz: $(STAMP)
 		! ls $(FUZZ_DIR)/crash-* >/dev/null 2>&1 || { echo "fuzz: findings in $(FUZZ_DIR)"; exit 1; }; \
 	done
 
+# Five minutes of good and hostile clients, backend kills and SIGHUP reloads
+# against one worker, on loopback; prints requests sent and failed, RSS and
+# fds at the start and end (its 40-second form runs in `make test`).
+SOAK_SECONDS ?= 300
+soak: $(STAMP)
+	$(PY) -m tests.soak --seconds $(SOAK_SECONDS)
+
 bench: $(STAMP)
 	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "no benchmark yet"; fi
 

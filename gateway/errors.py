@@ -93,7 +93,8 @@ MAX_MESSAGE_CHARS = 1024
 def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     if len(message) <= limit:
         return message
-    return f"{message[: limit - 15]}... ({len(message)} chars)"
+    suffix = f"... ({len(message)} chars)"
+    return message[: limit - len(suffix)] + suffix
 
 
 class GatewayError(Exception):
