@@ -11,6 +11,10 @@ The rule, in both directions:
   shorten the route's timeout, and a malformed or zero value is a 400.
 * A ``-bin`` header carries base64 (padded or not) in HTTP and raw bytes in
   gRPC; an undecodable value is a 400.
+* A header gRPC metadata cannot carry (a name outside ``[0-9a-z_.-]`` such as
+  ``x-a!b``, a value with non-visible characters) is left out; a response
+  header HTTP cannot carry (control bytes such as 0x7F) is dropped too,
+  since the server would otherwise refuse the whole reply.
 * Response metadata, initial and trailing, becomes response headers, except
   the reserved ``grpc-*`` names; ``-bin`` values are sent as base64.
 """

@@ -18,14 +18,14 @@ def test_every_target_has_seeds_and_accepts_them(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(data=st.binary(max_size=512))
 def test_random_bytes_find_nothing(name: str, data: bytes) -> None:
     TARGETS[name](data)
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_mutated_seeds_find_nothing(name: str, data: st.DataObject) -> None:
     seed = bytearray(data.draw(st.sampled_from(SEEDS[name])))

@@ -22,14 +22,14 @@ values = st.recursive(
 
 
 @given(values)
-@settings(max_examples=300)
+@settings(max_examples=150)
 def test_text_without_duplicates_loads_as_is(value: object) -> None:
     assert loads(orjson.dumps(value)) == value
     assert loads(json.dumps(value, ensure_ascii=True).encode()) == value
 
 
 @given(st.dictionaries(text, values, min_size=1, max_size=4), st.data())
-@settings(max_examples=300)
+@settings(max_examples=150)
 def test_any_repeated_key_is_found(obj: dict[str, object], data: st.DataObject) -> None:
     key = data.draw(st.sampled_from(sorted(obj)))
     members = [json.dumps(k) + ":" + json.dumps(v) for k, v in obj.items()]
