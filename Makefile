@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint unit peers bench clean
+.PHONY: run test lint unit peers bench fuzz soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,31 @@ unit: $(STAMP)
 
 test: lint peers
 	$(VENV)/bin/pytest
+
+# Coverage-guided fuzzing (atheris): every target in tests/fuzz/targets.py for
+# FUZZ_SECONDS each (default 60, so about 6 minutes), its corpus kept in the
+# cache so later runs start where this one stopped. A finding is written as
+# crash-* under $(FUZZ_DIR) and stops the run with a non-zero status.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     ?= $(HOME)/.cache/meshgate/fuzz
+FUZZ_TARGETS := path_template json_protobuf hessian2 dubbo2_frames timeout_headers xds_route_config
+fuzz: $(STAMP)
+	@mkdir -p $(FUZZ_DIR)
+	@for target in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$target ($(FUZZ_SECONDS)s)"; \
+		(cd $(FUZZ_DIR) && PYTHONPATH=$(CURDIR) $(CURDIR)/$(VENV)/bin/python -m tests.fuzz.run \
+			$$target $(FUZZ_DIR)/corpus-$$target -max_total_time=$(FUZZ_SECONDS) \
+			-rss_limit_mb=2048 -print_final_stats=1 2>&1 | grep -E "^(Done|stat::number_of_executed_units)|Uncaught Python exception|ERROR") \
+			|| exit 1; \
+		! ls $(FUZZ_DIR)/crash-* >/dev/null 2>&1 || { echo "fuzz: findings in $(FUZZ_DIR)"; exit 1; }; \
+	done
+
+# Five minutes of good and hostile clients, backend kills and SIGHUP reloads
+# against one worker, on loopback; prints requests sent and failed, RSS and
+# fds at the start and end (its 40-second form runs in `make test`).
+SOAK_SECONDS ?= 300
+soak: $(STAMP)
+	$(PY) -m tests.soak --seconds $(SOAK_SECONDS)
 
 bench: $(STAMP)
 	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "no benchmark yet"; fi

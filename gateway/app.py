@@ -20,13 +20,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
-from gateway.config import MeshConfig
-from gateway.errors import ClientClosedRequest, Code, GatewayError, error_response
+from gateway.config import ListenerLimitsConfig, MeshConfig
+from gateway.errors import (
+    ClientClosedRequest,
+    Code,
+    GatewayError,
+    RequestTimeout,
+    bounded,
+    error_response,
+)
 from gateway.health_share import HealthShare
+from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
 from gateway.metrics import observe
 from gateway.registry.watchers import Registries
 from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
+from gateway.throttled_log import ThrottledLog
 from gateway.upstream.clusters import StaticCluster
 from gateway.upstream.grpc import Keepalive
 from gateway.upstream.health_monitor import HealthMonitor
@@ -39,6 +48,7 @@ log = logging.getLogger(__name__)
 
 # How often a request for an unknown service may trigger a reflection fetch.
 REFLECTION_INTERVAL = 5.0
+DEFAULT_LIMITS = ListenerLimitsConfig()
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -56,6 +66,7 @@ class Active:
     listener_names: Mapping[int, str]
     # Per port: removes the listener's internal headers (absent: none configured).
     strips: Mapping[int, Callable[[HeaderList], HeaderList]]
+    limits: Mapping[int, ListenerLimitsConfig]
 
 
 class GatewayApp:
@@ -88,6 +99,7 @@ class GatewayApp:
         self.health_monitor: HealthMonitor | None = None
         self._last_reflection = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
+        self._unexpected = ThrottledLog(log)
         self.ready = False
         self.active = self._build(snapshot)
         self._subscribe(snapshot)
@@ -135,7 +147,8 @@ class GatewayApp:
             for listener in snapshot.listeners
             if listener.strip_internal is not None
         }
-        return Active(snapshot, handlers, routers, names, strips)
+        limits = {listener.port: listener.limits for listener in snapshot.listeners}
+        return Active(snapshot, handlers, routers, names, strips, limits)
 
     def _refresher(self, port: int) -> Callable[[], Awaitable[Router | None]]:
         async def refresh() -> Router | None:
@@ -222,8 +235,9 @@ class GatewayApp:
     async def _serve(
         self, handler: Handler, port: int | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
+        active = self.active
         header_list = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        strip = self.active.strips.get(port) if port is not None else None
+        strip = active.strips.get(port) if port is not None else None
         if strip is not None:
             header_list = strip(header_list)
         request = HttpRequest(
@@ -237,24 +251,48 @@ class GatewayApp:
         )
         started = time.perf_counter()
         try:
+            status = await self._respond(handler, request, send)
+        except asyncio.CancelledError:
+            # The protocol cancelled the request (gateway.interrupts): the
+            # backend call is cancelled with it, and its in-flight slot freed.
+            reason = interrupt_reason(scope)
+            task = asyncio.current_task()
+            if reason is None or task is None or task.uncancel() > 0:
+                raise
+            status = await self._interrupted(reason, active, port, send)
+        observe(active.listener_names.get(port or 0, ""), status, time.perf_counter() - started)
+
+    async def _interrupted(
+        self, reason: Reason, active: Active, port: int | None, send: Send
+    ) -> int:
+        if reason == CLIENT_GONE:
+            # Nobody is left to read an answer: count it, say nothing.
+            return ClientClosedRequest.http_status
+        limits = active.limits.get(port or 0) or DEFAULT_LIMITS
+        error = RequestTimeout(
+            f"request body not received within {limits.body_read_timeout:g}s",
+            # The rest of the body may still be on its way: not reusable.
+            headers=[("connection", "close")],
+        )
+        await _send(send, error_response(error))
+        return error.status
+
+    async def _respond(self, handler: Handler, request: HttpRequest, send: Send) -> int:
+        """Run the handler and send its answer; the status sent (499: none)."""
+        try:
             response = await handler(request)
         except GatewayError as error:
             response = error_response(error)
         except ClientDisconnected:
-            # Nobody is left to read an answer: count it, say nothing.
-            response = error_response(ClientClosedRequest("client closed the request"))
-        except Exception:
+            return ClientClosedRequest.http_status
+        except Exception as exc:
             # Nothing a request does may take the worker down.
-            log.exception("unhandled error serving %s %s", request.method, request.path)
+            self._unexpected.report(exc, f"serving {request.method} {bounded(request.path, 200)}")
             response = error_response(
                 GatewayError("internal gateway error", grpc_code=Code.INTERNAL)
             )
-        observe(
-            self.active.listener_names.get(port or 0, ""),
-            response.status,
-            time.perf_counter() - started,
-        )
         await _send(send, response)
+        return response.status
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -298,6 +336,14 @@ async def _send(send: Send, response: HttpResponse) -> None:
         await send({"type": "http.response.body", "body": response.body})
         return
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    async for chunk in response.stream:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    stream = response.stream
+    try:
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        # Cancelled mid-stream (the client left): end the backend call now,
+        # not when the generator is collected.
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
     await send({"type": "http.response.body", "body": b""})

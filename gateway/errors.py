@@ -3,16 +3,21 @@
     GatewayError                 carries a gRPC code and the HTTP status it maps to
     ├── BadRequest               400, INVALID_ARGUMENT: the client's JSON, headers or query
     ├── PayloadTooLarge          413, the request body exceeds the route's limit
+    ├── RequestTimeout           408, the request's headers or body came too slowly
+    ├── UriTooLong               414, the request target exceeds the listener's limit
+    ├── HeadersTooLarge          431, the request headers exceed the listener's limits
     ├── RouteNotFound            404, no route, service or method matches
     │   └── UnknownService       the service may yet arrive by server reflection
     ├── MethodNotAllowed         405, the path is known but not for this HTTP method
     ├── UpstreamStatus           the backend answered with a non-OK gRPC status
     ├── UpstreamUnavailable      503, no endpoint, or the backend cannot be reached
+    ├── BadUpstreamResponse      502, the reply broke a local limit or was not parseable
     └── ClientClosedRequest      499, the client disconnected before the reply
 
 Errors are data (DESIGN.md, principle 5): each renders as a google.rpc.Status
 shaped JSON body, ``{"code": ..., "message": ..., "details": [...]}``, so a
-client parses every failure the same way. gRPC and httpx exceptions are
+client parses every failure the same way. A message is cut to
+MAX_MESSAGE_CHARS: messages quote client input, which is not bounded. gRPC and httpx exceptions are
 translated into this tree where they enter the gateway, never later.
 
 What the client reads is not always what the operator needs: a failure to
@@ -88,6 +93,18 @@ def http_status_for(grpc_code: int) -> int:
     return GRPC_TO_HTTP.get(grpc_code, 500)
 
 
+# Long enough for any message the gateway words; client input quoted in a
+# message (a header value, a field name) is cut there.
+MAX_MESSAGE_CHARS = 1024
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    if len(message) <= limit:
+        return message
+    suffix = f"... ({len(message)} chars)"
+    return message[: limit - len(suffix)] + suffix
+
+
 class GatewayError(Exception):
     grpc_code: int = Code.UNKNOWN
     http_status: int | None = None
@@ -103,6 +120,7 @@ class GatewayError(Exception):
         details: Sequence[Any] = (),
         headers: Sequence[tuple[str, str]] = (),
     ) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.message = message
         if grpc_code is not None:
@@ -128,6 +146,21 @@ class BadRequest(GatewayError):
 class PayloadTooLarge(GatewayError):
     grpc_code = Code.RESOURCE_EXHAUSTED
     http_status = 413
+
+
+class RequestTimeout(GatewayError):
+    grpc_code = Code.DEADLINE_EXCEEDED
+    http_status = 408
+
+
+class UriTooLong(GatewayError):
+    grpc_code = Code.INVALID_ARGUMENT
+    http_status = 414
+
+
+class HeadersTooLarge(GatewayError):
+    grpc_code = Code.INVALID_ARGUMENT
+    http_status = 431
 
 
 class RouteNotFound(GatewayError):
@@ -165,6 +198,16 @@ class UpstreamUnavailable(GatewayError):
     def __init__(self, message: str, *, cause: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.cause = cause
+
+
+class BadUpstreamResponse(GatewayError):
+    """The backend's reply exceeded max_response_bytes or broke its framing.
+
+    Local size and frame errors are not the backend's RESOURCE_EXHAUSTED: a 502,
+    never a 429, which would tell the client to retry."""
+
+    grpc_code = Code.INTERNAL
+    http_status = 502
 
 
 class ClientClosedRequest(GatewayError):

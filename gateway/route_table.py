@@ -6,13 +6,13 @@ patterns, so a request pays for the conditions it tests and nothing else.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import parse_qsl
 
 from gateway.config.model import HeaderMatchConfig, QueryMatchConfig, RouteMatchConfig
+from mesh.regex import compile_regex
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ def _path_test(match: RouteMatchConfig) -> Callable[[str], bool]:
         exact = match.path
         return lambda path: path == exact
     assert match.regex is not None
-    pattern = re.compile(match.regex)
+    pattern = compile_regex(match.regex)
     # Envoy's safe_regex matches the whole path, not a substring.
     return lambda path: pattern.fullmatch(path) is not None
 
@@ -81,7 +81,7 @@ def _header_test(rule: HeaderMatchConfig) -> HeaderTest:
         suffix = rule.suffix
         value_test = lambda v: v.endswith(suffix)  # noqa: E731
     elif rule.regex is not None:
-        pattern = re.compile(rule.regex)
+        pattern = compile_regex(rule.regex)
         value_test = lambda v: pattern.fullmatch(v) is not None  # noqa: E731
     else:
         # `present: true` or no rule: the header must be there;

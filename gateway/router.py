@@ -102,7 +102,10 @@ class Router:
     async def serve(self, request: HttpRequest) -> HttpResponse:
         """Match and call, without the filters (they ran before a reflection refresh)."""
         headers = request.headers
-        route = self._routes.find(request.method, request.path, headers, request.query_string)
+        # The path as sent, as Envoy matches it: %2F is not a segment separator.
+        route = self._routes.find(
+            request.method, request.target_path, headers, request.query_string
+        )
         if route is None:
             route = self._exposed(request.path)
         if route is None:

@@ -32,6 +32,7 @@ from gateway.config import (
     ConfigError,
     ConfigIssue,
     GatewayConfig,
+    ListenerLimitsConfig,
     LoadedConfig,
     RouteConfig,
     split_address,
@@ -96,6 +97,7 @@ class CompiledListener:
     strip_internal: Callable[[HeaderList], HeaderList] | None = None
     # Routes made from registries, tried after the listed routes.
     exposures: tuple[Exposure, ...] = ()
+    limits: ListenerLimitsConfig = field(default_factory=ListenerLimitsConfig)
 
 
 FilterKey = tuple[str, str, str]  # listener, filter name, config as canonical JSON
@@ -215,6 +217,7 @@ def compile_snapshot(
                 filters=built,
                 strip_internal=internal_header_strip(listener.internal_headers),
                 exposures=tuple(Exposure(e, listener.name, rng) for e in listener.expose),
+                limits=listener.limits,
             )
         )
     if issues:

@@ -26,8 +26,9 @@ from pathlib import Path
 import uvicorn
 
 from gateway.admin import build_admin
-from gateway.app import GatewayApp
-from gateway.config import ConfigError, split_address
+from gateway.app import DEFAULT_LIMITS, GatewayApp
+from gateway.config import ConfigError, ListenerLimitsConfig, split_address
+from gateway.edge_protocol import edge_protocol
 from gateway.health_share import SHARED_DIR_ENV, HealthShare
 from gateway.metrics import MULTIPROC_ENV
 from gateway.snapshot import Snapshot
@@ -147,10 +148,16 @@ def run_worker(config_path: Path, reuse_port: bool) -> None:
             tls_sockets.append((sock, tls[lst.port].context))
         else:
             sockets.append(sock)
+
+    def limits_for(port: int) -> ListenerLimitsConfig:
+        return app.active.limits.get(port) or DEFAULT_LIMITS
+
     config = uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        # httptools with the listeners' limits (header size and count, URL
+        # length, read and idle timeouts, connection cap): docs/limits.md.
+        http=edge_protocol(limits_for),
         lifespan="on",
         access_log=False,
         log_level="warning",

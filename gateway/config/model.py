@@ -10,25 +10,50 @@ Checks that span sections (a route naming a missing cluster) live in
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|us)?\s*$")
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+from mesh.regex import compile_regex
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
+_DIGITS = frozenset("0123456789")
+
+
+def duration_seconds(text: str) -> float | None:
+    """Seconds from ``5s``, ``250ms``, ``1.5m`` or a bare number of seconds; None
+    if malformed. A single left-to-right scan, no regex: request headers reach this,
+    and a backtracking pattern here once held a worker for seconds on one value."""
+    text = text.strip()
+    end = 0
+    while end < len(text) and text[end] in _DIGITS:
+        end += 1
+    if end == 0:
+        return None
+    if end < len(text) and text[end] == ".":
+        fraction = end + 1
+        end = fraction
+        while end < len(text) and text[end] in _DIGITS:
+            end += 1
+        if end == fraction:
+            return None
+    unit = _UNITS.get(text[end:].lstrip())
+    if unit is None:
+        return None
+    return float(text[:end]) * unit
 
 
 def parse_duration(value: Any) -> float:
     """``5s``, ``250ms``, ``1.5m``, or a bare number of seconds, to seconds."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number with a unit, like 5s or 250ms")
+    seconds: float | None = None
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
+    elif isinstance(value, str):
+        seconds = duration_seconds(value)
+    if seconds is None:
         raise ValueError(f"invalid duration {value!r}: use a number with a unit, like 5s or 250ms")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
@@ -168,10 +193,8 @@ class RouteMatchConfig(Model):
 
 
 def _check_regex(pattern: str) -> None:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
+    # RE2, as Envoy: a pattern RE2 refuses is refused at load (RegexError is a ValueError).
+    compile_regex(pattern)
 
 
 class TranscodeConfig(Model):
@@ -441,6 +464,33 @@ class ListenerTlsConfig(Model):
         return self
 
 
+class ListenerLimitsConfig(Model):
+    """What one client may cost a worker on this listener (docs/limits.md).
+
+    The defaults follow Envoy's where Envoy has one (60 KiB of headers, 100
+    headers); the timeouts Envoy leaves off are on here, so a slow or silent
+    client cannot hold a socket forever.
+    """
+
+    # Bytes of all request header names and values; past it 431.
+    max_request_header_bytes: int = Field(default=60 * 1024, ge=1024, le=16 * MIB)
+    # Number of request header lines; past it 431.
+    max_request_headers: int = Field(default=100, ge=1, le=10_000)
+    # Bytes of the request target (path and query); past it 414.
+    max_url_bytes: int = Field(default=8 * 1024, ge=256, le=16 * MIB)
+    # From the connection (or the end of the previous request) to the end of
+    # the request's headers; past it 408 if a request had begun, else closed.
+    header_read_timeout: Duration = Field(default=10.0, gt=0)
+    # From the end of the headers to the end of the body; past it 408.
+    body_read_timeout: Duration = Field(default=60.0, gt=0)
+    # A keep-alive connection with no request in flight is closed after this.
+    idle_timeout: Duration = Field(default=60.0, gt=0)
+    # Open connections to this listener in one worker; past it a new
+    # connection is answered 503 and closed (established ones are untouched).
+    # Also held under the worker's file-descriptor limit at start.
+    max_connections: int = Field(default=1024, ge=1)
+
+
 class ListenerConfig(Model):
     name: str
     address: Address
@@ -455,6 +505,7 @@ class ListenerConfig(Model):
     routes: list[RouteConfig] = Field(default_factory=list)
     # Opt-in: routes made from what registries hold, after the listed routes.
     expose: list[ExposeConfig] = Field(default_factory=list)
+    limits: ListenerLimitsConfig = Field(default_factory=ListenerLimitsConfig)
 
 
 class EndpointConfig(Model):

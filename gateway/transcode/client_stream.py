@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import orjson
 from google.protobuf.message import Message
 
 from gateway.errors import BadRequest
+from gateway.transcode import json_text
 from gateway.transcode.json_codec import MessageCodec
 
 
@@ -14,10 +14,7 @@ def stream_messages(codec: MessageCodec, body: bytes, content_type: str) -> list
         return []
     if content_type.split(";")[0].strip() in ("application/x-ndjson", "application/jsonl"):
         return [codec.parse_json(line) for line in body.splitlines() if line.strip()]
-    try:
-        items = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+    items = json_text.loads(body)
     if isinstance(items, dict):
         items = [items]
     if not isinstance(items, list):

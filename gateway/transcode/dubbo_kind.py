@@ -61,7 +61,7 @@ class DubboJson:
             raise MethodNotAllowed(
                 f"{request.path} takes POST, not {request.method}", headers=[("allow", "POST")]
             )
-        interface, method = dubbo_target(self._config, request.path)
+        interface, method = dubbo_target(self._config, request.target_path)
         body = await read_body(request, self._limits)
         headers = request.headers
         attachments = tuple(

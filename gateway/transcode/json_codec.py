@@ -17,6 +17,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
 from gateway.errors import BadRequest
+from gateway.transcode import json_text
 from gateway.transcode.bytes_check import check_bytes_fields
 from gateway.transcode.fast_json import Fallback, MessagePlan, PlanCompiler
 
@@ -73,11 +74,7 @@ class MessageCodec:
         message = self._cls()
         if not body.strip():
             return message
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"malformed JSON: {exc}") from None
-        self.merge_dict(message, data)
+        self.merge_dict(message, json_text.loads(body))
         return message
 
     def merge_dict(self, message: Message, data: Any) -> None:

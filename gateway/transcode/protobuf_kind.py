@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from filters.http import BodyTooLarge, HttpRequest, HttpResponse
 from gateway.errors import (
+    BadUpstreamResponse,
     Code,
     GatewayError,
     MethodNotAllowed,
@@ -75,13 +76,15 @@ class ProtobufTranscoding:
             client_streaming=binding.client_streaming,
             server_streaming=binding.server_streaming,
             dubbo=self._dubbo.for_request(request.headers),
+            max_reply_bytes=self._limits.max_response_bytes,
         )
         return TranscodedCall(call, binding, response_body, self.transcoding, self._limits)
 
     async def _messages(self, request: HttpRequest) -> tuple[RpcMethod, list[Message], str]:
         """The RPC, its request message(s), and the reply field to answer with."""
         transcoding = self.transcoding
-        auto = transcoding.methods.get(request.path)
+        # The raw path: `/pkg.Service%2FMethod` is not `/pkg.Service/Method` (Envoy).
+        auto = transcoding.methods.get(request.target_path)
         if auto is not None and request.method == "POST":
             body = await read_body(request, self._limits)
             return auto, _body_messages(auto, body, request), ""
@@ -138,6 +141,12 @@ class ProtobufTranscoding:
         ]
 
 
+async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for message in rest:
+        yield message
+
+
 def _body_messages(binding: RpcMethod, body: bytes, request: HttpRequest) -> list[Message]:
     if not binding.client_streaming:
         return [binding.input.parse_json(body)]
@@ -162,9 +171,9 @@ class TranscodedCall:
             ) from None
         content_type, body = response_payload(output, message, self.response_body)
         if len(body) > self.limits.max_response_bytes:
-            raise GatewayError(
-                f"response exceeds max_response_bytes ({self.limits.max_response_bytes})",
-                grpc_code=Code.INTERNAL,
+            # The wire reply fitted (the channel's receive limit), its JSON did not.
+            raise BadUpstreamResponse(
+                f"response exceeds max_response_bytes ({self.limits.max_response_bytes})"
             )
         return HttpResponse(
             200,
@@ -193,18 +202,31 @@ class TranscodedCall:
             _, body = response_payload(output, output.parse_bytes(raw), response_body)
             return body if http_body else encoder.message(body)
 
+        limit = self.limits.max_response_bytes
+
         async def body() -> AsyncIterator[bytes]:
             if first is None:
                 if not http_body:
                     yield encoder.end()
                 return
-            yield render(first)
+            sent = 0
             try:
-                async for raw in messages:
-                    yield render(raw)
+                async for raw in _chain(first, messages):
+                    chunk = render(raw)
+                    sent += len(chunk)
+                    if sent > limit:
+                        # Cut here: the status is sent already, so the error
+                        # goes as the stream's last record.
+                        raise BadUpstreamResponse(
+                            f"response stream exceeds max_response_bytes ({limit})"
+                        )
+                    yield chunk
             except GatewayError as error:
                 yield encoder.error(error.body())
                 return
+            finally:
+                # Ends the backend call at once (the client left, or the cut).
+                await messages.aclose()  # type: ignore[attr-defined]
             if not http_body:
                 yield encoder.end()
 

@@ -19,6 +19,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from gateway.errors import BadRequest
+from gateway.transcode import json_text
 from gateway.transcode.bytes_check import check_bytes_fields
 from gateway.transcode.json_codec import MessageCodec
 from gateway.transcode.path_matcher import VariableBinding
@@ -230,10 +231,7 @@ def _nest(path: list[str], value: Any) -> dict[str, Any]:
 
 
 def _load_json(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from None
+    return json_text.loads(body)
 
 
 def response_payload(

@@ -56,6 +56,9 @@ class Call:
     client_streaming: bool = False
     server_streaming: bool = False
     dubbo: DubboOptions = field(default=NO_DUBBO)
+    # The most one reply message may be on the wire (the route's
+    # max_response_bytes); the upstream refuses more while receiving.
+    max_reply_bytes: int | None = None
 
     @property
     def path(self) -> str:

@@ -26,6 +26,7 @@ from gateway.errors import (
     CONNECT_FAILURE,
     REFUSED_STREAM,
     RESET,
+    BadUpstreamResponse,
     Code,
     GatewayError,
     UpstreamStatus,
@@ -37,8 +38,11 @@ from gateway.upstream.metadata import response_headers
 from gateway.upstream.status import status_details
 from mesh.security import UpstreamTls
 
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
+# What grpc says when a reply exceeds the channel's receive limit, a local
+# check, not the backend's RESOURCE_EXHAUSTED.
+_LOCAL_SIZE_ERROR = "Received message larger than max"
 _CHANNEL_OPTIONS = (
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.http2.max_pings_without_data", 0),
     # The gateway does its own retries; grpc's transparent retries would
@@ -56,25 +60,31 @@ CLOSE_GRACE_S = 5.0
 Keepalive = tuple[float, float]  # seconds: ping after idle, then wait for the ack
 DEFAULT_KEEPALIVE: Keepalive = (30.0, 10.0)
 ALPN = ("h2",)
-ChannelKey = tuple[str, UpstreamTls | None]
+ChannelKey = tuple[str, UpstreamTls | None, int]  # address, security, reply limit
 
 
 class GrpcUpstream:
     def __init__(self, tls: TlsTransports | None = None) -> None:
         self._owns_tls = tls is None
         self._tls = tls or TlsTransports()
+        # One channel per address, security and reply limit: grpc enforces
+        # max_receive_message_length per channel, while the message arrives.
         self._channels: dict[ChannelKey, grpc.aio.Channel] = {}
         self._unary: dict[tuple[ChannelKey, str], grpc.aio.UnaryUnaryMultiCallable] = {}
         self._keepalive: dict[str, Keepalive] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def channel(self, address: str, security: UpstreamTls | None = None) -> grpc.aio.Channel:
-        key = (address, security)
+    async def channel(
+        self, address: str, security: UpstreamTls | None = None, max_reply_bytes: int | None = None
+    ) -> grpc.aio.Channel:
+        limit = max_reply_bytes or DEFAULT_MAX_REPLY_BYTES
+        key = (address, security, limit)
         channel = self._channels.get(key)
         if channel is None:
             ping, wait = self._keepalive.get(address, DEFAULT_KEEPALIVE)
             options = (
                 *_CHANNEL_OPTIONS,
+                ("grpc.max_receive_message_length", limit),
                 ("grpc.keepalive_time_ms", int(ping * 1000)),
                 ("grpc.keepalive_timeout_ms", int(wait * 1000)),
             )
@@ -102,12 +112,12 @@ class GrpcUpstream:
     def retain(self, addresses: Collection[str]) -> None:
         """Close the channels of endpoints that left every cluster (EDS or the config);
         calls still running on them get CLOSE_GRACE_S to finish."""
-        for address in {a for a, _ in self._channels if a not in addresses}:
+        for address in {key[0] for key in self._channels if key[0] not in addresses}:
             self._drop(address)
 
     @property
     def addresses(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(address for address, _ in self._channels))
+        return tuple(dict.fromkeys(key[0] for key in self._channels))
 
     def _drop(self, address: str) -> None:
         for key in [k for k in self._channels if k[0] == address]:
@@ -130,17 +140,19 @@ class GrpcUpstream:
         self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None
     ) -> Reply:
         metadata = call.metadata
+        limit = call.max_reply_bytes or DEFAULT_MAX_REPLY_BYTES
         if call.client_streaming:
-            channel = await self.channel(address, security)
+            channel = await self.channel(address, security, limit)
             return await _reply(
                 channel.stream_unary(call.path)(
                     iter(call.messages), timeout=timeout, metadata=metadata
                 )
             )
-        key = ((address, security), call.path)
+        key = ((address, security, limit), call.path)
         call_factory = self._unary.get(key)
         if call_factory is None:
-            call_factory = (await self.channel(address, security)).unary_unary(call.path)
+            channel = await self.channel(address, security, limit)
+            call_factory = channel.unary_unary(call.path)
             self._unary[key] = call_factory
         return await _reply(call_factory(call.messages[0], timeout=timeout, metadata=metadata))
 
@@ -165,7 +177,7 @@ class GrpcUpstream:
     async def _stream_call(
         self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None
     ) -> ReplyStream:
-        channel = await self.channel(address, security)
+        channel = await self.channel(address, security, call.max_reply_bytes)
         rpc: Any
         if call.client_streaming:
             rpc = channel.stream_stream(call.path)(
@@ -220,12 +232,21 @@ _TRANSPORT_FAILURE = re.compile(
 )
 
 
+def _is_local(message: str) -> bool:
+    # grpc words it "[Stream removed (CLIENT: ]Received message larger than max (n vs. m)".
+    return _LOCAL_SIZE_ERROR in message
+
+
 def upstream_error(exc: grpc.aio.AioRpcError) -> GatewayError:
     """Translate a grpc.aio failure into the gateway's error tree."""
     code = Code(exc.code().value[0])
     trailing: Metadata = tuple(exc.trailing_metadata() or ())
     initial: Metadata = tuple(exc.initial_metadata() or ())
     message = exc.details() or ""
+    if code in (Code.RESOURCE_EXHAUSTED, Code.INTERNAL) and _is_local(message):
+        # grpc's own size or framing check on the reply: the backend sent
+        # something this route refuses, which retrying will not change.
+        return BadUpstreamResponse(f"backend reply refused: {message}")
     details = status_details(trailing)
     headers = response_headers(initial, trailing)
     if code == Code.UNAVAILABLE:

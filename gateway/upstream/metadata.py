@@ -8,9 +8,14 @@ The rule, in both directions:
   HTTP/2 ``:authority``), ``content-type``, ``content-length``, ``te``,
   ``user-agent`` (gRPC sends its own) and the reserved ``grpc-*`` names.
   ``x-request-timeout`` and ``grpc-timeout`` are read as deadlines instead
-  (see :func:`deadline_from_headers`) and not forwarded.
+  (see :func:`deadline_from_headers`) and not forwarded; they may only
+  shorten the route's timeout, and a malformed or zero value is a 400.
 * A ``-bin`` header carries base64 (padded or not) in HTTP and raw bytes in
   gRPC; an undecodable value is a 400.
+* A header gRPC metadata cannot carry (a name outside ``[0-9a-z_.-]`` such as
+  ``x-a!b``, a value with non-visible characters) is left out; a response
+  header HTTP cannot carry (control bytes such as 0x7F) is dropped too,
+  since the server would otherwise refuse the whole reply.
 * Response metadata, initial and trailing, becomes response headers, except
   the reserved ``grpc-*`` names; ``-bin`` values are sent as base64.
 """
@@ -22,7 +27,7 @@ import binascii
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from gateway.config.model import parse_duration
+from gateway.config.model import duration_seconds
 from gateway.errors import BadRequest
 from gateway.upstream.call import Metadata
 
@@ -49,9 +54,14 @@ DROPPED_REQUEST_HEADERS = frozenset(
 
 HeaderList = list[tuple[str, str]]
 
-_GRPC_TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _GRPC_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _VISIBLE_ASCII = re.compile(r"^[\x20-\x7e]*$")
+# gRPC metadata keys (PROTOCOL-HTTP2.md): lower-case letters, digits, - _ .
+_GRPC_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+# What an HTTP/1.1 field name may hold (RFC 9110 5.6.2, tchar).
+_HTTP_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
 
 
 def request_metadata(headers: Iterable[tuple[str, str]]) -> Metadata:
@@ -61,6 +71,10 @@ def request_metadata(headers: Iterable[tuple[str, str]]) -> Metadata:
     out: list[tuple[str, str | bytes]] = []
     for name, value in headers:
         if name in DROPPED_REQUEST_HEADERS or name.startswith((":", "grpc-")) or name in named:
+            continue
+        if not _GRPC_KEY_CHARS.issuperset(name):
+            # Legal in HTTP (x-a!b) but not as a gRPC key: grpc would fail the
+            # whole call over it, so the header is left out.
             continue
         if name.endswith("-bin"):
             out.append((name, _decode_binary(name, value)))
@@ -112,44 +126,66 @@ def response_headers(*metadata: Sequence[tuple[str, str | bytes]] | None) -> lis
     out: list[tuple[str, str]] = []
     for group in metadata:
         for name, value in group or ():
-            if name.startswith("grpc-"):
+            if name.startswith("grpc-") or not name or not _HTTP_TOKEN_CHARS.issuperset(name):
                 continue
             if isinstance(value, bytes):
                 out.append((name, base64.b64encode(value).decode("ascii")))
-            else:
+            elif _VISIBLE_ASCII.match(value):
                 out.append((name, value))
+            # A value with control bytes (0x7F...) cannot be an HTTP header; the
+            # server would refuse the whole response over it. It is dropped.
     return out
 
 
+# A timeout header longer than this is refused before it is looked at:
+# ``grpc-timeout`` is at most 8 digits and a unit; a duration needs no more.
+MAX_TIMEOUT_HEADER_CHARS = 32
+
+
 def parse_grpc_timeout(value: str) -> float | None:
-    """Seconds from a ``grpc-timeout`` value (``100m``, ``5S``); None if malformed."""
-    m = _GRPC_TIMEOUT.match(value.strip())
-    if m is None:
+    """Seconds from a ``grpc-timeout`` value (``100m``, ``5S``); None if malformed.
+
+    gRPC's grammar: 1 to 8 ASCII digits and one unit letter, nothing else."""
+    text = value.strip()
+    digits, unit = text[:-1], _GRPC_TIMEOUT_UNITS.get(text[-1:])
+    if unit is None or not 1 <= len(digits) <= 8 or not digits.isascii() or not digits.isdigit():
         return None
-    return int(m.group(1)) * _GRPC_TIMEOUT_UNITS[m.group(2)]
+    return int(digits) * unit
 
 
 def parse_request_timeout(value: str) -> float | None:
     """Seconds from ``x-request-timeout``: milliseconds as Envoy's
-    ``x-envoy-upstream-rq-timeout-ms``, or a duration with a unit."""
+    ``x-envoy-upstream-rq-timeout-ms``, or a duration with a unit; None if malformed."""
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text) / 1000.0
-    try:
-        return parse_duration(text)
-    except ValueError:
-        return None
+    return duration_seconds(text)
+
+
+def _client_timeout(name: str, value: str, parse: Callable[[str], float | None]) -> float:
+    if len(value) > MAX_TIMEOUT_HEADER_CHARS:
+        raise BadRequest(f"header {name!r} is longer than {MAX_TIMEOUT_HEADER_CHARS} characters")
+    seconds = parse(value)
+    if seconds is None:
+        raise BadRequest(f"header {name!r} is not a valid timeout: {value!r}")
+    if seconds <= 0:
+        # Zero would read as "no deadline" further down; a client may only
+        # shorten the route's deadline, never lift it.
+        raise BadRequest(f"header {name!r} must be a timeout greater than zero")
+    return seconds
 
 
 def deadline_from_headers(
     route_timeout: float | None, grpc_timeout: str | None, request_timeout: str | None
 ) -> float | None:
-    """The call's timeout: the route's, shortened (never extended) by the client's."""
+    """The call's timeout: the route's, shortened (never extended) by the client's.
+
+    A malformed, over-long or zero client timeout is a 400 (BadRequest)."""
     timeout = route_timeout if route_timeout else None
-    for asked in (
-        parse_grpc_timeout(grpc_timeout) if grpc_timeout else None,
-        parse_request_timeout(request_timeout) if request_timeout else None,
-    ):
-        if asked is not None and (timeout is None or asked < timeout):
-            timeout = asked
+    if grpc_timeout is not None:
+        asked = _client_timeout("grpc-timeout", grpc_timeout, parse_grpc_timeout)
+        timeout = asked if timeout is None else min(timeout, asked)
+    if request_timeout is not None:
+        asked = _client_timeout("x-request-timeout", request_timeout, parse_request_timeout)
+        timeout = asked if timeout is None else min(timeout, asked)
     return timeout

@@ -8,7 +8,6 @@ seen as ``application/grpc`` when the caller did not send one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -17,6 +16,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.type.matcher.v3 import string_pb2
 
 from mesh.errors import ResourceError
+from mesh.regex import Pattern
 from mesh.xds.regex import compile_re2
 
 
@@ -32,7 +32,7 @@ class StringMatchKind(Enum):
 class StringMatcher:
     kind: StringMatchKind
     value: str = ""
-    regex: re.Pattern[str] | None = None
+    regex: Pattern | None = None
     ignore_case: bool = False
 
     def matches(self, text: str) -> bool:
@@ -157,7 +157,7 @@ def header_matcher(proto: rc.HeaderMatcher, where: str) -> HeaderMatcher:
     raise ResourceError(f"{where}: unsupported header matcher {kind!r}")
 
 
-def _regex(pattern: str, where: str) -> re.Pattern[str]:
+def _regex(pattern: str, where: str) -> Pattern:
     try:
         return compile_re2(pattern)
     except ResourceError as exc:

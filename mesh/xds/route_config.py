@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -11,6 +10,7 @@ from envoy.config.route.v3 import route_pb2
 
 from mesh.errors import ResourceError
 from mesh.hashing import HashOn, HashPolicy
+from mesh.regex import Pattern
 from mesh.retry import MAX_ATTEMPTS_CAP, RETRY_ON_CAUSES, RETRY_ON_CODES, RetryPolicy
 from mesh.xds.common import fraction, seconds
 from mesh.xds.http_filters import FilterOverrides, filter_overrides
@@ -30,7 +30,7 @@ class PathMatchKind(Enum):
 class PathMatcher:
     kind: PathMatchKind
     value: str = ""
-    regex: re.Pattern[str] | None = None
+    regex: Pattern | None = None
     case_sensitive: bool = True
 
     def matches(self, path: str) -> bool:

@@ -6,6 +6,7 @@ from gateway.errors import BadRequest
 from gateway.upstream.metadata import (
     deadline_from_headers,
     parse_grpc_timeout,
+    parse_request_timeout,
     request_metadata,
     response_headers,
 )
@@ -81,4 +82,43 @@ def test_deadline_is_the_shortest_and_never_longer_than_the_route() -> None:
     assert deadline_from_headers(5.0, None, "250ms") == 0.25
     assert deadline_from_headers(5.0, "2S", "1s") == 1.0
     assert deadline_from_headers(None, "2S", None) == 2.0
-    assert deadline_from_headers(5.0, "garbage", "garbage") == 5.0
+
+
+@pytest.mark.parametrize(
+    ("grpc_timeout", "request_timeout", "problem"),
+    [
+        # Zero once read as "no deadline": the client lifted the route's.
+        ("0n", None, "greater than zero"),
+        ("0S", None, "greater than zero"),
+        (None, "0", "greater than zero"),
+        (None, "0ms", "greater than zero"),
+        ("garbage", None, "not a valid timeout"),
+        (None, "garbage", "not a valid timeout"),
+        (None, "1" + " " * 24_000 + "x", "longer than"),
+        ("1" * 40 + "S", None, "longer than"),
+        (None, "1 x", "not a valid timeout"),
+    ],
+)
+def test_zero_malformed_or_overlong_client_timeouts_are_400(
+    grpc_timeout: str | None, request_timeout: str | None, problem: str
+) -> None:
+    with pytest.raises(BadRequest, match=problem):
+        deadline_from_headers(5.0, grpc_timeout, request_timeout)
+
+
+def test_timeout_parsing_is_linear_in_the_value() -> None:
+    # The regex this replaced took seconds on this value (quadratic
+    # backtracking over the spaces); a scan is done in one pass.
+    assert parse_request_timeout("1" + " " * 30_000 + "x") is None
+    assert parse_request_timeout("  250ms ") == 0.25
+    assert parse_request_timeout("1.5s") == 1.5
+    assert parse_request_timeout("1.s") is None
+
+
+def test_headers_grpc_cannot_carry_are_dropped_from_metadata() -> None:
+    assert request_metadata([("x-a!b", "1"), ("x-ok", "2"), ("X-Up", "3")]) == (("x-ok", "2"),)
+
+
+def test_response_headers_with_control_bytes_are_dropped() -> None:
+    headers = response_headers((("x-bad", "a\x7fb"), ("x-good", "ok"), ("bad name", "v")))
+    assert headers == [("x-good", "ok")]

@@ -3,6 +3,7 @@ kind -> cluster -> invoker -> (fake) upstream -> route kind, no sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import MutableMapping
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import Code, UpstreamStatus, UpstreamUnavailable
+from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY
 from gateway.snapshot import Snapshot, compile_snapshot
 from gateway.upstream.call import Call, Reply
 from tests.support.in_process import InProcessGateway
@@ -185,6 +187,19 @@ async def test_reload_with_the_same_filter_config_keeps_its_state() -> None:
     assert (first.status_code, second.status_code) == (200, 429)
 
 
+def post_scope(path: str, body_length: int) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"content-length", str(body_length).encode())],
+        "server": ("127.0.0.1", 18080),
+        "client": ("127.0.0.9", 1),
+    }
+
+
 async def test_client_disconnect_is_a_quiet_499(caplog: pytest.LogCaptureFixture) -> None:
     async def handler(address: str, call: Call, timeout: float | None) -> Reply:
         raise AssertionError("no call expected")
@@ -198,19 +213,102 @@ async def test_client_disconnect_is_a_quiet_499(caplog: pytest.LogCaptureFixture
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": f"/{BOOKSTORE}/GetShelf",
-        "raw_path": f"/{BOOKSTORE}/GetShelf".encode(),
-        "query_string": b"",
-        "headers": [],
-        "server": ("127.0.0.1", 18080),
-        "client": ("127.0.0.9", 1),
-    }
-    await gateway.app(scope, receive, send)
-    assert sent[0]["status"] == 499
+    await gateway.app(post_scope(f"/{BOOKSTORE}/GetShelf", 2), receive, send)
+    # Nobody is there to read an answer: none is sent.
+    assert sent == []
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_client_leaving_mid_call_cancels_it_and_frees_the_slot_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The protocol (gateway.edge_protocol) says why in the scope and cancels
+    # the app's task; here the test plays the protocol.
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        if not started.is_set():
+            started.set()
+            try:
+                await asyncio.sleep(60)  # a backend that hangs
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        return shelf_reply(gateway, id=7)
+
+    gateway = InProcessGateway(config(TRANSCODE, clusters="    max_requests: 1\n"), handler)
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = post_scope(f"/{BOOKSTORE}/GetShelf", 2)
+    serving = asyncio.ensure_future(gateway.app(scope, receive, send))
+    await asyncio.wait_for(started.wait(), 10)
+    scope[SCOPE_KEY] = CLIENT_GONE
+    serving.cancel()
+    await asyncio.wait_for(serving, 10)  # quietly done, not cancelled
+    assert cancelled.is_set()
+    assert sent == []
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    # The cluster allows one request in flight: the slot is free again.
+    async with gateway.client() as client:
+        reply = await client.post(f"/{BOOKSTORE}/GetShelf", json={})
+    assert reply.status_code == 200, reply.text
+
+
+async def test_late_body_is_a_408_that_closes_the_connection() -> None:
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        raise AssertionError("no call expected")
+
+    gateway = InProcessGateway(config(TRANSCODE), handler)
+    waiting = asyncio.Event()
+
+    async def receive() -> MutableMapping[str, Any]:
+        waiting.set()
+        await asyncio.sleep(60)  # the body never comes
+        raise AssertionError("unreachable")
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = post_scope(f"/{BOOKSTORE}/GetShelf", 2)
+    serving = asyncio.ensure_future(gateway.app(scope, receive, send))
+    await asyncio.wait_for(waiting.wait(), 10)
+    scope[SCOPE_KEY] = BODY_TIMEOUT
+    serving.cancel()
+    await asyncio.wait_for(serving, 10)
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["code"] == Code.DEADLINE_EXCEEDED
+
+
+async def test_cancellation_for_another_reason_propagates() -> None:
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        await asyncio.sleep(60)
+        raise AssertionError("unreachable")
+
+    gateway = InProcessGateway(config(TRANSCODE), handler)
+
+    async def receive() -> MutableMapping[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        pass
+
+    serving = asyncio.ensure_future(
+        gateway.app(post_scope(f"/{BOOKSTORE}/GetShelf", 2), receive, send)
+    )
+    await asyncio.sleep(0.05)
+    serving.cancel()  # a server shutdown, say: not the gateway's to swallow
+    with pytest.raises(asyncio.CancelledError):
+        await serving
 
 
 DUBBO_ROUTE = """      - match: {{prefix: /dubbo/}}
