@@ -16,6 +16,7 @@ from filters.http import HttpResponse
 
 PERMISSION_DENIED = 7
 RESOURCE_EXHAUSTED = 8
+UNAVAILABLE = 14
 
 
 def error_response(

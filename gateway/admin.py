@@ -1,4 +1,4 @@
-"""The admin endpoint: readiness, the effective config, clusters, metrics."""
+"""The admin endpoint: readiness, liveness, the effective config, clusters, metrics."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def build_admin(gateway: GatewayApp) -> Starlette:
         if gateway.ready:
             return Response("LIVE\n", 200, media_type="text/plain")
         return Response("NOT READY\n", 503, media_type="text/plain")
+
+    async def healthz(request: Request) -> Response:
+        # Liveness: the worker's event loop answers. Not readiness: a worker
+        # still loading or waiting on the mesh is alive and must not be killed.
+        return Response("OK\n", 200, media_type="text/plain")
 
     async def config_dump(request: Request) -> Response:
         snapshot = gateway.active.snapshot
@@ -73,6 +78,7 @@ def build_admin(gateway: GatewayApp) -> Starlette:
     return Starlette(
         routes=[
             Route("/ready", ready),
+            Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/config_dump", config_dump),
             Route("/clusters", clusters),
