@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build helm, kube-apiserver and etcd from the Go module proxy and cache them.
 #
-# Usage: tests/k8s/build_k8s.sh
-# Prints the cache directory holding bin/helm, bin/kube-apiserver and bin/etcd
-# on the last line of stdout; a second run with the same versions only prints
-# it. Versions come from the environment (K8S_VERSION, ETCD_VERSION,
+# Usage: tests/k8s/build_k8s.sh [helm|etcd|kube-apiserver ...]
+# Builds the named tools (default: all three) and prints the cache directory
+# holding bin/helm, bin/etcd and bin/kube-apiserver on the last line of
+# stdout; a second run with the same versions only prints it. Versions come from the environment (K8S_VERSION, ETCD_VERSION,
 # HELM_VERSION) or the defaults below.
 #
 # Why a generated go.mod and not `go install pkg@version`:
@@ -24,7 +24,11 @@ helm_version="${HELM_VERSION:-v3.21.4}"
 cache_root="${MESHGATE_CACHE:-$HOME/.cache/meshgate}"
 dest_dir="$cache_root/k8s/kube-$k8s_version-etcd-$etcd_version-helm-$helm_version"
 bin_dir="$dest_dir/bin"
-tools=(helm etcd kube-apiserver)
+if [[ $# -gt 0 ]]; then
+    tools=("$@")
+else
+    tools=(helm etcd kube-apiserver)
+fi
 
 all_built() {
     local tool
@@ -113,8 +117,14 @@ build_kube_apiserver() {
 }
 
 started=$(date +%s)
-[[ -x "$bin_dir/helm" ]] || build_helm
-[[ -x "$bin_dir/etcd" ]] || build_etcd
-[[ -x "$bin_dir/kube-apiserver" ]] || build_kube_apiserver
-echo "built helm $helm_version, etcd $etcd_version, kube-apiserver $k8s_version in $(( $(date +%s) - started ))s" >&2
+for tool in "${tools[@]}"; do
+    [[ -x "$bin_dir/$tool" ]] && continue
+    case "$tool" in
+        helm) build_helm ;;
+        etcd) build_etcd ;;
+        kube-apiserver) build_kube_apiserver ;;
+        *) echo "unknown tool $tool (helm, etcd, kube-apiserver)" >&2; exit 2 ;;
+    esac
+    echo "built $tool in $(( $(date +%s) - started ))s" >&2
+done
 echo "$dest_dir"

@@ -1,0 +1,45 @@
+# meshgate's container image: a build stage that makes a wheel and a venv of
+# the runtime dependencies only, and a slim runtime stage that copies the venv
+# and runs as a non-root user.
+#
+#   docker build -t meshgate .           (or: buildah bud -t meshgate .)
+#   docker run -v $PWD/gateway.yaml:/etc/meshgate/gateway.yaml:ro -p 8080:8080 meshgate
+#
+# The config is a mounted file (/etc/meshgate/gateway.yaml, a ConfigMap in
+# Kubernetes); health is the admin port's /ready (readiness) and /healthz
+# (liveness). BASE_IMAGE can point at a mirror of python:3.12-slim.
+# tests/deploy/image_steps.sh runs the same install steps in a fresh venv.
+
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md LICENSE ./
+COPY gateway ./gateway
+COPY mesh ./mesh
+COPY filters ./filters
+# Runtime dependencies only: `pip install .`, no extras (the test extra holds
+# the linters, pytest and Envoy).
+RUN python -m venv /opt/meshgate \
+    && /opt/meshgate/bin/pip install --no-compile . \
+    && /opt/meshgate/bin/python -m compileall -q /opt/meshgate/lib
+
+FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title="meshgate" \
+      org.opencontainers.image.description="REST/JSON to gRPC and Dubbo gateway with a proxyless xDS mesh core" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV PATH=/opt/meshgate/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 meshgate \
+    && useradd --system --uid 10001 --gid meshgate --home-dir /nonexistent --shell /usr/sbin/nologin meshgate \
+    && mkdir -p /etc/meshgate
+COPY --from=build /opt/meshgate /opt/meshgate
+USER 10001:10001
+# Listener ports come from the config; 8080 and the admin 9901 by convention.
+EXPOSE 8080 9901
+HEALTHCHECK --interval=10s --timeout=2s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9901/ready', timeout=2).status != 200)"]
+ENTRYPOINT ["meshgate", "run"]
+CMD ["-c", "/etc/meshgate/gateway.yaml", "--workers", "2"]
