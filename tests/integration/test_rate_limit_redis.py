@@ -26,6 +26,7 @@ import httpx
 import pytest
 import yaml
 
+from filters.rate_limit_redis import Decision, RedisLimiter, connect
 from tests.support.gateway import run_gateway
 from tests.support.redis import RedisServer, running_redis
 
@@ -165,3 +166,44 @@ def test_three_replicas_of_two_workers_share_one_limit_and_survive_redis_restart
     assert_one_shared_limit(statuses, elapsed)
     statuses, _ = burst([replica["deny"] for replica in replicas], 12)
     assert statuses == Counter({GRANTED: 12})
+
+
+def test_gcra_script_admits_the_burst_then_refuses_with_the_wait(
+    redis_server: RedisServer,
+) -> None:
+    # One request per 100 s: no refill can happen while the test runs.
+    rate, capacity = 0.01, 3
+
+    async def scenario() -> tuple[list[Decision], int]:
+        client = connect(redis_server.url, timeout=2.0)
+        limiter = RedisLimiter(
+            client,
+            prefix="test:gcra:",
+            rate=rate,
+            capacity=capacity,
+            on_error="deny",
+            local=lambda key: Decision(False, 0, 0.0),
+            retry_interval=1.0,
+            clock=time.monotonic,
+        )
+        decisions = [await limiter.take("k") for _ in range(5)]
+        other = await limiter.take("another key")
+        ttl_ms = await client.pttl("test:gcra:k")
+        await limiter.close()
+        return [*decisions, other], ttl_ms
+
+    decisions, ttl_ms = asyncio.run(scenario())
+
+    assert [(d.granted, d.remaining) for d in decisions] == [
+        (True, 2),
+        (True, 1),
+        (True, 0),
+        (False, 0),
+        (False, 0),
+        (True, 2),
+    ]
+    assert all(not d.unavailable for d in decisions)
+    # The next request is due one interval after the burst started.
+    assert 90 < decisions[3].retry_after <= 100
+    # The key lives until the bucket would be full again: 3 intervals.
+    assert 290_000 < ttl_ms <= 300_000
