@@ -13,6 +13,10 @@
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build
+# Behind a TLS-intercepting proxy, pip needs the proxy's CA: mount a bundle
+# and name it, e.g. --volume /etc/ssl/certs/ca-certificates.crt:/run/ca.crt:ro
+# --build-arg PIP_CERT=/run/ca.crt. Unset, pip uses its own bundle.
+ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
