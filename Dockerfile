@@ -19,14 +19,18 @@ FROM ${BASE_IMAGE} AS build
 ARG PIP_CERT
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+# Runtime dependencies only (the project's `dependencies`, no extras: the test
+# extra holds the linters, pytest and Envoy), in a layer of their own that is
+# rebuilt only when pyproject.toml changes.
+COPY pyproject.toml ./
+RUN python -m venv /opt/meshgate \
+    && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && /opt/meshgate/bin/pip install --no-compile -r /tmp/requirements.txt
+COPY README.md LICENSE ./
 COPY gateway ./gateway
 COPY mesh ./mesh
 COPY filters ./filters
-# Runtime dependencies only: `pip install .`, no extras (the test extra holds
-# the linters, pytest and Envoy).
-RUN python -m venv /opt/meshgate \
-    && /opt/meshgate/bin/pip install --no-compile . \
+RUN /opt/meshgate/bin/pip install --no-compile --no-deps . \
     && /opt/meshgate/bin/python -m compileall -q /opt/meshgate/lib
 
 FROM ${BASE_IMAGE}

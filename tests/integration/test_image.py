@@ -57,8 +57,9 @@ def test_dockerfile_is_multi_stage_non_root_and_runs_meshgate() -> None:
 
     assert build.base == "${BASE_IMAGE} AS build"
     install = " ".join(build.values("RUN"))
-    assert "pip install --no-compile ." in install
-    assert "[" not in install  # no extras: runtime dependencies only
+    assert "['project']['dependencies']" in install
+    assert "pip install --no-compile --no-deps ." in install
+    assert "optional-dependencies" not in install  # no extras: runtime dependencies only
     assert runtime.values("COPY") == ["--from=build /opt/meshgate /opt/meshgate"]
     (user,) = runtime.values("USER")
     assert user.split(":")[0] not in ("0", "root")
