@@ -22,11 +22,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Builds the interop peers (Java Dubbo, dubbo-go, istiod) into the cache.
+# Builds the interop peers (Java Dubbo, dubbo-go, istiod), redis-server, the
+# image's Debian base for buildah and the Kubernetes tools (helm, etcd,
+# kube-apiserver) into the cache.
 # Each script skips what it cannot build here and says why; the tests that
 # need a missing peer then skip, or fail under CI=true.
 peers: $(STAMP)
-	@for script in tests/peers/build.sh tests/istio/build_istiod.sh; do \
+	@for script in tests/peers/build.sh tests/istio/build_istiod.sh \
+		tests/support/install_redis.sh tests/support/build_image_base.sh \
+		tests/k8s/build_k8s.sh; do \
 		if [ -x $$script ]; then PYTHON=$(PY) $$script || exit 1; fi; \
 	done
 

@@ -13,26 +13,39 @@ Config (YAML)::
         burst: 200              # default: requests_per_second rounded up
         key: header:x-api-key   # global | client_ip | header:<name>
         max_keys: 10000         # per-key buckets kept, least recently used evicted
+        backend:                # default: local (in this worker's memory)
+          redis: {url: "redis://127.0.0.1:6379/0", timeout: 0.2, retry_interval: 1}
+          on_error: allow       # allow | deny | local, when Redis is unreachable
 
 Requests that lack the key (no such header, no client address) share one
 bucket, so leaving the header out is not a way around the limit.
+
+Where the buckets live. The local backend keeps them in the memory of each
+worker process: a gateway run with ``--workers W`` on R replicas admits up to
+W x R times the configured rate (and burst), because the kernel spreads
+connections over the workers and every worker counts only its own. The redis
+backend (:mod:`filters.rate_limit_redis`) keeps one bucket per key for all
+workers and replicas that share the Redis and the filter's config.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from filters.errors import RESOURCE_EXHAUSTED, error_response
+from filters import FilterConfigError
+from filters.errors import RESOURCE_EXHAUSTED, UNAVAILABLE, error_response
 from filters.http import Filter, Handler, HttpRequest, HttpResponse
+from filters.rate_limit_redis import Decision, OnError, RedisLimiter, connect, whole_seconds
 
 Clock = Callable[[], float]
 KeyFunc = Callable[[HttpRequest], str]
@@ -47,6 +60,36 @@ TOKEN_EPSILON = 1e-6
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
 
 
+class RedisBackendConfig(BaseModel):
+    """Where the shared buckets live and how long to wait for them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path.
+    url: Annotated[str, Field(pattern=r"^(redis|rediss|unix)://")]
+    # Seconds to wait for a connection or a reply before on_error applies.
+    timeout: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 0.2
+    # Seconds to leave Redis alone after a failure before trying it again.
+    retry_interval: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 1.0
+    # Name of an environment variable holding the password, so that the
+    # secret stays out of the YAML (and out of the admin /config_dump).
+    password_env: str | None = None
+    # Key prefix in Redis; by default derived from the limit, so filters with
+    # the same limit and key share buckets and different limits never collide.
+    prefix: str | None = None
+
+
+class BackendConfig(BaseModel):
+    """Which store holds the buckets: absent (local memory) or redis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis: RedisBackendConfig | None = None
+    # When Redis fails: let the request through, refuse it with 503, or count
+    # it in this worker's local bucket instead.
+    on_error: OnError = "allow"
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,6 +97,7 @@ class Config(BaseModel):
     burst: Annotated[int, Field(ge=1)] | None = None
     key: str = "global"
     max_keys: Annotated[int, Field(ge=1)] = 10000
+    backend: BackendConfig = BackendConfig()
 
     @field_validator("key")
     @classmethod
@@ -70,6 +114,14 @@ class Config(BaseModel):
     def capacity(self) -> int:
         """The bucket size: ``burst``, or one second's worth of requests."""
         return self.burst if self.burst is not None else math.ceil(self.requests_per_second)
+
+    @property
+    def redis_prefix(self) -> str:
+        redis = self.backend.redis
+        if redis is not None and redis.prefix is not None:
+            return redis.prefix
+        limit = f"{self.requests_per_second!r}/{self.capacity}/{self.key}"
+        return f"meshgate:ratelimit:{hashlib.sha256(limit.encode()).hexdigest()[:16]}:"
 
 
 @dataclass(slots=True)
@@ -138,22 +190,74 @@ def _bounded(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def build(config: Config, clock: Clock = time.monotonic) -> Filter:
+Take = Callable[[str], Awaitable[Decision]]
+
+
+def local_limiter(config: Config, clock: Clock) -> Callable[[str], Decision]:
     buckets = TokenBuckets(config.requests_per_second, config.capacity, config.max_keys, clock)
+
+    def take(key: str) -> Decision:
+        granted, tokens = buckets.take(key)
+        wait = 0.0 if granted else buckets.seconds_until_token(tokens)
+        return Decision(granted, int(tokens), wait)
+
+    return take
+
+
+def limiter(config: Config, clock: Clock) -> Take:
+    """The backend's take(key): local memory, or Redis with its on_error policy."""
+    local = local_limiter(config, clock)
+    redis = config.backend.redis
+    if redis is None:
+
+        async def take_local(key: str) -> Decision:
+            return local(key)
+
+        return take_local
+    shared = RedisLimiter(
+        connect(redis.url, redis.timeout, _password(redis.password_env)),
+        prefix=config.redis_prefix,
+        rate=config.requests_per_second,
+        capacity=config.capacity,
+        on_error=config.backend.on_error,
+        local=local,
+        retry_interval=redis.retry_interval,
+        clock=clock,
+    )
+    return shared.take
+
+
+def _password(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    password = os.environ.get(variable)
+    if password is None:
+        raise FilterConfigError(
+            f"filter 'rate_limit': backend.redis.password_env: {variable} is not set"
+        )
+    return password
+
+
+def build(config: Config, clock: Clock = time.monotonic) -> Filter:
+    take = limiter(config, clock)
     key_of = key_func(config.key)
     limit = str(config.capacity)
 
     def rate_limit(next_handler: Handler) -> Handler:
         async def handle(request: HttpRequest) -> HttpResponse:
-            granted, tokens = buckets.take(key_of(request))
-            counters = [("x-ratelimit-limit", limit), ("x-ratelimit-remaining", str(int(tokens)))]
-            if not granted:
-                retry_after = max(1, math.ceil(buckets.seconds_until_token(tokens)))
+            decision = await take(key_of(request))
+            counters = [
+                ("x-ratelimit-limit", limit),
+                ("x-ratelimit-remaining", str(decision.remaining)),
+            ]
+            if not decision.granted:
+                retry_after = ("retry-after", str(whole_seconds(decision.retry_after)))
+                if decision.unavailable:
+                    return error_response(
+                        503, UNAVAILABLE, "rate limit store unavailable", [retry_after]
+                    )
                 return error_response(
-                    429,
-                    RESOURCE_EXHAUSTED,
-                    "rate limit exceeded",
-                    [("retry-after", str(retry_after)), *counters],
+                    429, RESOURCE_EXHAUSTED, "rate limit exceeded", [retry_after, *counters]
                 )
             response = await next_handler(request)
             response.headers.extend(counters)

@@ -1,4 +1,5 @@
-"""The admin endpoint: readiness, the effective config, clusters, routes, metrics."""
+"""The admin endpoint: readiness, liveness, the effective config, clusters, routes,
+metrics."""
 
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ def build_admin(gateway: GatewayApp) -> Starlette:
         if gateway.ready:
             return Response("LIVE\n", 200, media_type="text/plain")
         return Response("NOT READY\n", 503, media_type="text/plain")
+
+    async def healthz(request: Request) -> Response:
+        # Liveness: the worker's event loop answers. Not readiness: a worker
+        # still loading or waiting on the mesh is alive and must not be killed.
+        return Response("OK\n", 200, media_type="text/plain")
 
     async def config_dump(request: Request) -> Response:
         snapshot = gateway.active.snapshot
@@ -110,6 +116,7 @@ def build_admin(gateway: GatewayApp) -> Starlette:
     return Starlette(
         routes=[
             Route("/ready", ready),
+            Route("/healthz", healthz),
             Route("/metrics", metrics),
             Route("/config_dump", config_dump),
             Route("/clusters", clusters),

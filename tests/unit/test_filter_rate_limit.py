@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import orjson
@@ -235,8 +236,91 @@ def test_huge_key_values_are_stored_as_distinct_digests() -> None:
         {"requests_per_second": 1, "key": "header:bad name"},
         {"requests_per_second": 1, "max_keys": 0},
         {},
+        {"requests_per_second": 1, "backend": {"redis": {"url": "http://127.0.0.1:6379"}}},
+        {"requests_per_second": 1, "backend": {"redis": {}}},
+        {"requests_per_second": 1, "backend": {"on_error": "retry"}},
+        {"requests_per_second": 1, "backend": {"memcached": {"url": "x"}}},
+        {"requests_per_second": 1, "backend": {"redis": {"url": "redis://h", "timeout": 0}}},
     ],
 )
 def test_invalid_config_is_rejected_at_load(config: dict[str, Any]) -> None:
     with pytest.raises(FilterConfigError, match="'rate_limit'"):
         build_filter("rate_limit", config)
+
+
+def unreachable_redis(on_error: str, **config: Any) -> Config:
+    """A redis backend on a loopback port where nothing listens: every call is refused."""
+    backend = {"redis": {"url": f"redis://127.0.0.1:{closed_port()}/0"}, "on_error": on_error}
+    return Config.model_validate({"requests_per_second": 1, "backend": backend, **config})
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get_many(handler: Handler, count: int) -> list[HttpResponse]:
+    async def calls() -> list[HttpResponse]:
+        request = HttpRequest("GET", "/", b"", [], client=("10.0.0.1", 40000))
+        return [await handler(request) for _ in range(count)]
+
+    return asyncio.run(calls())
+
+
+def test_unreachable_redis_with_on_error_allow_lets_requests_through(
+    clock: FakeClock, upstream: Upstream
+) -> None:
+    handler = build(unreachable_redis("allow", burst=1), clock=clock)(upstream)
+
+    assert [r.status for r in get_many(handler, 3)] == [200, 200, 200]
+
+
+def test_unreachable_redis_with_on_error_deny_answers_503_json(
+    clock: FakeClock, upstream: Upstream
+) -> None:
+    handler = build(unreachable_redis("deny"), clock=clock)(upstream)
+
+    refused = get_many(handler, 2)
+
+    assert [r.status for r in refused] == [503, 503]
+    assert upstream.calls == 0
+    assert orjson.loads(refused[0].body) == {
+        "code": 14,
+        "message": "rate limit store unavailable",
+        "details": [],
+    }
+    assert header(refused[0], "retry-after") == "1"
+
+
+def test_unreachable_redis_with_on_error_local_counts_in_this_worker(
+    clock: FakeClock, upstream: Upstream
+) -> None:
+    handler = build(unreachable_redis("local", burst=2), clock=clock)(upstream)
+
+    assert [r.status for r in get_many(handler, 3)] == [200, 200, 429]
+
+
+def test_redis_prefix_tells_different_limits_apart_and_keeps_an_explicit_one() -> None:
+    def prefix(**config: Any) -> str:
+        return Config.model_validate({"requests_per_second": 1, **config}).redis_prefix
+
+    assert prefix(burst=5) == prefix(burst=5)
+    assert prefix(burst=5) != prefix(burst=6)
+    assert prefix(burst=5) != prefix(burst=5, key="client_ip")
+    explicit = {"redis": {"url": "redis://127.0.0.1", "prefix": "team-a:"}}
+    assert prefix(backend=explicit) == "team-a:"
+
+
+def test_redis_password_comes_from_the_named_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    backend = {"redis": {"url": "redis://127.0.0.1:1/0", "password_env": "MESHGATE_TEST_PW"}}
+    config = {"requests_per_second": 1, "backend": backend}
+    monkeypatch.delenv("MESHGATE_TEST_PW", raising=False)
+
+    with pytest.raises(FilterConfigError, match="MESHGATE_TEST_PW is not set"):
+        build_filter("rate_limit", config)
+
+    monkeypatch.setenv("MESHGATE_TEST_PW", "s3cret")
+    assert callable(build_filter("rate_limit", config))
