@@ -1,10 +1,16 @@
 # The two commands: `make run` (the demo) and `make test` (everything).
 # Both set up what they need and are safe to run again.
+#
+# Two virtualenvs: .venv-run holds meshgate as a user installs it (`pip install .`,
+# runtime dependencies only) for `make run`; .venv is the developers' one
+# (editable, with the test extra) for everything else.
 
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+RUN_VENV  ?= .venv-run
+RUN_STAMP := $(RUN_VENV)/.installed
 
 .PHONY: run test lint unit peers bench clean
 
@@ -14,8 +20,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
-run: $(STAMP)
-	$(VENV)/bin/meshgate demo
+# A plain (non-editable) install: reinstalled when the sources change.
+$(RUN_STAMP): pyproject.toml $(shell find gateway mesh filters -type f -not -name '*.pyc' 2>/dev/null)
+	test -x $(RUN_VENV)/bin/python || $(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RUN_VENV)/bin/python -m pip install -q .
+	touch $@
+
+run: $(RUN_STAMP)
+	$(RUN_VENV)/bin/meshgate demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -40,4 +53,4 @@ bench: $(STAMP)
 	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "no benchmark yet"; fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUN_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,11 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
+def read_yaml(text: str) -> Any:
+    """A YAML document as the gateway reads it (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedConfig:
     config: GatewayConfig
