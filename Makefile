@@ -15,6 +15,7 @@ RUN_STAMP := $(RUN_VENV)/.installed
 .PHONY: run test lint unit peers bench clean
 
 $(STAMP): pyproject.toml
+	scripts/vendor_swagger_ui.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -22,6 +23,7 @@ $(STAMP): pyproject.toml
 
 # A plain (non-editable) install: reinstalled when the sources change.
 $(RUN_STAMP): pyproject.toml $(shell find gateway mesh filters -type f -not -name '*.pyc' 2>/dev/null)
+	scripts/vendor_swagger_ui.sh
 	test -x $(RUN_VENV)/bin/python || $(PYTHON) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
 	$(RUN_VENV)/bin/python -m pip install -q .
@@ -35,11 +37,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# Builds the interop peers (Java Dubbo, dubbo-go, istiod) into the cache.
+# Builds the interop peers (Java Dubbo, dubbo-go, istiod) into the cache, and
+# installs Debian's chromium for the OpenAPI page's browser test.
 # Each script skips what it cannot build here and says why; the tests that
 # need a missing peer then skip, or fail under CI=true.
 peers: $(STAMP)
-	@for script in tests/peers/build.sh tests/istio/build_istiod.sh; do \
+	@for script in tests/peers/build.sh tests/istio/build_istiod.sh scripts/install_browser.sh; do \
 		if [ -x $$script ]; then PYTHON=$(PY) $$script || exit 1; fi; \
 	done
 

@@ -23,6 +23,7 @@ from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
 from gateway.config import MeshConfig
 from gateway.errors import ClientClosedRequest, Code, GatewayError, error_response
 from gateway.metrics import observe
+from gateway.openapi.serve import with_openapi
 from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
 from gateway.upstream.mesh import MeshClient
@@ -88,10 +89,14 @@ class GatewayApp:
     def _build(self, snapshot: Snapshot) -> Active:
         handlers: dict[int, Handler] = {}
         routers: dict[int, Router] = {}
+        openapi = {c.name: c.openapi for c in snapshot.config.listeners if c.openapi is not None}
         for listener in snapshot.listeners:
             refresh = self._refresher(listener.port) if snapshot.reflection_clusters else None
             router = routers[listener.port] = Router(listener.routes, self.upstreams, refresh)
             handler: Handler = router
+            if listener.name in openapi:
+                # Inside the filters: CORS and rate limits apply to the document too.
+                handler = with_openapi(handler, snapshot, listener.name, openapi[listener.name])
             for wrap in reversed(listener.filters):
                 handler = wrap(handler)
             handlers[listener.port] = handler

@@ -140,7 +140,14 @@ def _routed_here(compiled: CompiledListener, index: int, binding: Binding) -> bo
 
 
 def _openapi_path(template: str) -> str:
-    return _VARIABLE.sub(lambda m: "{" + m.group(1) + "}", template)
+    return _VARIABLE.sub(lambda m: "{" + path_parameter_name(m.group(1)) + "}", template)
+
+
+def path_parameter_name(field_path: str) -> str:
+    """``book.name`` -> ``book_name``: tools that fill templates take a dot for an
+    attribute access, so nested fields get a name without one (and say which
+    field they set in their description)."""
+    return field_path.replace(".", "_")
 
 
 def _operation(
@@ -194,8 +201,10 @@ def _parameters(
                 description = (description + " " if description else "") + (
                     "Matches the rest of the path, slashes included."
                 )
+            if "." in field_path:
+                description = f"Sets the request field {field_path}. " + description
             parameter: dict[str, Any] = {
-                "name": field_path,
+                "name": path_parameter_name(field_path),
                 "in": "path",
                 "required": True,
                 "schema": schema,
