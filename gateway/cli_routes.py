@@ -221,7 +221,8 @@ def _rpc(route: CompiledRoute, method: str, path: str, query: str) -> dict[str, 
     return {
         "rpc": f"{rest.method.service}/{rest.method.method}",
         "by": f"google.api.http {rest.http_method} {rest.template}",
-        "bindings": {".".join(b.field_path): b.value for b in match.bindings},
+        # A list, not a mapping: a repeated query parameter binds one field twice.
+        "bindings": [{"field": ".".join(b.field_path), "value": b.value} for b in match.bindings],
         "body": rest.body or None,
         "response_body": rest.response_body or None,
     }
@@ -240,8 +241,8 @@ def explain_text(answer: dict[str, Any]) -> str:
     lines.append(f"  rpc       {answer['rpc']}")
     if "by" in answer:
         lines.append(f"  by        {answer['by']}")
-    for field, value in (answer.get("bindings") or {}).items():
-        lines.append(f"  binding   {field} = {value!r}")
+    for binding in answer.get("bindings") or ():
+        lines.append(f"  binding   {binding['field']} = {binding['value']!r}")
     if answer.get("body"):
         lines.append(f"  body      {answer['body']}")
     if answer.get("response_body"):

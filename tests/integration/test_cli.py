@@ -170,7 +170,10 @@ def test_routes_prints_the_table_and_explains_a_request() -> None:
     assert answer["route"] == "rpc"
     assert answer["rpc"] == "demo.greeter.v1.Greeter/SayHello"
     assert answer["cluster"] == "greeter"
-    assert answer["bindings"] == {"name": "ada", "times": "2"}
+    assert answer["bindings"] == [
+        {"field": "name", "value": "ada"},
+        {"field": "times", "value": "2"},
+    ]
     miss = meshgate("routes", "-c", "config/demo.yaml", "DELETE", "/v1/greet/ada")
     assert miss.returncode == 0  # the route matches (prefix /), no binding does
     assert "no binding does" in miss.stdout
