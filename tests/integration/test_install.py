@@ -82,8 +82,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_the_wheel_carries_the_demo_files(tmp_path: Path) -> None:
+    # The build backend comes from the cached wheels: no trip to the index.
+    offline = ["--no-index", "--find-links", str(wheelhouse()), str(REPO)]
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), *offline],
         capture_output=True,
         text=True,
         timeout=300,
