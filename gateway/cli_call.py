@@ -168,9 +168,9 @@ class _Connection:
 
         if files.given:
             return build_pool(_read_files(files))
-        return build_pool([await self._reflect(service)])
+        return build_pool([await self.reflect(service)])
 
-    async def _reflect(self, service: str) -> descriptor_pb2.FileDescriptorSet:
+    async def reflect(self, service: str) -> descriptor_pb2.FileDescriptorSet:
         from gateway.reflection import ReflectionError, fetch_descriptor_set
 
         address = self.plan(Call(service, "ServerReflectionInfo", [b""])).first.address
@@ -399,7 +399,7 @@ async def _list(args: argparse.Namespace, out: TextIO) -> int:
         if files.given:
             sets = _read_files(files)
         else:
-            sets = [await connection._reflect(args.service or "grpc.reflection")]
+            sets = [await connection.reflect(args.service or "grpc.reflection")]
     pool = build_pool(sets)
     services = [s for s in all_services(pool, sets) if not _is_infrastructure(s.full_name)]
     if args.service:

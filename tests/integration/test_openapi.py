@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 PROTOS = REPO / "tests" / "protos"
 BOOKSTORE_PROTO = PROTOS / "meshgate" / "test" / "v1" / "bookstore.proto"
-SCHEMATHESIS_EXAMPLES = 10
+SCHEMATHESIS_EXAMPLES = 5
 SCHEMATHESIS_TIMEOUT = 480
 
 
