@@ -10,5 +10,10 @@ fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "installing chromium (Debian) for the OpenAPI page's browser test"
-$sudo apt-get update -qq
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+# Like the peers' builds, a failure here is reported, not fatal: the browser
+# test then skips with the reason (and fails under CI=true).
+if ! { $sudo apt-get update -qq &&
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    chromium >/dev/null; }; then
+  echo "install_browser: could not install chromium; the OpenAPI browser test will skip" >&2
+fi
