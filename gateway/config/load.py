@@ -91,6 +91,10 @@ def _issue_from_pydantic(error: Any, root: yaml.Node | None) -> ConfigIssue:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key missing"
+        if loc == ("listeners",):
+            message += ": a config serves at least one listener"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     return _with_line(ConfigIssue(loc, message), root)

@@ -139,3 +139,11 @@ def test_dubbo2_with_java_parameter_types(peer: RunningPeer) -> None:
     assert reply["attrs"]["peer"] == peer.name
     echo = meshgate("call", target, f"{USERS}/echo", '["hi"]', "--types", "java.lang.String")
     assert json.loads(echo.stdout) == f"hi [{peer.name} g1/1.0.0]"
+
+
+def test_list_through_the_mesh_core(bootstrap: Path) -> None:
+    """Reflection on the endpoint the mesh core picks for the target."""
+    result = meshgate("list", "--bootstrap", str(bootstrap), f"xds:///{HOST}:{PORT}")
+    assert result.returncode == 0, result.stderr
+    assert "meshgate.test.v1.EchoService" in result.stdout
+    assert "POST /meshgate.test.v1.EchoService/Echo" in result.stdout
