@@ -1,8 +1,10 @@
 """``meshgate call``, ``list``, ``routes`` and ``run`` against real processes.
 
-The backend is the tests' grpcio echo server (with server reflection); each
-command runs as a user runs it, a ``python -m gateway`` child process, and
-is judged by its output and exit status.
+The backend is the tests' grpcio echo server (with server reflection). Most
+commands run in process through ``gateway.cli.main`` with their output
+captured (the same code a user's ``meshgate`` runs, without paying the
+interpreter start-up for each); one call and ``run`` run as child processes,
+as a user runs them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.cli import meshgate
 from tests.support.net import free_port
 from tests.support.processes import REPO, Process
 
@@ -25,18 +28,20 @@ pytestmark = pytest.mark.integration
 ECHO = "meshgate.test.v1.EchoService/Echo"
 STREAM = "meshgate.test.v1.EchoService/ServerStream"
 ECHO_PROTO = REPO / "tests" / "protos" / "meshgate" / "test" / "v1" / "echo.proto"
+DEMO_CONFIG = str(REPO / "config" / "demo.yaml")
 
 
-def meshgate(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
+def test_the_command_as_a_process(backend_port: int) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "call", f"127.0.0.1:{backend_port}", ECHO, "{}"],
         capture_output=True,
         text=True,
         cwd=REPO,
-        input=stdin,
         timeout=60,
         check=False,
     )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["servedBy"] == "primary"
 
 
 def test_call_prints_the_reply_as_json(backend_port: int) -> None:
@@ -160,11 +165,11 @@ def test_list_shows_the_http_bindings_of_a_proto() -> None:
 
 
 def test_routes_prints_the_table_and_explains_a_request() -> None:
-    table = meshgate("routes", "-c", "config/demo.yaml")
+    table = meshgate("routes", "-c", DEMO_CONFIG)
     assert table.returncode == 0, table.stderr
     assert "listener public on 127.0.0.1:8080" in table.stdout
     assert "GET /v1/greet/{name}" in table.stdout
-    hit = meshgate("routes", "-c", "config/demo.yaml", "GET", "/v1/greet/ada?times=2", "--json")
+    hit = meshgate("routes", "-c", DEMO_CONFIG, "GET", "/v1/greet/ada?times=2", "--json")
     assert hit.returncode == 0, hit.stderr
     answer = json.loads(hit.stdout)
     assert answer["route"] == "rpc"
@@ -174,13 +179,13 @@ def test_routes_prints_the_table_and_explains_a_request() -> None:
         {"field": "name", "value": "ada"},
         {"field": "times", "value": "2"},
     ]
-    miss = meshgate("routes", "-c", "config/demo.yaml", "DELETE", "/v1/greet/ada")
+    miss = meshgate("routes", "-c", DEMO_CONFIG, "DELETE", "/v1/greet/ada")
     assert miss.returncode == 0  # the route matches (prefix /), no binding does
     assert "no binding does" in miss.stdout
 
 
 def test_run_check_only_loads_and_exits() -> None:
-    ok = meshgate("run", "--check-only", "-c", "config/demo.yaml")
+    ok = meshgate("run", "--check-only", "-c", DEMO_CONFIG)
     assert ok.returncode == 0, ok.stderr
     assert "ok (1 listener(s)" in ok.stdout
 

@@ -9,17 +9,16 @@ dubbo2 with hessian2, each with its group and version.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import xds_builders as b
+from tests.support.cli import meshgate
 from tests.support.net import free_port
 from tests.support.peers import GREETER_PROTO, RunningPeer, peer_or_skip
-from tests.support.processes import REPO, echo_backend
+from tests.support.processes import echo_backend
 from tests.support.xds_server import XdsServer, serve_service
 
 pytestmark = pytest.mark.integration
@@ -28,17 +27,6 @@ HOST, PORT = "shop.default.svc.cluster.local", 50051
 ECHO = "meshgate.test.v1.EchoService/Echo"
 GREETER = "meshgate.interop.v1.Greeter"
 USERS = "org.apache.dubbo.meshgate.UserService"
-
-
-def meshgate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
