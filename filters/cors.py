@@ -47,15 +47,22 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     allow_origins: list[str] = Field(default_factory=list)
+    """Origins allowed exactly, or as ``regex:PATTERN``."""
     allow_origin_regex: list[str] = Field(default_factory=list)
+    """Origins allowed when the whole origin matches one of these regular expressions."""
     allow_methods: list[str] = Field(default_factory=list)
+    """Methods a preflight may ask for (Access-Control-Allow-Methods)."""
     allow_headers: list[str] = Field(default_factory=list)
+    """Request headers a preflight may ask for (Access-Control-Allow-Headers)."""
     expose_headers: list[str] = Field(default_factory=list)
+    """Response headers the browser may show to scripts (Access-Control-Expose-Headers)."""
     max_age: Annotated[int, Field(ge=0)] | None = None
+    """Seconds a browser may cache a preflight answer (Access-Control-Max-Age)."""
     allow_credentials: bool = False
+    """Allow cookies and credentials (Access-Control-Allow-Credentials: true)."""
 
     @field_validator("allow_origin_regex")
     @classmethod

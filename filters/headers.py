@@ -48,11 +48,14 @@ _UNSAFE_VALUE_CHARS = frozenset("\r\n\0")
 
 
 class HeaderMutation(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     set: dict[str, str] = Field(default_factory=dict)
+    """Headers set, replacing any value (values may use %REQ(name)% and the like)."""
     add: dict[str, str] = Field(default_factory=dict)
+    """Headers appended beside any existing value."""
     remove: list[str] = Field(default_factory=list)
+    """Headers removed."""
 
     @field_validator("set", "add")
     @classmethod
@@ -69,10 +72,12 @@ class HeaderMutation(BaseModel):
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     request: HeaderMutation = Field(default_factory=HeaderMutation)
+    """Changes to the request, before the router."""
     response: HeaderMutation = Field(default_factory=HeaderMutation)
+    """Changes to the response, on its way back."""
 
 
 def _header_name(name: str) -> str:

@@ -91,13 +91,18 @@ class BackendConfig(BaseModel):
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     requests_per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    """Sustained rate each key may send, refilling its token bucket."""
     burst: Annotated[int, Field(ge=1)] | None = None
+    """Bucket size: requests a key may send at once (default: one second's worth)."""
     key: str = "global"
+    """What a bucket is kept per: global, client_ip, or header:<name>."""
     max_keys: Annotated[int, Field(ge=1)] = 10000
+    """Most buckets kept at once; the least recently used goes first."""
     backend: BackendConfig = BackendConfig()
+    """Where the buckets live: each worker's memory (local) or Redis, shared."""
 
     @field_validator("key")
     @classmethod

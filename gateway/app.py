@@ -32,6 +32,7 @@ from gateway.errors import (
 from gateway.health_share import HealthShare
 from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
 from gateway.metrics import observe
+from gateway.openapi.serve import with_openapi
 from gateway.registry.watchers import Registries
 from gateway.router import Router, Upstreams
 from gateway.snapshot import Snapshot
@@ -135,12 +136,17 @@ class GatewayApp:
     def _build(self, snapshot: Snapshot) -> Active:
         handlers: dict[int, Handler] = {}
         routers: dict[int, Router] = {}
+        openapi = {c.name: c.openapi for c in snapshot.config.listeners if c.openapi is not None}
         for listener in snapshot.listeners:
             refresh = self._refresher(listener.port) if snapshot.reflection_clusters else None
             router = Router(
                 listener.routes, self.upstreams, refresh, listener.filters, listener.exposures
             )
-            routers[listener.port] = handlers[listener.port] = router
+            routers[listener.port] = router
+            handler: Handler = router
+            if listener.name in openapi:
+                handler = with_openapi(handler, snapshot, listener.name, openapi[listener.name])
+            handlers[listener.port] = handler
         names = {listener.port: listener.name for listener in snapshot.listeners}
         strips = {
             listener.port: listener.strip_internal

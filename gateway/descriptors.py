@@ -59,6 +59,8 @@ def compile_proto(proto: Path, include: Sequence[Path]) -> descriptor_pb2.FileDe
             f"-I{WELL_KNOWN_INCLUDE}",
             f"-I{GOOGLEAPIS_INCLUDE}",
             "--include_imports",
+            # Comments, for the descriptions of the generated OpenAPI document.
+            "--include_source_info",
             f"--descriptor_set_out={out}",
             str(relative),
         ]

@@ -39,6 +39,11 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
+def read_yaml(text: str) -> Any:
+    """A YAML document as the gateway reads it (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedConfig:
     config: GatewayConfig
@@ -86,6 +91,10 @@ def _issue_from_pydantic(error: Any, root: yaml.Node | None) -> ConfigIssue:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key"
+    elif error["type"] == "missing":
+        message = "required key missing"
+        if loc == ("listeners",):
+            message += ": a config serves at least one listener"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     return _with_line(ConfigIssue(loc, message), root)

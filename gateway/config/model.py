@@ -13,7 +13,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from mesh.regex import compile_regex
 
@@ -75,17 +75,38 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# In the JSON Schema, durations and addresses are the strings users write
+# (checked by pattern), not the float and str they are parsed into.
+DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(us|ms|s|m|h)?\s*$"
+ADDRESS_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[^\s\[\]]+):\d{1,5}$"
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": DURATION_PATTERN, "examples": ["5s", "250ms", "1.5m"]},
+        {"type": "number", "minimum": 0, "description": "seconds"},
+    ]
+}
+_ADDRESS_SCHEMA = {
+    "type": "string",
+    "pattern": ADDRESS_PATTERN,
+    "examples": ["127.0.0.1:8080", "[::1]:8080", "0.0.0.0:8443"],
+}
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA, mode="validation")
+]
 # The protocols an upstream speaks: gRPC, Dubbo Triple (gRPC mode for transcode
 # routes, HTTP/JSON mode for dubbo routes) and dubbo2.
 Protocol = Literal["grpc", "triple", "dubbo"]
 LbPolicy = Literal["round_robin", "least_request", "random", "ring_hash", "maglev"]
-Address = Annotated[str, BeforeValidator(parse_address)]
+Address = Annotated[
+    str, BeforeValidator(parse_address), WithJsonSchema(_ADDRESS_SCHEMA, mode="validation")
+]
 MIB = 1024 * 1024
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A field's docstring is its description in the JSON Schema (`meshgate schema`).
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -100,6 +121,7 @@ class AdminConfig(Model):
     """
 
     address: Address = "127.0.0.1:9901"
+    """Address of the admin listener (/ready, /metrics, /config_dump, /clusters)."""
     # Let address name a non-loopback interface (0.0.0.0, a pod IP).
     allow_remote: bool = False
 
@@ -125,15 +147,21 @@ def _is_loopback(host: str) -> bool:
 
 class ReflectionSourceConfig(Model):
     cluster: str
+    """Static cluster whose backends are asked for their schemas by gRPC server reflection."""
 
 
 class DescriptorSourceConfig(Model):
     """One source of protobuf schemas; exactly one of file, proto, reflection."""
 
     file: Path | None = None
+    """A FileDescriptorSet (protoc --include_imports --descriptor_set_out), relative to
+    this file."""
     proto: Path | None = None
+    """A .proto file compiled at load with grpcio-tools' protoc, relative to this file."""
     include: list[Path] = Field(default_factory=list)
+    """Import directories for `proto` (default: the proto's own directory)."""
     reflection: ReflectionSourceConfig | None = None
+    """Fetch the schemas from a cluster's backends by gRPC server reflection."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DescriptorSourceConfig:
@@ -147,12 +175,19 @@ class DescriptorSourceConfig(Model):
 
 class HeaderMatchConfig(Model):
     name: str
+    """Header name (case-insensitive)."""
     exact: str | None = None
+    """The header's value equals this."""
     prefix: str | None = None
+    """The header's value starts with this."""
     suffix: str | None = None
+    """The header's value ends with this."""
     regex: str | None = None
+    """The header's whole value matches this regular expression."""
     present: bool | None = None
+    """true: the header must be present; false: it must be absent."""
     invert: bool = False
+    """Invert the match (an absent header still fails a value rule, as in Envoy)."""
 
     @model_validator(mode="after")
     def _one_rule(self) -> HeaderMatchConfig:
@@ -170,17 +205,26 @@ class HeaderMatchConfig(Model):
 
 class QueryMatchConfig(Model):
     name: str
+    """Query parameter name."""
     exact: str | None = None
+    """One of the parameter's values equals this."""
     present: bool | None = None
+    """true: the parameter must be present; false: it must be absent."""
 
 
 class RouteMatchConfig(Model):
     prefix: str | None = None
+    """The path starts with this."""
     path: str | None = None
+    """The path equals this."""
     regex: str | None = None
+    """The whole path matches this regular expression."""
     methods: list[str] = Field(default_factory=list)
+    """HTTP methods the route accepts (default: any)."""
     headers: list[HeaderMatchConfig] = Field(default_factory=list)
+    """Header conditions; every one must hold."""
     query: list[QueryMatchConfig] = Field(default_factory=list)
+    """Query parameter conditions; every one must hold."""
 
     @model_validator(mode="after")
     def _one_path_rule(self) -> RouteMatchConfig:
@@ -206,19 +250,33 @@ class TranscodeConfig(Model):
     """
 
     services: list[str] = Field(default_factory=list)
+    """Fully qualified gRPC services whose google.api.http bindings this route serves."""
     auto_mapping: bool = False
+    """Also serve POST /pkg.Service/Method for every method (of `services`, or of every
+    descriptor)."""
     ignore_unknown_fields: bool = False
+    """Ignore JSON request fields the message does not have, instead of a 400."""
     preserve_proto_field_names: bool = False
+    """Reply with the proto field names (snake_case) instead of lowerCamelCase."""
     always_print_primitive_fields: bool = False
+    """Reply with fields that hold their default value (0, "", false) too."""
     enums_as_ints: bool = False
+    """Reply with enum values as numbers instead of names."""
     stream: Literal["array", "ndjson", "sse"] = "array"
+    """How a server-streaming reply is written: one JSON array, NDJSON lines, or
+    server-sent events."""
     ignore_unknown_query_parameters: bool = False
+    """Ignore query parameters that name no request field, instead of a 400."""
     ignored_query_parameters: list[str] = Field(default_factory=list)
+    """Query parameters never mapped to request fields (API keys and the like)."""
     url_unescape_spec: Literal[
         "all_characters_except_reserved", "all_characters_except_slash", "all_characters"
     ] = "all_characters_except_reserved"
+    """Which percent-escapes in path variables are decoded (Envoy's url_unescape_spec)."""
     query_param_unescape_plus: bool = False
+    """Decode '+' in query parameters as a space."""
     match_unregistered_custom_verb: bool = False
+    """Match a path ending in ':verb' even when no binding declares that verb."""
 
     @model_validator(mode="after")
     def _something_to_serve(self) -> TranscodeConfig:
@@ -251,15 +309,19 @@ class RetryConfig(Model):
     """Istio's HTTPRetry shape: ``attempts`` counts retries after the first try."""
 
     attempts: int = Field(default=1, ge=0, le=10)
-    # gRPC status names, and Envoy's transport conditions connect_failure
-    # (no connection), refused_stream (REFUSED_STREAM) and reset (the
-    # connection broke under the request).
+    """Retries after the first try (0 to 10)."""
     on: list[Annotated[RetryOn, BeforeValidator(_underscores)]] = Field(
         default_factory=lambda: list[RetryOn](["unavailable"])
     )
+    """gRPC status names (lower case), and Envoy's transport conditions connect_failure
+    (no connection), refused_stream and reset (the connection broke under the request),
+    that are retried."""
     per_try_timeout: Duration | None = None
+    """Deadline of each try (default: the route's timeout)."""
     backoff: Duration = 0.025
+    """Base of the exponential back-off between tries."""
     max_backoff: Duration = 0.25
+    """Longest back-off between tries."""
 
 
 class DubboRouteConfig(Model):
@@ -271,13 +333,19 @@ class DubboRouteConfig(Model):
     """
 
     interface: str | None = None
+    """Dubbo interface to call (default: the first path segment)."""
     method: str | None = None
+    """Method to call (default: the second path segment)."""
     group: str | None = None
+    """Provider group (overrides the cluster's)."""
     version: str | None = None
+    """Provider version (overrides the cluster's)."""
     # Java parameter types per method, for dubbo2 generic invocation
     # ({getUser: [long], greet: [java.lang.String, int]}).
     parameter_types: dict[str, list[str]] = Field(default_factory=dict)
+    """Java parameter types per method, for dubbo2 generic invocation."""
     attachments: dict[str, str] = Field(default_factory=dict)
+    """Attachments sent with every call of this route."""
 
 
 class RouteFilterConfig(Model):
@@ -303,20 +371,30 @@ class RouteFilterConfig(Model):
 
 class RouteConfig(Model):
     name: str = ""
+    """Route name, shown in logs, metrics and `meshgate routes`."""
     match: RouteMatchConfig
-    # Per-route changes to the listener's filter chain (see RouteFilterConfig).
+    """Which requests this route takes; the first matching route wins."""
     filters: list[RouteFilterConfig] = Field(default_factory=list)
+    """Per-route changes to the listener's filter chain: add, override the config of,
+    or disable (``disabled: true``) a listener filter for this route."""
     transcode: TranscodeConfig | None = None
+    """Protobuf transcoding: HTTP/JSON to gRPC by google.api.http bindings or auto-mapping."""
     dubbo: DubboRouteConfig | None = None
+    """JSON arguments to a Dubbo service with no protobuf IDL."""
     cluster: str
-    # The upstream protocol: a static cluster's own by default; for an
-    # xds:/// cluster the mesh does not say, so the route does (default: grpc
-    # for transcode routes, triple for dubbo routes).
+    """Where the calls go: a cluster name, xds:///HOST:PORT (mesh), or xds:///* (by service)."""
     protocol: Protocol | None = None
+    """The upstream protocol: a static cluster's own by default; for an xds:/// cluster the
+    mesh does not say, so the route does (default: grpc for transcode routes, triple for dubbo
+    routes)."""
     timeout: Duration = 15.0
+    """Deadline of the upstream call, retries included."""
     retry: RetryConfig | None = None
+    """Retry policy (Istio's HTTPRetry shape)."""
     max_request_bytes: int = Field(default=4 * MIB, gt=0)
+    """Largest request body accepted (413 beyond)."""
     max_response_bytes: int = Field(default=64 * MIB, gt=0)
+    """Largest upstream reply passed on (an error beyond)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> RouteConfig:
@@ -331,7 +409,20 @@ class FilterConfig(Model):
     """One HTTP filter of a listener: a registered name and its config."""
 
     name: str
+    """Filter name: one of the registered filters."""
     config: dict[str, Any] = Field(default_factory=dict)
+    """The filter's own settings; their schema depends on `name`."""
+
+
+class OpenApiConfig(Model):
+    """The listener's OpenAPI document, generated from its routes' descriptors."""
+
+    path: str = Field(default="/openapi.json", pattern=r"^/")
+    """Path the document is served at (GET), before the routes are matched."""
+    ui_path: str | None = Field(default="/docs", pattern=r"^/")
+    """Path of a browsable page (Swagger UI) over the document; null for none."""
+    title: str = "meshgate"
+    """The document's info.title."""
 
 
 class RegistryConfig(Model):
@@ -493,35 +584,50 @@ class ListenerLimitsConfig(Model):
 
 class ListenerConfig(Model):
     name: str
+    """Listener name, unique in the file."""
     address: Address
+    """host:port to listen on."""
     protocol: Literal["http", "grpc"] = "http"
-    # TLS termination; absent: plaintext.
+    """http: REST/JSON over HTTP/1.1 and h2; grpc: gRPC passthrough."""
     tls: ListenerTlsConfig | None = None
+    """TLS termination; absent: plaintext."""
     filters: list[FilterConfig] = Field(default_factory=list)
-    # Request headers only the gateway may set (exact names, or a prefix
-    # ending in *, like x-internal-*): removed from every request on arrival,
-    # before the filters, so a client cannot forge them.
+    """HTTP filters, in order, before the router."""
     internal_headers: list[str] = Field(default_factory=list)
+    """Request headers only the gateway may set (exact names, or a prefix ending in *,
+    like x-internal-*): removed from every request on arrival, before the filters."""
     routes: list[RouteConfig] = Field(default_factory=list)
-    # Opt-in: routes made from what registries hold, after the listed routes.
+    """Routes, in order; the first match wins."""
     expose: list[ExposeConfig] = Field(default_factory=list)
+    """Opt-in: routes made from what Dubbo registries hold, after the listed routes."""
     limits: ListenerLimitsConfig = Field(default_factory=ListenerLimitsConfig)
+    """What one client may cost a worker on this listener (docs/limits.md)."""
+    openapi: OpenApiConfig | None = None
+    """Serve an OpenAPI 3.1 document of this listener's transcoded routes (off by default)."""
 
 
 class EndpointConfig(Model):
     address: Address
+    """host:port of the backend."""
     weight: int = Field(default=1, ge=1, le=1_000_000)
+    """Load-balancing weight (1 to 1000000)."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Labels of the endpoint (version, zone...), shown in /clusters."""
 
 
 class HashPolicyConfig(Model):
     """One request attribute a ring_hash or maglev cluster hashes on (Envoy's hash_policy)."""
 
     header: str | None = None
+    """Hash on this request header."""
     cookie: str | None = None
+    """Hash on this cookie."""
     source_ip: bool | None = None
+    """Hash on the client's IP address."""
     query_parameter: str | None = None
+    """Hash on this query parameter."""
     terminal: bool = False
+    """Stop at this attribute when it is present, ignoring the ones after."""
 
     @model_validator(mode="after")
     def _one_attribute(self) -> HashPolicyConfig:
@@ -662,12 +768,17 @@ class ClusterTlsConfig(Model):
 
 class ClusterConfig(Model):
     name: str
+    """Cluster name, referred to by routes' `cluster`."""
     protocol: Protocol = "grpc"
+    """What the backends speak: gRPC, Dubbo Triple, or dubbo2."""
     lb: LbPolicy = "round_robin"
-    # ring_hash and maglev: what each request is hashed on, in order.
+    """Load-balancing policy over the endpoints."""
     hash_policy: list[HashPolicyConfig] = Field(default_factory=list)
+    """ring_hash and maglev: what each request is hashed on, in order."""
     endpoints: list[EndpointConfig] = Field(default_factory=list)
+    """The backends."""
     max_requests: int = Field(default=1024, ge=1)
+    """Most requests in flight to the cluster at once (503 beyond)."""
     # Active probes of every endpoint, and passive ejection of failing ones.
     health_check: HealthCheckConfig | None = None
     outlier_detection: OutlierDetectionConfig | None = None
@@ -682,8 +793,12 @@ class ClusterConfig(Model):
     # Dubbo service group and version (triple and dubbo protocols); a route's
     # dubbo section or the x-dubbo-service-group / -version headers override.
     group: str | None = None
+    """Dubbo service group of the providers (triple and dubbo protocols); a route's dubbo
+    section or the x-dubbo-service-group header overrides it."""
     version: str | None = None
+    """Dubbo service version of the providers."""
     application: str = "meshgate"
+    """Dubbo application name the gateway calls as."""
     # Endpoints from a Dubbo registry instead of ``endpoints`` (with the
     # protocol of each provider URL; group and version default to the
     # registry selection's).
@@ -694,17 +809,26 @@ class ClusterConfig(Model):
 
 class XdsConfig(Model):
     bootstrap: Path | None = None
+    """gRPC xDS bootstrap file (GRPC_XDS_BOOTSTRAP format); default: $GRPC_XDS_BOOTSTRAP."""
 
 
 class MeshConfig(Model):
     xds: XdsConfig | None = None
+    """The xDS management server (istiod) to learn clusters from."""
     interfaces: dict[str, str] = Field(default_factory=dict)
+    """Dubbo interface or gRPC service -> mesh host:port, for xds:///* routes."""
     discover_interfaces: bool = False
+    """Learn the interface -> host map from the mesh itself."""
 
 
 class GatewayConfig(Model):
     admin: AdminConfig = Field(default_factory=AdminConfig)
+    """The admin listener."""
     descriptors: list[DescriptorSourceConfig] = Field(default_factory=list)
-    listeners: list[ListenerConfig] = Field(default_factory=list)
+    """Where protobuf schemas come from."""
+    listeners: list[ListenerConfig] = Field(min_length=1)
+    """The HTTP listeners; a config serves at least one."""
     clusters: list[ClusterConfig] = Field(default_factory=list)
+    """Static clusters (xds:/// clusters come from the mesh)."""
     mesh: MeshConfig = Field(default_factory=MeshConfig)
+    """The embedded proxyless mesh core."""

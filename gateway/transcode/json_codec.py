@@ -99,7 +99,8 @@ class MessageCodec:
             )
         except json_format.ParseError as exc:
             raise BadRequest(_clean_parse_error(str(exc))) from None
-        except (ValueError, TypeError, RecursionError) as exc:
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            # AttributeError: json_format on a non-string Any "@type" ({"@type": {}}).
             raise BadRequest(f"invalid {self.full_name}: {exc}") from None
 
     def parse_bytes(self, data: bytes) -> Message:

@@ -88,3 +88,14 @@ def test_bytes_must_be_base64(body: bytes) -> None:
 @pytest.mark.parametrize("value", ["AAE=", "AAE", "-_8=", ""])
 def test_bytes_accept_both_alphabets_padded_or_not(value: str) -> None:
     codec().parse_json(orjson.dumps({"data": value}))
+
+
+def test_an_any_whose_type_is_not_a_string_is_a_bad_request() -> None:
+    """Found by schemathesis over the generated OpenAPI document: it was a 500."""
+    from tests.support.bookstore_backend import bookstore_descriptor_set
+
+    pool = load_pool(bookstore_descriptor_set())
+    upload = MessageCodec(message_class(pool, "meshgate.test.v1.UploadCoverRequest"), pool)
+    body = b'{"shelf": "0", "cover": {"contentType": "", "extensions": [{"@type": {}}]}}'
+    with pytest.raises(BadRequest):
+        upload.parse_json(body)
