@@ -46,15 +46,22 @@ _NAME = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
     keys_file: FilePath | None = None
+    """A file of keys, one per line (NAME=KEY, or sha256:DIGEST)."""
     keys_env: str | None = None
+    """An environment variable holding the keys, comma-separated."""
     locations: list[LocationConfig] = Field(
         default_factory=lambda: [LocationConfig(header="x-api-key")], alias="from", min_length=1
     )
+    """Where the key is looked for, in order (YAML key: from)."""
     forward: bool = False
+    """Keep the key on the request to the upstream."""
     name_header: HeaderName | None = None
+    """A header set upstream to the name of the key that matched."""
 
     @model_validator(mode="after")
     def _some_keys(self) -> Config:

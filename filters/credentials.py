@@ -23,13 +23,16 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
 class LocationConfig(BaseModel):
     """One place a credential may be: exactly one of header, query or cookie."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     header: str | None = None
-    # Stripped from the header value; the value must start with it (any case).
+    """Take the credential from this request header."""
     prefix: str = ""
+    """Stripped from the header value; the value must start with it (any case)."""
     query: str | None = None
+    """Take it from this query parameter."""
     cookie: str | None = None
+    """Take it from this cookie."""
 
     @field_validator("header")
     @classmethod

@@ -56,17 +56,18 @@ _GRPC_CODE_UNAUTHENTICATED = 16
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    # host:port of the Authorization service (gRPC over plaintext, loopback or mesh).
     target: str
+    """host:port of the Authorization service (gRPC over plaintext, loopback or mesh)."""
     timeout: Duration = 0.2
-    # Let requests through when the service cannot answer.
+    """How long the Check call may take."""
     failure_mode_allow: bool = False
-    # The status of a refusal because the service could not answer.
+    """Let requests through when the service cannot answer."""
     status_on_error: int = Field(default=503, ge=400, le=599)
-    # Sent in every CheckRequest (Envoy's per-route context_extensions).
+    """The status of a refusal because the service could not answer."""
     context_extensions: dict[str, str] = Field(default_factory=dict)
+    """Sent in every CheckRequest (Envoy's per-route context_extensions)."""
 
     @field_validator("target")
     @classmethod

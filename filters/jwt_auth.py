@@ -74,15 +74,18 @@ MAX_CACHED_TOKEN_LENGTH = 4 * 1024
 class JwksConfig(BaseModel):
     """Where a provider's keys are: exactly one of file or url."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     file: FilePath | None = None
+    """A JWKS file, read again when it changes."""
     url: str | None = None
-    # How often a URL is fetched again (a kid it does not know asks sooner).
+    """An https:// URL serving the JWKS, fetched and cached."""
     refresh: Duration = 600.0
+    """How often a URL is fetched again (a kid it does not know asks sooner)."""
     timeout: Duration = 5.0
-    # CA bundle for the URL's server certificate (default: the system's).
+    """How long one JWKS fetch may take."""
     ca: FilePath | None = None
+    """CA bundle for the URL's server certificate (default: the system's)."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> JwksConfig:
@@ -96,36 +99,44 @@ class JwksConfig(BaseModel):
 
 
 class ForwardClaimsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    # The header (so, the gRPC metadata) carrying the payload as base64url JSON.
     header: HeaderName
+    """The header (so, the gRPC metadata) carrying the payload as base64url JSON."""
 
 
 DEFAULT_LOCATIONS = (LocationConfig(header="authorization", prefix="Bearer "),)
 
 
 class ProviderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
     name: str
-    # The token's iss must equal this (None: any issuer, signature still checked).
+    """The provider's name, as requirements name it."""
     issuer: str | None
-    # The token's aud must name one of these (empty: aud is not checked).
+    """The token's iss must equal this (None: any issuer, signature still checked)."""
     audiences: list[str] = Field(default_factory=list)
+    """The token's aud must name one of these (empty: aud is not checked)."""
     jwks: JwksConfig
+    """The provider's signing keys."""
     locations: list[LocationConfig] = Field(
         default_factory=lambda: list(DEFAULT_LOCATIONS), alias="from", min_length=1
     )
+    """Where the token is looked for, in order (YAML key: from)."""
     algorithms: list[str] = Field(default_factory=lambda: sorted(SUPPORTED_ALGORITHMS))
+    """Signature algorithms accepted (never none)."""
     clock_skew: Duration = 60.0
-    # Keep the token on the request to the upstream.
+    """Leeway on exp and nbf."""
     forward: bool = False
+    """Keep the token on the request to the upstream."""
     forward_claims: ForwardClaimsConfig | None = None
-    # Claim name -> header carrying its value (JSON for non-string values).
+    """Pass the verified claims upstream in a header."""
     claims_to_headers: dict[str, HeaderName] = Field(default_factory=dict)
-    # Verified tokens remembered until they expire (0: verify every request).
+    """Claim name -> header carrying its value (JSON for non-string values)."""
     cache_size: int = Field(default=1000, ge=0)
+    """Verified tokens remembered until they expire (0: verify every request)."""
 
     @model_validator(mode="after")
     def _known_algorithms(self) -> ProviderConfig:
@@ -138,12 +149,16 @@ class ProviderConfig(BaseModel):
 
 
 class RequireConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True
+    )
 
     any_of: list[str] | None = Field(default=None, alias="any")
+    """A token from one of these providers is enough (YAML key: any)."""
     all_of: list[str] | None = Field(default=None, alias="all")
-    # A request without any token passes (one with a bad token does not).
+    """Tokens from each of these providers are needed (YAML key: all)."""
     allow_missing: bool = False
+    """A request without any token passes (one with a bad token does not)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> RequireConfig:
@@ -153,10 +168,12 @@ class RequireConfig(BaseModel):
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     providers: list[ProviderConfig] = Field(min_length=1)
+    """The token issuers this filter trusts."""
     require: RequireConfig = Field(default_factory=RequireConfig)
+    """Which providers a request needs tokens from."""
 
     @model_validator(mode="after")
     def _names(self) -> Config:

@@ -63,31 +63,32 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9a-z]+$")
 class RedisBackendConfig(BaseModel):
     """Where the shared buckets live and how long to wait for them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    # redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path.
     url: Annotated[str, Field(pattern=r"^(redis|rediss|unix)://")]
-    # Seconds to wait for a connection or a reply before on_error applies.
+    """redis://[user:password@]host:port/db, rediss:// for TLS, unix:///path."""
     timeout: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 0.2
-    # Seconds to leave Redis alone after a failure before trying it again.
+    """Seconds to wait for a connection or a reply before on_error applies."""
     retry_interval: Annotated[float, Field(gt=0, le=300, allow_inf_nan=False)] = 1.0
-    # Name of an environment variable holding the password, so that the
-    # secret stays out of the YAML (and out of the admin /config_dump).
+    """Seconds to leave Redis alone after a failure before trying it again."""
     password_env: str | None = None
-    # Key prefix in Redis; by default derived from the limit, so filters with
-    # the same limit and key share buckets and different limits never collide.
+    """Name of an environment variable holding the password, so that the secret stays out of
+    the YAML (and out of the admin /config_dump)."""
     prefix: str | None = None
+    """Key prefix in Redis; by default derived from the limit, so filters with the same limit
+    and key share buckets and different limits never collide."""
 
 
 class BackendConfig(BaseModel):
     """Which store holds the buckets: absent (local memory) or redis."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     redis: RedisBackendConfig | None = None
-    # When Redis fails: let the request through, refuse it with 503, or count
-    # it in this worker's local bucket instead.
+    """Keep the buckets in Redis, shared by every worker and replica."""
     on_error: OnError = "allow"
+    """When Redis fails: let the request through, refuse it with 503, or count it in this
+    worker's local bucket instead."""
 
 
 class Config(BaseModel):

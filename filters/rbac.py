@@ -68,40 +68,50 @@ def _networks(values: list[str]) -> list[str]:
 
 
 class ClaimConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    # The claim's name, or the names down a nested object.
     path: str | list[str]
+    """The claim's name, or the names down a nested object."""
     values: list[str] = Field(min_length=1)
+    """Values one of which the claim must have."""
 
 
 class RuleConfig(BaseModel):
     """One rule: every field given must hold."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     paths: list[str] | None = None
+    """Request paths the rule takes (exact, or prefix ending in *)."""
     not_paths: list[str] | None = None
+    """Request paths the rule does not take."""
     methods: list[str] | None = None
+    """HTTP methods the rule takes."""
     not_methods: list[str] | None = None
-    # Header name -> values, one of which the header must match.
+    """HTTP methods the rule does not take."""
     headers: dict[str, list[str]] | None = None
+    """Header name -> values, one of which the header must match."""
     source_ips: list[str] | None = None
+    """Client networks (CIDR) the rule takes."""
     not_source_ips: list[str] | None = None
+    """Client networks (CIDR) the rule does not take."""
     claims: list[ClaimConfig] | None = None
-    # iss/sub of a verified JWT ("*" for any authenticated request).
+    """Claims of the verified JWT that must hold."""
     request_principals: list[str] | None = None
+    """iss/sub of a verified JWT ("*" for any authenticated request)."""
 
     _ips = field_validator("source_ips", "not_source_ips")(_networks)
 
 
 class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     deny: list[RuleConfig] = Field(default_factory=list)
-    # None: anything not denied passes; a list: only what one rule allows.
+    """Requests any of these rules take are refused (403), checked first."""
     allow: list[RuleConfig] | None = None
+    """None: anything not denied passes; a list: only what one rule allows."""
     trusted_proxies: list[str] = Field(default_factory=list)
+    """Networks whose X-Forwarded-For is believed for the client address."""
 
     _proxies = field_validator("trusted_proxies")(_networks)
 

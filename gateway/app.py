@@ -17,10 +17,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
 from gateway.config import ListenerLimitsConfig, MeshConfig
+from gateway.config.model import OpenApiConfig
 from gateway.errors import (
     ClientClosedRequest,
     Code,
@@ -32,9 +34,9 @@ from gateway.errors import (
 from gateway.health_share import HealthShare
 from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
 from gateway.metrics import observe
-from gateway.openapi.serve import with_openapi
+from gateway.openapi.serve import serves, with_openapi
 from gateway.registry.watchers import Registries
-from gateway.router import Router, Upstreams
+from gateway.router import Documents, Router, Upstreams
 from gateway.snapshot import Snapshot
 from gateway.throttled_log import ThrottledLog
 from gateway.upstream.clusters import StaticCluster
@@ -139,14 +141,18 @@ class GatewayApp:
         openapi = {c.name: c.openapi for c in snapshot.config.listeners if c.openapi is not None}
         for listener in snapshot.listeners:
             refresh = self._refresher(listener.port) if snapshot.reflection_clusters else None
-            router = Router(
-                listener.routes, self.upstreams, refresh, listener.filters, listener.exposures
-            )
-            routers[listener.port] = router
-            handler: Handler = router
+            documents = None
             if listener.name in openapi:
-                handler = with_openapi(handler, snapshot, listener.name, openapi[listener.name])
-            handlers[listener.port] = handler
+                documents = _openapi_documents(snapshot, listener.name, openapi[listener.name])
+            router = Router(
+                listener.routes,
+                self.upstreams,
+                refresh,
+                listener.filters,
+                listener.exposures,
+                documents,
+            )
+            routers[listener.port] = handlers[listener.port] = router
         names = {listener.port: listener.name for listener in snapshot.listeners}
         strips = {
             listener.port: listener.strip_internal
@@ -353,3 +359,10 @@ async def _send(send: Send, response: HttpResponse) -> None:
         if aclose is not None:
             await aclose()
     await send({"type": "http.response.body", "body": b""})
+
+
+def _openapi_documents(snapshot: Snapshot, listener: str, config: OpenApiConfig) -> Documents:
+    return (
+        partial(serves, config),
+        lambda next_handler: with_openapi(next_handler, snapshot, listener, config),
+    )

@@ -40,6 +40,9 @@ class Upstreams:
     mesh: MeshClient | None = None
 
 
+# (is this request for a document?, wrap(next handler) -> the handler serving it)
+Documents = tuple[Callable[[HttpRequest], bool], Callable[[Handler], Handler]]
+
 # Fetches descriptors by reflection again and returns the router of the
 # resulting snapshot for the same listener, or None if nothing changed.
 Refresh = Callable[[], Awaitable["Router | None"]]
@@ -60,6 +63,7 @@ class Router:
         refresh: Refresh | None = None,
         listener_filters: Sequence[Filter] = (),
         exposures: Sequence[Exposure] = (),
+        documents: Documents | None = None,
     ) -> None:
         self._routes = routes
         self._exposures = tuple(exposures)
@@ -71,6 +75,12 @@ class Router:
         # Requests no listed route takes: routes exposed from a registry, or 404,
         # behind the listener's own filters.
         self._unmatched = wrap(listener_filters, self._exposed_or_not_found)
+        # Documents of the listener (OpenAPI) answer before the routes, behind the
+        # listener's filters like any request no route takes.
+        self._documents: tuple[Callable[[HttpRequest], bool], Handler] | None = None
+        if documents is not None:
+            claims, serve = documents
+            self._documents = (claims, wrap(listener_filters, serve(self._exposed_or_not_found)))
 
     def _entry(self, route: CompiledRoute) -> _Entry:
         async def call(request: HttpRequest) -> HttpResponse:
@@ -79,6 +89,8 @@ class Router:
         return _Entry(route, wrap(route.filters, call))
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
+        if self._documents is not None and self._documents[0](request):
+            return await self._documents[1](request)
         entry = self._entries.find(
             request.method, request.path, request.headers, request.query_string
         )

@@ -122,8 +122,8 @@ class AdminConfig(Model):
 
     address: Address = "127.0.0.1:9901"
     """Address of the admin listener (/ready, /metrics, /config_dump, /clusters)."""
-    # Let address name a non-loopback interface (0.0.0.0, a pod IP).
     allow_remote: bool = False
+    """Let address name a non-loopback interface (0.0.0.0, a pod IP)."""
 
     @model_validator(mode="after")
     def _loopback_unless_allowed(self) -> AdminConfig:
@@ -357,10 +357,11 @@ class RouteFilterConfig(Model):
     """
 
     name: str
-    # Keys that replace the listener filter's (or, for an added filter, its config).
+    """The filter, by its registered name."""
     config: dict[str, Any] | None = None
-    # Leave the listener's filter of this name out of this route's chain.
+    """Keys that replace the listener filter's (or, for an added filter, its config)."""
     disabled: bool = False
+    """Leave the listener's filter of this name out of this route's chain."""
 
     @model_validator(mode="after")
     def _disabled_alone(self) -> RouteFilterConfig:
@@ -434,31 +435,32 @@ class RegistryConfig(Model):
     every interface found.
     """
 
-    # nacos is named so that asking for it gets a clear answer (not yet).
     kind: Literal["zookeeper", "nacos"] = "zookeeper"
-    # One or more host:port of the ZooKeeper ensemble, comma-separated.
+    """nacos is named so that asking for it gets a clear answer (not yet)."""
     address: str
-    # Dubbo's registry group: the root node of its layout (/dubbo by default).
+    """One or more host:port of the ZooKeeper ensemble, comma-separated."""
     root: str = "dubbo"
-    # The Dubbo interface whose providers form the cluster.
+    """Dubbo's registry group: the root node of its layout (/dubbo by default)."""
     interface: str | None = None
-    # Provider service group and version; unset takes providers of any.
+    """The Dubbo interface whose providers form the cluster."""
     group: str | None = None
+    """Provider service group and version; unset takes providers of any."""
     version: str | None = None
-    # Only providers of this application (Dubbo 3 application name).
+    """Provider service version; unset takes providers of any."""
     application: str | None = None
-    # interface: the /{root}/{interface}/providers URLs; application: Dubbo 3
-    # service discovery (mapping, /services/{app} instances, revision
-    # metadata); both: the union of the two.
+    """Only providers of this application (Dubbo 3 application name)."""
     discovery: Literal["interface", "application", "both"] = "both"
-    # Provider URL protocols to use, in order of preference (tri is Triple,
-    # dubbo is dubbo2): the first one with providers serves a request.
+    """interface: the /{root}/{interface}/providers URLs; application: Dubbo 3 service
+    discovery (mapping, /services/{app} instances, revision metadata); both: the union of
+    the two."""
     protocols: list[Literal["tri", "dubbo"]] = Field(
         default_factory=lambda: list[Literal["tri", "dubbo"]](["tri", "dubbo"])
     )
-    # Session timeout asked of ZooKeeper; a longer outage than this expires
-    # the session (meshgate then starts a new one and reads everything again).
+    """Provider URL protocols to use, in order of preference (tri is Triple, dubbo is dubbo2):
+    the first one with providers serves a request."""
     session_timeout: Duration = 10.0
+    """Session timeout asked of ZooKeeper; a longer outage than this expires the session
+    (meshgate then starts a new one and reads everything again)."""
 
     @model_validator(mode="after")
     def _addresses(self) -> RegistryConfig:
@@ -483,13 +485,19 @@ class ExposeConfig(Model):
     """
 
     registry: RegistryConfig
-    # Interface name patterns (fnmatch, e.g. org.example.*); empty: all.
+    """The registry whose interfaces become routes."""
     include: list[str] = Field(default_factory=list)
+    """Interface name patterns (fnmatch, e.g. org.example.*); empty: all."""
     exclude: list[str] = Field(default_factory=list)
+    """Interface name patterns (fnmatch) left out."""
     path: str = "/{application}/{interface}/{version}/{method}"
+    """Path of each method's route, filled from each provider."""
     timeout: Duration = 15.0
+    """Deadline of each call."""
     max_request_bytes: int = Field(default=4 * MIB, gt=0)
+    """413 above this request body size."""
     max_response_bytes: int = Field(default=64 * MIB, gt=0)
+    """Largest reply accepted from a provider."""
 
     @model_validator(mode="after")
     def _path(self) -> ExposeConfig:
@@ -515,32 +523,37 @@ MODERN_CIPHERS = (
 class TlsCertificateConfig(Model):
     """One certificate a TLS listener serves, chosen by the name the client asks for (SNI)."""
 
-    cert: Path  # PEM chain: the leaf first, then intermediates
-    key: Path  # PEM private key of the leaf
-    # Exact names or "*.example.com" (one label); empty: the default certificate.
+    cert: Path
+    """PEM chain: the leaf first, then intermediates"""
+    key: Path
+    """PEM private key of the leaf"""
     server_names: list[str] = Field(default_factory=list)
+    """Exact names or "*.example.com" (one label); empty: the default certificate."""
 
 
 class ListenerTlsConfig(Model):
     """TLS termination on a listener; files are re-read when they change (rotation)."""
 
-    # The default certificate: served when SNI names none of ``certificates``.
     cert: Path | None = None
+    """The default certificate: served when SNI names none of ``certificates``."""
     key: Path | None = None
-    # More certificates, by SNI name; the first is the default when cert/key are absent.
+    """PEM private key of the default certificate."""
     certificates: list[TlsCertificateConfig] = Field(default_factory=list)
-    # CA bundle (PEM) that client certificates must chain to: mTLS from clients.
+    """More certificates, by SNI name; the first is the default when cert/key are absent."""
     client_ca: Path | None = None
-    # With client_ca: refuse clients without a certificate (false: verify one if sent).
+    """CA bundle (PEM) that client certificates must chain to: mTLS from clients."""
     require_client_certificate: bool = True
+    """With client_ca: refuse clients without a certificate (false: verify one if sent)."""
     min_version: TlsVersion = "1.2"
+    """Lowest TLS version accepted."""
     max_version: TlsVersion | None = None
-    # OpenSSL cipher list for TLS 1.2.
+    """Highest TLS version accepted (absent: the newest)."""
     ciphers: str = MODERN_CIPHERS
-    # ALPN protocols offered, in preference order (h2 comes with the HTTP/2 listener).
+    """OpenSSL cipher list for TLS 1.2."""
     alpn: list[AlpnProtocol] = Field(default_factory=lambda: list[AlpnProtocol](["http/1.1"]))
-    # How often the files are checked for a change, on new handshakes.
+    """ALPN protocols offered, in preference order (h2 comes with the HTTP/2 listener)."""
     reload_interval: Duration = 1.0
+    """How often the files are checked for a change, on new handshakes."""
 
     @model_validator(mode="after")
     def _has_certificate(self) -> ListenerTlsConfig:
@@ -563,23 +576,23 @@ class ListenerLimitsConfig(Model):
     client cannot hold a socket forever.
     """
 
-    # Bytes of all request header names and values; past it 431.
     max_request_header_bytes: int = Field(default=60 * 1024, ge=1024, le=16 * MIB)
-    # Number of request header lines; past it 431.
+    """Bytes of all request header names and values; past it 431."""
     max_request_headers: int = Field(default=100, ge=1, le=10_000)
-    # Bytes of the request target (path and query); past it 414.
+    """Number of request header lines; past it 431."""
     max_url_bytes: int = Field(default=8 * 1024, ge=256, le=16 * MIB)
-    # From the connection (or the end of the previous request) to the end of
-    # the request's headers; past it 408 if a request had begun, else closed.
+    """Bytes of the request target (path and query); past it 414."""
     header_read_timeout: Duration = Field(default=10.0, gt=0)
-    # From the end of the headers to the end of the body; past it 408.
+    """From the connection (or the end of the previous request) to the end of the request's
+    headers; past it 408 if a request had begun, else closed."""
     body_read_timeout: Duration = Field(default=60.0, gt=0)
-    # A keep-alive connection with no request in flight is closed after this.
+    """From the end of the headers to the end of the body; past it 408."""
     idle_timeout: Duration = Field(default=60.0, gt=0)
-    # Open connections to this listener in one worker; past it a new
-    # connection is answered 503 and closed (established ones are untouched).
-    # Also held under the worker's file-descriptor limit at start.
+    """A keep-alive connection with no request in flight is closed after this."""
     max_connections: int = Field(default=1024, ge=1)
+    """Open connections to this listener in one worker; past it a new connection is answered
+    503 and closed (established ones are untouched). Also held under the worker's
+    file-descriptor limit at start."""
 
 
 class ListenerConfig(Model):
@@ -642,13 +655,13 @@ class HashPolicyConfig(Model):
 
 
 class GrpcHealthCheckConfig(Model):
-    # The service name sent in grpc.health.v1 HealthCheckRequest; "" is the server.
     service: str = ""
+    """The service name sent in grpc.health.v1 HealthCheckRequest; "" is the server."""
 
 
 class HttpHealthCheckConfig(Model):
-    # GET this path over HTTP/1.1; a 2xx answer is healthy.
     path: str = "/"
+    """GET this path over HTTP/1.1; a 2xx answer is healthy."""
 
 
 class TcpHealthCheckConfig(Model):
@@ -665,13 +678,21 @@ class HealthCheckConfig(Model):
     """
 
     grpc: GrpcHealthCheckConfig | None = None
+    """Probe with grpc.health.v1.Health/Check (SERVING passes)."""
     http: HttpHealthCheckConfig | None = None
+    """Probe with an HTTP GET (2xx passes)."""
     tcp: TcpHealthCheckConfig | None = None
-    interval: Duration = 5.0  # between probes of one endpoint
-    jitter: Duration = 0.0  # up to this much more, at random, per probe
+    """Probe with a TCP connect."""
+    interval: Duration = 5.0
+    """between probes of one endpoint"""
+    jitter: Duration = 0.0
+    """up to this much more, at random, per probe"""
     timeout: Duration = 1.0
+    """A probe slower than this has failed."""
     unhealthy_threshold: int = Field(default=3, ge=1)
+    """Failed probes in a row that make an endpoint unhealthy."""
     healthy_threshold: int = Field(default=1, ge=1)
+    """Passed probes in a row that make it healthy again."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> HealthCheckConfig:
@@ -691,33 +712,42 @@ class OutlierDetectionConfig(Model):
     with Envoy's defaults). ``enforcing_*`` is the percent chance that a
     detected outlier is ejected; 0 turns that check off."""
 
-    # Eject after this many 5xx in a row (0: off).
     consecutive_5xx: int = Field(default=5, ge=0)
+    """Eject after this many 5xx in a row (0: off)."""
     enforcing_consecutive_5xx: Percent = 100
-    # Eject after this many gateway failures in a row: 502, 503, 504,
-    # connect failures, resets and timeouts (0: off).
+    """Percent chance a consecutive-5xx outlier is ejected."""
     consecutive_gateway_failure: int = Field(default=5, ge=0)
+    """Eject after this many gateway failures in a row: 502, 503, 504, connect failures, resets
+    and timeouts (0: off)."""
     enforcing_consecutive_gateway_failure: Percent = 0
-    # How often the success-rate and failure-percentage checks run, and
-    # ejected endpoints are looked at again.
+    """Percent chance a gateway-failure outlier is ejected."""
     interval: Duration = 10.0
-    # An endpoint's n-th ejection lasts base_ejection_time * n, at most max_ejection_time.
+    """How often the success-rate and failure-percentage checks run, and ejected endpoints are
+    looked at again."""
     base_ejection_time: Duration = 30.0
+    """An endpoint's n-th ejection lasts base_ejection_time * n, at most max_ejection_time."""
     max_ejection_time: Duration = 300.0
-    # At most this percent of the endpoints out at once (one always may be).
+    """Longest one ejection may last."""
     max_ejection_percent: Percent = 10
-    # Success rate (gRFC A50): eject below mean - stdev * stdev_factor / 1000,
-    # among endpoints with request_volume requests in the interval, when at
-    # least minimum_hosts have that many.
+    """At most this percent of the endpoints out at once (one always may be)."""
     success_rate_minimum_hosts: int = Field(default=5, ge=1)
+    """Success rate (gRFC A50): eject below mean - stdev * stdev_factor / 1000, among endpoints
+    with request_volume requests in the interval, when at least minimum_hosts have that
+    many."""
     success_rate_request_volume: int = Field(default=100, ge=1)
+    """Requests in an interval an endpoint needs to count for success rate."""
     success_rate_stdev_factor: int = Field(default=1900, ge=0)
+    """Ejection below mean - stdev * factor / 1000."""
     enforcing_success_rate: Percent = 100
-    # Failure percentage (gRFC A50): eject at or above threshold percent failed.
+    """Percent chance a success-rate outlier is ejected."""
     failure_percentage_threshold: Percent = 85
+    """Failure percentage (gRFC A50): eject at or above threshold percent failed."""
     failure_percentage_minimum_hosts: int = Field(default=5, ge=1)
+    """Endpoints with enough requests needed for the failure-percentage check."""
     failure_percentage_request_volume: int = Field(default=50, ge=1)
+    """Requests in an interval an endpoint needs to count for failure percentage."""
     enforcing_failure_percentage: Percent = 0
+    """Percent chance a failure-percentage outlier is ejected."""
 
     @model_validator(mode="after")
     def _positive_interval(self) -> OutlierDetectionConfig:
@@ -731,7 +761,9 @@ class RetryBudgetConfig(Model):
     the requests in flight, and min_retry_concurrency always."""
 
     budget_percent: float = Field(default=20.0, ge=0, le=100)
+    """Retries in flight as a percent of the requests in flight."""
     min_retry_concurrency: int = Field(default=3, ge=0)
+    """Retries always allowed in flight, whatever the budget."""
 
 
 class KeepaliveConfig(Model):
@@ -739,25 +771,28 @@ class KeepaliveConfig(Model):
     is noticed in ``time + timeout`` even with no request on the connection."""
 
     time: Duration = 30.0
+    """Ping after this long without activity."""
     timeout: Duration = 10.0
+    """Close the connection if the ping is not answered within this."""
 
 
 class ClusterTlsConfig(Model):
     """TLS (and, with cert and key, mTLS) to a cluster's endpoints; files re-read on change."""
 
-    # CA bundle (PEM) the server's chain must verify against; absent: the system's roots.
     ca: Path | None = None
-    # Client certificate chain and key (PEM), presented for mTLS.
+    """CA bundle (PEM) the server's chain must verify against; absent: the system's roots."""
     cert: Path | None = None
+    """Client certificate chain and key (PEM), presented for mTLS."""
     key: Path | None = None
-    # Server name sent in the handshake (SNI) and checked against the certificate
-    # when verify_subject_alt_names is empty; absent: the endpoint's host.
+    """Private key (PEM) of the client certificate."""
     sni: str | None = None
-    # Accepted subject alternative names (DNS names, URIs such as SPIFFE IDs, IPs),
-    # any one of which the server's certificate must carry.
+    """Server name sent in the handshake (SNI) and checked against the certificate when
+    verify_subject_alt_names is empty; absent: the endpoint's host."""
     verify_subject_alt_names: list[str] = Field(default_factory=list)
-    # How often the files are checked for a change, on new connections.
+    """Accepted subject alternative names (DNS names, URIs such as SPIFFE IDs, IPs), any one of
+    which the server's certificate must carry."""
     reload_interval: Duration = 1.0
+    """How often the files are checked for a change, on new connections."""
 
     @model_validator(mode="after")
     def _pair(self) -> ClusterTlsConfig:
@@ -779,17 +814,20 @@ class ClusterConfig(Model):
     """The backends."""
     max_requests: int = Field(default=1024, ge=1)
     """Most requests in flight to the cluster at once (503 beyond)."""
-    # Active probes of every endpoint, and passive ejection of failing ones.
     health_check: HealthCheckConfig | None = None
+    """Active probes of every endpoint, and passive ejection of failing ones."""
     outlier_detection: OutlierDetectionConfig | None = None
-    # Below this percent of healthy endpoints, spread requests over all of
-    # them (Envoy's healthy_panic_threshold; 0: never).
+    """Passive health: eject endpoints whose requests fail (absent: off)."""
     panic_threshold: float = Field(default=50.0, ge=0, le=100)
-    # Retries in flight at once (Envoy's max_retries circuit breaker), unless
-    # retry_budget is given, which replaces it.
+    """Below this percent of healthy endpoints, spread requests over all of them (Envoy's
+    healthy_panic_threshold; 0: never)."""
     max_retries: int = Field(default=3, ge=0)
+    """Retries in flight at once (Envoy's max_retries circuit breaker), unless retry_budget is
+    given, which replaces it."""
     retry_budget: RetryBudgetConfig | None = None
+    """Retries in flight as a share of requests in flight; replaces max_retries."""
     keepalive: KeepaliveConfig = Field(default_factory=KeepaliveConfig)
+    """HTTP/2 keepalive of the cluster's gRPC connections."""
     # Dubbo service group and version (triple and dubbo protocols); a route's
     # dubbo section or the x-dubbo-service-group / -version headers override.
     group: str | None = None
@@ -799,12 +837,11 @@ class ClusterConfig(Model):
     """Dubbo service version of the providers."""
     application: str = "meshgate"
     """Dubbo application name the gateway calls as."""
-    # Endpoints from a Dubbo registry instead of ``endpoints`` (with the
-    # protocol of each provider URL; group and version default to the
-    # registry selection's).
     registry: RegistryConfig | None = None
-    # TLS to the endpoints; absent: plaintext.
+    """Endpoints from a Dubbo registry instead of ``endpoints`` (with the protocol of each
+    provider URL; group and version default to the registry selection's)."""
     tls: ClusterTlsConfig | None = None
+    """TLS to the endpoints; absent: plaintext."""
 
 
 class XdsConfig(Model):

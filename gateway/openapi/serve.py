@@ -31,6 +31,17 @@ UI_ASSETS = {
 }
 
 
+def serves(config: OpenApiConfig, request: HttpRequest) -> bool:
+    """Whether the request is for the document or its page (so the listener's
+    filters run for it once, before with_openapi answers)."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    if request.path == config.path:
+        return True
+    ui = config.ui_path
+    return ui is not None and (request.path == ui or request.path.startswith(ui.rstrip("/") + "/"))
+
+
 def with_openapi(
     next_handler: Handler, snapshot: Snapshot, listener: str, config: OpenApiConfig
 ) -> Handler:

@@ -285,7 +285,8 @@ def test_exposed_routes_come_and_go_with_providers() -> None:
     ],
 )
 def test_registry_cluster_config_errors(cluster: str, message: str) -> None:
-    text = f"clusters:\n  - name: users\n    {cluster}\n"
+    listener = "listeners:\n  - {name: public, address: 127.0.0.1:18080}\n"
+    text = f"{listener}clusters:\n  - name: users\n    {cluster}\n"
     with pytest.raises(ConfigError, match=message):
         load_config_text(text, Path())
 
