@@ -276,12 +276,51 @@ class HashPolicyConfig(Model):
         return self
 
 
+class RingHashConfig(Model):
+    """Ring size bounds of an ``lb: ring_hash`` cluster (Envoy's ring_hash_lb_config)."""
+
+    # The ring gets at least this many points, so that the lightest endpoint
+    # still owns a whole number of them.
+    minimum_ring_size: int = Field(default=1024, ge=1, le=8 * 1024 * 1024)
+    # Upper bound on the ring's points, whatever the weights ask for.
+    maximum_ring_size: int = Field(default=8 * 1024 * 1024, ge=1, le=8 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RingHashConfig:
+        if self.minimum_ring_size > self.maximum_ring_size:
+            raise ValueError("minimum_ring_size is above maximum_ring_size")
+        return self
+
+
+class MaglevConfig(Model):
+    """Lookup table of an ``lb: maglev`` cluster (Envoy's maglev_lb_config)."""
+
+    # Slots in the table; must be prime (Envoy refuses other sizes too).
+    table_size: int = Field(default=65537, ge=2, le=5_000_011)
+
+    @model_validator(mode="after")
+    def _prime(self) -> MaglevConfig:
+        if not _is_prime(self.table_size):
+            raise ValueError(f"table_size {self.table_size} is not prime")
+        return self
+
+
+def _is_prime(number: int) -> bool:
+    if number < 2:
+        return False
+    return all(number % d for d in range(2, int(number**0.5) + 1))
+
+
 class ClusterConfig(Model):
     name: str
     protocol: Protocol = "grpc"
     lb: LbPolicy = "round_robin"
     # ring_hash and maglev: what each request is hashed on, in order.
     hash_policy: list[HashPolicyConfig] = Field(default_factory=list)
+    # lb: ring_hash only: the ring's size bounds.
+    ring_hash: RingHashConfig = Field(default_factory=RingHashConfig)
+    # lb: maglev only: the lookup table's size.
+    maglev: MaglevConfig = Field(default_factory=MaglevConfig)
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     max_requests: int = Field(default=1024, ge=1)
     # Dubbo service group and version (triple and dubbo protocols); a route's

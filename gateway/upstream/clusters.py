@@ -94,7 +94,13 @@ class StaticCluster:
             for e in config.endpoints
         )
         self.cluster = Cluster(
-            config.name, config.name, config.lb, max_requests=config.max_requests
+            config.name,
+            config.name,
+            config.lb,
+            max_requests=config.max_requests,
+            ring_min_size=config.ring_hash.minimum_ring_size,
+            ring_max_size=config.ring_hash.maximum_ring_size,
+            maglev_table_size=config.maglev.table_size,
         )
         assignment = LoadAssignment(config.name, (LocalityEndpoints("", 1, 0, self.endpoints),))
         self.balancer = ClusterBalancer(self.cluster, assignment, rng)

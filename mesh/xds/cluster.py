@@ -8,6 +8,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 
 from mesh.errors import ResourceError
+from mesh.hashing_lb import MAGLEV_TABLE_SIZE
 from mesh.xds.common import seconds
 
 DEFAULT_MAX_REQUESTS = 1024
@@ -54,6 +55,7 @@ class Cluster:
     outlier_detection: OutlierDetection | None = None
     ring_min_size: int = 1024
     ring_max_size: int = 8 * 1024 * 1024
+    maglev_table_size: int = MAGLEV_TABLE_SIZE
     least_request_choices: int = 2
     tls: bool = False
 
@@ -80,6 +82,7 @@ def cluster(proto: cluster_pb2.Cluster) -> Cluster:
         outlier_detection=_outlier(proto) if proto.HasField("outlier_detection") else None,
         ring_min_size=ring_min,
         ring_max_size=ring_max,
+        maglev_table_size=_maglev_table_size(proto),
         least_request_choices=_choices(proto),
         tls=proto.HasField("transport_socket"),
     )
@@ -118,6 +121,19 @@ def _ring_sizes(proto: cluster_pb2.Cluster) -> tuple[int, int]:
         if not 0 < minimum <= maximum <= MAX_RING_SIZE:
             raise ResourceError(f"ring sizes min {minimum} max {maximum} are out of range")
     return minimum, maximum
+
+
+def _maglev_table_size(proto: cluster_pb2.Cluster) -> int:
+    config = proto.maglev_lb_config
+    size = config.table_size.value if config.HasField("table_size") else MAGLEV_TABLE_SIZE
+    if proto.lb_policy == cluster_pb2.Cluster.MAGLEV and not _is_prime(size):
+        # Envoy's rule: the table is only a permutation when its size is prime.
+        raise ResourceError(f"maglev_lb_config.table_size {size} is not prime")
+    return size
+
+
+def _is_prime(number: int) -> bool:
+    return number >= 2 and all(number % d for d in range(2, int(number**0.5) + 1))
 
 
 def _choices(proto: cluster_pb2.Cluster) -> int:
