@@ -25,9 +25,15 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def build_admin(gateway: GatewayApp) -> Starlette:
     async def ready(request: Request) -> Response:
-        if gateway.ready:
-            return Response("LIVE\n", 200, media_type="text/plain")
-        return Response("NOT READY\n", 503, media_type="text/plain")
+        verdict = gateway.readiness.verdict()
+        status = 200 if verdict.ready else 503
+        if "verbose" in request.query_params:
+            return _json(
+                {"ready": verdict.ready, "reason": verdict.reason, **verdict.detail}, status
+            )
+        # Envoy's body when ready; otherwise the reason, so a probe's log says why.
+        text = "LIVE\n" if verdict.ready else f"NOT READY: {verdict.reason}\n"
+        return Response(text, status, media_type="text/plain")
 
     async def config_dump(request: Request) -> Response:
         snapshot = gateway.active.snapshot
@@ -40,6 +46,7 @@ def build_admin(gateway: GatewayApp) -> Starlette:
                 "services": list(snapshot.services),
                 "xds": mesh.core.config_dump() if mesh else None,
                 "interfaces": mesh.interfaces if mesh else {},
+                "readiness": gateway.readiness.verdict().detail,
             }
         )
 
@@ -64,7 +71,14 @@ def build_admin(gateway: GatewayApp) -> Starlette:
             }
             for name, cluster in snapshot.clusters.items()
         }
-        return _json({"static": static, "xds": mesh.core.clusters_dump() if mesh else {}})
+        return _json(
+            {
+                # Each worker answers for itself: the pid says which one did.
+                "pid": os.getpid(),
+                "static": static,
+                "xds": mesh.core.clusters_dump() if mesh else {},
+            }
+        )
 
     async def metrics(request: Request) -> Response:
         body, content_type = exposition()

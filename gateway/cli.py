@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def _validate(path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A SIGHUP during start-up is a reload request, never a reason to exit.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     parser = argparse.ArgumentParser(prog="meshgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="serve the listeners of a config file")

@@ -332,6 +332,9 @@ class ClusterConfig(Model):
 
 class XdsConfig(Model):
     bootstrap: Path | None = None
+    # How long start-up waits for each xds:/// target's resources before the
+    # gateway turns ready anyway (Envoy's initial_fetch_timeout).
+    initial_fetch_timeout: Duration = Field(default=10.0, gt=0)
 
 
 class MeshConfig(Model):
@@ -340,9 +343,27 @@ class MeshConfig(Model):
     discover_interfaces: bool = False
 
 
+class ReloadConfig(Model):
+    """How the config file is reloaded (SIGHUP, and the file watch)."""
+
+    # Reload when the file changes (also when a Kubernetes ConfigMap swaps
+    # its ..data symlink), not only on SIGHUP.
+    watch: bool = True
+    # Changes closer together than this are taken as one, and the file must
+    # read the same twice this far apart before it is loaded.
+    debounce: Duration = Field(default=0.5, ge=0.05, le=60)
+    # A reload to a file without any listener is refused unless that file
+    # says so here: a truncated file must not take every listener down.
+    allow_no_listeners: bool = False
+
+
 class GatewayConfig(Model):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     descriptors: list[DescriptorSourceConfig] = Field(default_factory=list)
     listeners: list[ListenerConfig] = Field(default_factory=list)
     clusters: list[ClusterConfig] = Field(default_factory=list)
     mesh: MeshConfig = Field(default_factory=MeshConfig)
+    # On SIGTERM, and for a listener a reload removes: how long requests
+    # already accepted (streams included) may take to finish.
+    drain_timeout: Duration = Field(default=20.0, ge=0)
+    reload: ReloadConfig = Field(default_factory=ReloadConfig)
