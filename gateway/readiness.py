@@ -129,4 +129,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed worker stays a zombie until the supervisor reaps it, and
+    # signal 0 still reaches a zombie: its state in /proc tells.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: signal 0 is all there is
+    return stat.rpartition(")")[2].split()[0] != "Z"

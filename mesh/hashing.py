@@ -42,6 +42,9 @@ class RequestAttributes:
 
     source_ip: str | None = None
     query_string: bytes = b""
+    # The headers as they came, one entry per line (names lower-case), when the
+    # caller has them: a repeated header is hashed from its separate values.
+    header_list: Sequence[tuple[str, str]] = ()
 
 
 def hash_key(
@@ -57,7 +60,7 @@ def hash_key(
             value: int | None = channel_key
         else:
             text = _attribute(policy, headers, attributes or _NO_ATTRIBUTES)
-            value = None if text is None else hash64(_wire_bytes(text))
+            value = None if text is None else _hash_values(text)
         if value is not None:
             # Envoy's combination: rotate the running key left by one, then xor,
             # so that two identical policies do not cancel each other out.
@@ -72,8 +75,12 @@ def hash_key(
 _NO_ATTRIBUTES = RequestAttributes()
 
 
-def _attribute(policy: HashPolicy, headers: Headers, attributes: RequestAttributes) -> str | None:
+def _attribute(
+    policy: HashPolicy, headers: Headers, attributes: RequestAttributes
+) -> str | tuple[str, ...] | None:
     if policy.on is HashOn.HEADER:
+        if attributes.header_list:
+            return _repeated_header(attributes.header_list, policy.name)
         return _header(headers, policy.name)
     if policy.on is HashOn.COOKIE:
         return _cookie(header_value(headers, "cookie"), policy.name)
@@ -93,13 +100,31 @@ def _wire_bytes(text: str) -> bytes:
         return text.encode()
 
 
-def _header(headers: Headers, name: str) -> str | None:
-    """Envoy hashes every value of a repeated header: sorted (so that their order
-    does not matter), then as one byte string."""
+def _hash_values(text: str | tuple[str, ...]) -> int:
+    if isinstance(text, str):
+        return hash64(_wire_bytes(text))
+    # A repeated header, as Envoy hashes it: the values sorted (so that their
+    # order does not matter), each hashed with the previous hash as its seed.
+    key = 0
+    for value in sorted(_wire_bytes(v) for v in text):
+        key = hash64(value, key)
+    return key
+
+
+def _header(headers: Headers, name: str) -> str | tuple[str, ...] | None:
     value = headers.get(name)
     if value is None or isinstance(value, str):
         return value
-    return "".join(sorted(value)) if value else None
+    return tuple(value) if value else None
+
+
+def _repeated_header(
+    header_list: Sequence[tuple[str, str]], name: str
+) -> str | tuple[str, ...] | None:
+    values = tuple(value for key, value in header_list if key == name)
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
 
 
 def _cookie(header: str | None, name: str) -> str | None:

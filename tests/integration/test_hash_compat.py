@@ -200,17 +200,15 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
 
 
 def served_by(url: str, keys: list[str], lb: str) -> dict[str, str]:
-    """Send one request per key; the backend each reached."""
+    """Send one request per key; the backend each reached. Every seventh key is
+    sent as a repeated header (two lines), which Envoy hashes from both values."""
     host, _, port = url.removeprefix("http://").rpartition(":")
-    requests = [
-        Request(
-            "POST",
-            ECHO,
-            [("x-key", key), ("x-lb", lb), ("content-type", "application/json")],
-            b"{}",
-        )
-        for key in keys
-    ]
+    requests = []
+    for i, key in enumerate(keys):
+        headers = [("x-key", key), ("x-lb", lb), ("content-type", "application/json")]
+        if i % 7 == 0:
+            headers.append(("x-key", f"second-{i}"))
+        requests.append(Request("POST", ECHO, headers, b"{}"))
     answers = asyncio.run(send_all(host, int(port), requests))
     assert len(answers) == len(keys)
     served: dict[str, str] = {}

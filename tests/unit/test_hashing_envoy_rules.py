@@ -72,10 +72,12 @@ def test_header_policy_hashes_the_value_with_seed_zero() -> None:
     assert header_key({"x-user": "alice"}, HashPolicy(HashOn.HEADER, "x-user")) == hash64("alice")
 
 
-def test_repeated_header_hashes_the_sorted_values_as_one_string() -> None:
+def test_repeated_header_chains_the_sorted_values_through_the_seed() -> None:
+    # Envoy 1.40, observed: each value hashed with the previous hash as seed.
     policy = HashPolicy(HashOn.HEADER, "x-user")
-    assert header_key({"x-user": ["b", "a"]}, policy) == hash64("ab")
-    assert header_key({"x-user": ["a", "b"]}, policy) == hash64("ab")
+    chained = hash64("b", hash64("a"))
+    assert header_key({"x-user": ["b", "a"]}, policy) == chained
+    assert header_key({"x-user": ["a", "b"]}, policy) == chained
 
 
 def test_header_bytes_are_hashed_as_they_came_on_the_wire() -> None:
@@ -113,3 +115,13 @@ def test_query_parameter_is_hashed_without_percent_decoding() -> None:
 
 def test_no_attribute_no_key() -> None:
     assert header_key({}, HashPolicy(HashOn.HEADER, "x-user")) is None
+
+
+def test_repeated_header_lines_are_hashed_from_their_separate_values() -> None:
+    # The joined mapping would say "b,a"; the lines as they came say b and a.
+    policy = HashPolicy(HashOn.HEADER, "x-user")
+    attributes = RequestAttributes(header_list=[("x-user", "b"), ("other", "z"), ("x-user", "a")])
+    assert hash_key((policy,), {"x-user": "b,a"}, 0, attributes) == hash64("b", hash64("a"))
+    # One line with a comma in it is one value, as in Envoy.
+    single = RequestAttributes(header_list=[("x-user", "b,a")])
+    assert hash_key((policy,), {"x-user": "b,a"}, 0, single) == hash64("b,a")

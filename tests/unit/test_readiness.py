@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gateway.readiness import DRAINING_MARK, Phase, Readiness
@@ -77,3 +78,25 @@ def test_verbose_detail_carries_targets_and_reloads(tmp_path: Path) -> None:
     (state,) = readiness.verdict().detail["workers"]
     assert state["targets"] == {"shop:50051": "resolved"}
     assert state["reloads"] == 3
+
+
+def test_a_killed_worker_not_yet_reaped_counts_as_dead(tmp_path: Path) -> None:
+    # The supervisor reaps a dead worker within its poll interval; until then
+    # the pid is a zombie, which signal 0 still reaches.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "Z" not in _state(child.pid):
+            time.sleep(0.01)
+        first, second = workers(tmp_path)
+        first.set_phase(Phase.SERVING)
+        second.set_phase(Phase.SERVING)
+        state = json.loads((tmp_path / "worker-1.json").read_text())
+        (tmp_path / "worker-1.json").write_text(json.dumps({**state, "pid": child.pid}))
+        assert not first.verdict().ready
+    finally:
+        child.wait()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
