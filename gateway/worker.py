@@ -84,6 +84,8 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.app: GatewayApp | None = None
         self.listeners: ListenerSet | None = None
+        # What the file held when first loaded: the watch reports changes from it.
+        self._loaded_digest: str | None = None
 
     # -- signals -------------------------------------------------------------
 
@@ -193,13 +195,10 @@ class Worker:
             loaded_digest=self._loaded_digest,
         )
 
-    _loaded_digest: str | None = None
-
     async def reload(self, why: str) -> None:
         async with self._reload_lock:
             if self.readiness.phase is not Phase.SERVING:
                 return
-            self._loaded_digest = content_digest(self.config_path)
             outcome = await self._reload()
             self.readiness.last_reload = f"{why}: {outcome}"
             self.readiness.reloads += 1

@@ -356,10 +356,11 @@ def test_listener_set_changes_under_load_with_invalid_rewrites(
             readiness_answers[gateway.ready().status_code] += 1
             time.sleep(0.05)
 
+    pools: list[ThreadPoolExecutor] = []
+    poller = threading.Thread(target=poll_readiness, daemon=True)
     try:
         gateway.wait_ready()
-        pools = [steady.run(), moving.run(threads=1)]
-        poller = threading.Thread(target=poll_readiness, daemon=True)
+        pools += [steady.run(), moving.run(threads=1)]
         poller.start()
         for rewrite in range(REWRITES):
             good = rewrite % 2 == 0
@@ -396,8 +397,11 @@ def test_listener_set_changes_under_load_with_invalid_rewrites(
         polling.set()
         steady.stop.set()
         moving.stop.set()
-        for pool in locals().get("pools") or []:
+        for pool in pools:
             pool.shutdown(wait=True)
+        if poller.is_alive():
+            # Its last answer must come in before the gateway is told to stop.
+            poller.join(timeout=10)
         busy.close()
         gateway.process.stop()
     print(
