@@ -10,9 +10,17 @@ import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+import pytest
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.extensions.load_balancing_policies.maglev.v3 import maglev_pb2
+from envoy.extensions.load_balancing_policies.ring_hash.v3 import ring_hash_pb2
+
 from mesh.endpoint import Endpoint
+from mesh.errors import ResourceError
 from mesh.hashing import HashOn, HashPolicy, RequestAttributes, hash_key
 from mesh.hashing_lb import MaglevPicker, RingHashPicker, hash64
+from mesh.xds.cluster import cluster
+from tests.support import xds_builders as b
 
 
 def endpoints(*weights: int) -> list[Endpoint]:
@@ -125,3 +133,32 @@ def test_repeated_header_lines_are_hashed_from_their_separate_values() -> None:
     # One line with a comma in it is one value, as in Envoy.
     single = RequestAttributes(header_list=[("x-user", "b,a")])
     assert hash_key((policy,), {"x-user": "b,a"}, 0, single) == hash64("b,a")
+
+
+def test_ring_and_table_sizes_come_from_cds_legacy_and_typed_policies() -> None:
+    legacy = b.cluster("outbound|50051|v1|shop", lb_policy="RING_HASH")
+    legacy.ring_hash_lb_config.minimum_ring_size.value = 64
+    legacy.ring_hash_lb_config.maximum_ring_size.value = 128
+    assert (cluster(legacy).ring_min_size, cluster(legacy).ring_max_size) == (64, 128)
+
+    typed = b.cluster("outbound|50051|v1|shop")
+    policy = typed.load_balancing_policy.policies.add()
+    config = ring_hash_pb2.RingHash()
+    config.minimum_ring_size.value = 32
+    policy.typed_extension_config.typed_config.Pack(config)
+    parsed = cluster(typed)
+    assert (parsed.lb_policy, parsed.ring_min_size) == ("ring_hash", 32)
+
+    maglev = b.cluster("outbound|50051|v1|shop")
+    policy = maglev.load_balancing_policy.policies.add()
+    policy.typed_extension_config.typed_config.Pack(maglev_pb2.Maglev(table_size={"value": 251}))
+    assert cluster(maglev).maglev_table_size == 251
+
+    not_prime = b.cluster("outbound|50051|v1|shop", lb_policy="MAGLEV")
+    not_prime.maglev_lb_config.table_size.value = 1000
+    with pytest.raises(ResourceError, match="not prime"):
+        cluster(not_prime)
+    murmur = b.cluster("outbound|50051|v1|shop", lb_policy="RING_HASH")
+    murmur.ring_hash_lb_config.hash_function = cluster_pb2.Cluster.RingHashLbConfig.MURMUR_HASH_2
+    with pytest.raises(ResourceError, match="XX_HASH"):
+        cluster(murmur)
