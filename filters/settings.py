@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, ValidationInfo
+from pydantic import AfterValidator, BeforeValidator, ValidationInfo, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -38,7 +38,17 @@ def header_name(name: Any) -> str:
     return name.lower()
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Described as the gateway's own durations are (gateway/config/model.py): the
+# string users write, or a number of seconds.
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$"},
+        {"type": "number", "minimum": 0, "description": "seconds"},
+    ]
+}
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA, mode="validation")
+]
 HeaderName = Annotated[str, BeforeValidator(header_name)]
 
 

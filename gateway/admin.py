@@ -30,9 +30,15 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def build_admin(gateway: GatewayApp) -> Starlette:
     async def ready(request: Request) -> Response:
-        if gateway.ready:
-            return Response("LIVE\n", 200, media_type="text/plain")
-        return Response("NOT READY\n", 503, media_type="text/plain")
+        verdict = gateway.readiness.verdict()
+        status = 200 if verdict.ready else 503
+        if "verbose" in request.query_params:
+            return _json(
+                {"ready": verdict.ready, "reason": verdict.reason, **verdict.detail}, status
+            )
+        # Envoy's body when ready; otherwise the reason, so a probe's log says why.
+        text = "LIVE\n" if verdict.ready else f"NOT READY: {verdict.reason}\n"
+        return Response(text, status, media_type="text/plain")
 
     async def healthz(request: Request) -> Response:
         # Liveness: the worker's event loop answers. Not readiness: a worker
@@ -51,6 +57,7 @@ def build_admin(gateway: GatewayApp) -> Starlette:
                 "services": list(snapshot.services),
                 "xds": mesh.core.config_dump() if mesh else None,
                 "interfaces": mesh.interfaces if mesh else {},
+                "readiness": gateway.readiness.verdict().detail,
             }
         )
 
@@ -83,6 +90,8 @@ def build_admin(gateway: GatewayApp) -> Starlette:
                 registry.update({c.name: _cluster(c) for c in exposure.clusters()})
         return _json(
             {
+                # Each worker answers for itself: the pid says which one did.
+                "pid": os.getpid(),
                 "static": static,
                 "registry": registry,
                 # Connection state per registry: during an outage the clusters

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -35,6 +35,7 @@ from gateway.health_share import HealthShare
 from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
 from gateway.metrics import observe
 from gateway.openapi.serve import serves, with_openapi
+from gateway.readiness import Phase, Readiness
 from gateway.registry.watchers import Registries
 from gateway.router import Documents, Router, Upstreams
 from gateway.snapshot import Snapshot
@@ -84,6 +85,7 @@ class GatewayApp:
         refresh: Callable[[Snapshot], Snapshot] | None = None,
         on_startup: Sequence[Callable[[], Any]] = (),
         health_share: HealthShare | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
         self.upstreams = upstreams or Upstreams()
         self.admin_port = admin_port
@@ -103,7 +105,8 @@ class GatewayApp:
         self._last_reflection = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
         self._unexpected = ThrottledLog(log)
-        self.ready = False
+        self.readiness = readiness or Readiness()
+        self.readiness.targets = self._target_states
         self.active = self._build(snapshot)
         self._subscribe(snapshot)
         self.admin_app = admin(self) if admin is not None else None
@@ -112,15 +115,57 @@ class GatewayApp:
     def mesh(self) -> MeshClient | None:
         return self.upstreams.mesh
 
-    def activate(self, snapshot: Snapshot) -> None:
-        """Swap in a new snapshot; requests already running keep the old one."""
+    @property
+    def ready(self) -> bool:
+        return self.readiness.ready
+
+    def _target_states(self) -> dict[str, str]:
+        mesh = self.upstreams.mesh
+        if mesh is None:
+            return {}
+        return {target: state.value for target, state in mesh.target_states().items()}
+
+    def activate(self, snapshot: Snapshot, keep_ports: Iterable[int] = ()) -> None:
+        """Swap in a new snapshot; requests already running keep the old one.
+
+        ``keep_ports``: ports the new snapshot no longer has but whose
+        listeners are still draining; their connections keep the old handlers
+        until :meth:`retire_ports`, so a request on them is never a 404.
+        """
         mesh = self.upstreams.mesh
         if mesh is not None:
             new_targets = set(snapshot.xds_targets) - set(mesh.core.targets)
             if new_targets:
-                self._background.add(asyncio.ensure_future(mesh.watch(new_targets)))
+                future = asyncio.ensure_future(mesh.watch(new_targets))
+                self._background.add(future)
+                future.add_done_callback(self._background.discard)
         self._subscribe(snapshot)
-        self.active = self._build(snapshot)
+        previous = self.active
+        active = self._build(snapshot)
+        kept = {p: previous.handlers[p] for p in keep_ports if p in previous.handlers}
+        if kept:
+            active = replace(
+                active,
+                handlers={**kept, **active.handlers},
+                listener_names={
+                    **{p: previous.listener_names[p] for p in kept},
+                    **active.listener_names,
+                },
+            )
+        self.active = active
+
+    def retire_ports(self, ports: Iterable[int]) -> None:
+        """Forget the handlers of drained listeners that the snapshot no longer has."""
+        listening = {listener.port for listener in self.active.snapshot.listeners}
+        gone = set(ports) - listening
+        if gone & set(self.active.handlers):
+            self.active = replace(
+                self.active,
+                handlers={p: h for p, h in self.active.handlers.items() if p not in gone},
+                listener_names={
+                    p: n for p, n in self.active.listener_names.items() if p not in gone
+                },
+            )
 
     def _subscribe(self, snapshot: Snapshot) -> None:
         """Point the registries at this snapshot's registry clusters and exposures."""
@@ -306,22 +351,27 @@ class GatewayApp:
         await _send(send, response)
         return response.status
 
+    async def startup(self) -> None:
+        """Run the start-up hooks (the mesh's initial fetch among them)."""
+        self.readiness.set_phase(Phase.RESOLVING)
+        for hook in self._on_startup:
+            result = hook()
+            if hasattr(result, "__await__"):
+                await result
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    for hook in self._on_startup:
-                        result = hook()
-                        if hasattr(result, "__await__"):
-                            await result
+                    await self.startup()
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
-                self.ready = True
+                self.readiness.set_phase(Phase.SERVING)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.ready = False
+                self.readiness.set_phase(Phase.DRAINING)
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -132,7 +132,9 @@ class Router:
             route.timeout, headers.get("grpc-timeout"), headers.get("x-request-timeout")
         )
         attributes = RequestAttributes(
-            request.client[0] if request.client else None, request.query_string
+            request.client[0] if request.client else None,
+            request.query_string,
+            request.header_list,
         )
         upstreams = self._upstreams
         plan = route.cluster.select(call, headers, attributes, upstreams.mesh)

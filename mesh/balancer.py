@@ -152,7 +152,7 @@ class ClusterBalancer:
             for e in loc.endpoints
         ]
         if self.policy == "maglev":
-            return MaglevPicker(scaled, self._rng)
+            return MaglevPicker(scaled, self._rng, cluster.maglev_table_size)
         return RingHashPicker(scaled, self._rng, cluster.ring_min_size, cluster.ring_max_size)
 
 

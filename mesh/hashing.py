@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from http.cookies import CookieError, SimpleCookie
-from urllib.parse import parse_qsl
 
 from mesh.hashing_lb import hash64
 from mesh.xds.matchers import header_value
@@ -43,6 +42,9 @@ class RequestAttributes:
 
     source_ip: str | None = None
     query_string: bytes = b""
+    # The headers as they came, one entry per line (names lower-case), when the
+    # caller has them: a repeated header is hashed from its separate values.
+    header_list: Sequence[tuple[str, str]] = ()
 
 
 def hash_key(
@@ -54,16 +56,18 @@ def hash_key(
     """The request's 64-bit key, or None when no policy found its attribute."""
     key: int | None = None
     for policy in policies:
-        text = _attribute(policy, headers, attributes or _NO_ATTRIBUTES)
         if policy.on is HashOn.CHANNEL:
             value: int | None = channel_key
         else:
-            value = None if text is None else hash64(text)
-        if value is None:
-            continue
-        # Envoy's combination: rotate the running key left by one, then xor.
-        key = value if key is None else (((key << 1) | (key >> 63)) & MASK64) ^ value
-        if policy.terminal:
+            text = _attribute(policy, headers, attributes or _NO_ATTRIBUTES)
+            value = None if text is None else _hash_values(text)
+        if value is not None:
+            # Envoy's combination: rotate the running key left by one, then xor,
+            # so that two identical policies do not cancel each other out.
+            key = value if key is None else (((key << 1) | (key >> 63)) & MASK64) ^ value
+        # Envoy stops at a terminal policy once any key exists, even when this
+        # policy itself found nothing.
+        if policy.terminal and key is not None:
             break
     return key
 
@@ -71,9 +75,13 @@ def hash_key(
 _NO_ATTRIBUTES = RequestAttributes()
 
 
-def _attribute(policy: HashPolicy, headers: Headers, attributes: RequestAttributes) -> str | None:
+def _attribute(
+    policy: HashPolicy, headers: Headers, attributes: RequestAttributes
+) -> str | tuple[str, ...] | None:
     if policy.on is HashOn.HEADER:
-        return header_value(headers, policy.name)
+        if attributes.header_list:
+            return _repeated_header(attributes.header_list, policy.name)
+        return _header(headers, policy.name)
     if policy.on is HashOn.COOKIE:
         return _cookie(header_value(headers, "cookie"), policy.name)
     if policy.on is HashOn.SOURCE_IP:
@@ -81,6 +89,42 @@ def _attribute(policy: HashPolicy, headers: Headers, attributes: RequestAttribut
     if policy.on is HashOn.QUERY_PARAMETER:
         return _query_parameter(attributes.query_string, policy.name)
     return None
+
+
+def _wire_bytes(text: str) -> bytes:
+    """The bytes Envoy would hash: HTTP header text arrives decoded as latin-1, so
+    encoding it back gives the bytes on the wire; other text (gRPC metadata) as UTF-8."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode()
+
+
+def _hash_values(text: str | tuple[str, ...]) -> int:
+    if isinstance(text, str):
+        return hash64(_wire_bytes(text))
+    # A repeated header, as Envoy hashes it: the values sorted (so that their
+    # order does not matter), each hashed with the previous hash as its seed.
+    key = 0
+    for value in sorted(_wire_bytes(v) for v in text):
+        key = hash64(value, key)
+    return key
+
+
+def _header(headers: Headers, name: str) -> str | tuple[str, ...] | None:
+    value = headers.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    return tuple(value) if value else None
+
+
+def _repeated_header(
+    header_list: Sequence[tuple[str, str]], name: str
+) -> str | tuple[str, ...] | None:
+    values = tuple(value for key, value in header_list if key == name)
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
 
 
 def _cookie(header: str | None, name: str) -> str | None:
@@ -96,9 +140,12 @@ def _cookie(header: str | None, name: str) -> str | None:
 
 
 def _query_parameter(query_string: bytes, name: str) -> str | None:
+    """The first value of the parameter, as it is on the wire: Envoy hashes it
+    without percent-decoding."""
     if not query_string:
         return None
-    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+    for pair in query_string.decode("latin-1").split("&"):
+        key, _, value = pair.partition("=")
         if key == name:
             return value
     return None

@@ -801,6 +801,41 @@ class ClusterTlsConfig(Model):
         return self
 
 
+class RingHashConfig(Model):
+    """Ring size bounds of an ``lb: ring_hash`` cluster (Envoy's ring_hash_lb_config)."""
+
+    minimum_ring_size: int = Field(default=1024, ge=1, le=8 * 1024 * 1024)
+    """The ring gets at least this many points, so that the lightest endpoint still owns a
+    whole number of them."""
+    maximum_ring_size: int = Field(default=8 * 1024 * 1024, ge=1, le=8 * 1024 * 1024)
+    """Upper bound on the ring's points, whatever the weights ask for."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RingHashConfig:
+        if self.minimum_ring_size > self.maximum_ring_size:
+            raise ValueError("minimum_ring_size is above maximum_ring_size")
+        return self
+
+
+class MaglevConfig(Model):
+    """Lookup table of an ``lb: maglev`` cluster (Envoy's maglev_lb_config)."""
+
+    table_size: int = Field(default=65537, ge=2, le=5_000_011)
+    """Slots in the table; must be prime (Envoy refuses other sizes too)."""
+
+    @model_validator(mode="after")
+    def _prime(self) -> MaglevConfig:
+        if not _is_prime(self.table_size):
+            raise ValueError(f"table_size {self.table_size} is not prime")
+        return self
+
+
+def _is_prime(number: int) -> bool:
+    if number < 2:
+        return False
+    return all(number % d for d in range(2, int(number**0.5) + 1))
+
+
 class ClusterConfig(Model):
     name: str
     """Cluster name, referred to by routes' `cluster`."""
@@ -810,6 +845,10 @@ class ClusterConfig(Model):
     """Load-balancing policy over the endpoints."""
     hash_policy: list[HashPolicyConfig] = Field(default_factory=list)
     """ring_hash and maglev: what each request is hashed on, in order."""
+    ring_hash: RingHashConfig = Field(default_factory=RingHashConfig)
+    """lb: ring_hash only: the ring's size bounds."""
+    maglev: MaglevConfig = Field(default_factory=MaglevConfig)
+    """lb: maglev only: the lookup table's size."""
     endpoints: list[EndpointConfig] = Field(default_factory=list)
     """The backends."""
     max_requests: int = Field(default=1024, ge=1)
@@ -847,6 +886,9 @@ class ClusterConfig(Model):
 class XdsConfig(Model):
     bootstrap: Path | None = None
     """gRPC xDS bootstrap file (GRPC_XDS_BOOTSTRAP format); default: $GRPC_XDS_BOOTSTRAP."""
+    initial_fetch_timeout: Duration = Field(default=10.0, gt=0)
+    """How long start-up waits for each xds:/// target's resources before the gateway turns
+    ready anyway (Envoy's initial_fetch_timeout)."""
 
 
 class MeshConfig(Model):
@@ -856,6 +898,20 @@ class MeshConfig(Model):
     """Dubbo interface or gRPC service -> mesh host:port, for xds:///* routes."""
     discover_interfaces: bool = False
     """Learn the interface -> host map from the mesh itself."""
+
+
+class ReloadConfig(Model):
+    """How the config file is reloaded (SIGHUP, and the file watch)."""
+
+    watch: bool = True
+    """Reload when the file changes (also when a Kubernetes ConfigMap swaps its ..data
+    symlink), not only on SIGHUP."""
+    debounce: Duration = Field(default=0.5, ge=0.05, le=60)
+    """Changes closer together than this are taken as one, and the file must read the same
+    twice this far apart before it is loaded."""
+    allow_no_listeners: bool = False
+    """A reload to a file without any listener is refused unless that file says so here: a
+    truncated file must not take every listener down."""
 
 
 class GatewayConfig(Model):
@@ -869,3 +925,8 @@ class GatewayConfig(Model):
     """Static clusters (xds:/// clusters come from the mesh)."""
     mesh: MeshConfig = Field(default_factory=MeshConfig)
     """The embedded proxyless mesh core."""
+    drain_timeout: Duration = Field(default=20.0, ge=0)
+    """On SIGTERM, and for a listener a reload removes: how long requests already accepted
+    (streams included) may take to finish."""
+    reload: ReloadConfig = Field(default_factory=ReloadConfig)
+    """How the config file is reloaded: the file watch, its debounce, empty configs."""

@@ -168,6 +168,9 @@ class StaticCluster:
             retry_budget=(
                 RetryBudget(budget.budget_percent, budget.min_retry_concurrency) if budget else None
             ),
+            ring_min_size=config.ring_hash.minimum_ring_size,
+            ring_max_size=config.ring_hash.maximum_ring_size,
+            maglev_table_size=config.maglev.table_size,
         )
         assignment = LoadAssignment(config.name, (LocalityEndpoints("", 1, 0, self.endpoints),))
         self.balancer = ClusterBalancer(self.cluster, assignment, rng)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
+from enum import Enum
 
 from gateway.config import MeshConfig
 from gateway.errors import RouteNotFound, UpstreamUnavailable
@@ -24,8 +25,19 @@ from mesh.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-# How long start-up waits for the xDS chain of each target before serving anyway.
+# How long start-up waits for the xDS chain of each target before serving anyway
+# (the default of mesh.xds.initial_fetch_timeout).
 INITIAL_FETCH_TIMEOUT = 10.0
+
+
+class TargetState(Enum):
+    """Where one xds:/// target stands, for readiness (gateway.readiness)."""
+
+    WAITING = "waiting for its first resources"
+    RESOLVED = "resolved"
+    # Envoy's rule: after initial_fetch_timeout the gateway is ready anyway,
+    # and the target keeps resolving in the background.
+    TIMED_OUT = "initial fetch timed out; still resolving"
 
 
 class MeshClient:
@@ -37,12 +49,27 @@ class MeshClient:
         self.interfaces: dict[str, str] = dict(config.interfaces)
         self._discover = config.discover_interfaces
         self._rng = rng or random.Random()
+        self.initial_fetch_timeout = config.xds.initial_fetch_timeout
+        self._timed_out: set[str] = set()
+
+    def target_states(self) -> dict[str, TargetState]:
+        """Each watched target's state. Once resolved, a target keeps its last
+        known good resources through a control-plane outage, so it stays resolved."""
+        states: dict[str, TargetState] = {}
+        for target in self.core.targets:
+            if self.core.view(target) is not None:
+                states[target] = TargetState.RESOLVED
+            elif target in self._timed_out:
+                states[target] = TargetState.TIMED_OUT
+            else:
+                states[target] = TargetState.WAITING
+        return states
 
     async def start(self, targets: set[str]) -> None:
         await self.core.start()
         if self._discover:
             try:
-                found = await self.core.discover_interfaces(INITIAL_FETCH_TIMEOUT)
+                found = await self.core.discover_interfaces(self.initial_fetch_timeout)
             except Exception as exc:
                 log.warning("interface discovery failed: %s", exc)
             else:
@@ -55,11 +82,12 @@ class MeshClient:
         for target in targets:
             self.core.watch(target)
         results = await asyncio.gather(
-            *(self.core.wait_ready(t, INITIAL_FETCH_TIMEOUT) for t in targets),
+            *(self.core.wait_ready(t, self.initial_fetch_timeout) for t in targets),
             return_exceptions=True,
         )
         for target, result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
+                self._timed_out.add(target)
                 log.warning("xds:///%s not resolved yet: %s", target, result)
 
     async def stop(self) -> None:

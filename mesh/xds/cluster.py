@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
+from envoy.extensions.load_balancing_policies.maglev.v3 import maglev_pb2
+from envoy.extensions.load_balancing_policies.ring_hash.v3 import ring_hash_pb2
+from google.protobuf.message import Message
 
 from mesh.errors import ResourceError
+from mesh.hashing_lb import MAGLEV_TABLE_SIZE
 from mesh.xds.common import seconds
 from mesh.xds.tls import ClusterTls, cluster_tls
 
@@ -91,6 +96,7 @@ class Cluster:
     outlier_detection: OutlierDetection | None = None
     ring_min_size: int = 1024
     ring_max_size: int = 8 * 1024 * 1024
+    maglev_table_size: int = MAGLEV_TABLE_SIZE
     least_request_choices: int = 2
     health_check: HealthCheck | None = None
     # Envoy's healthy_panic_threshold: below this percent of healthy endpoints,
@@ -124,6 +130,7 @@ def cluster(proto: cluster_pb2.Cluster) -> Cluster:
         outlier_detection=_outlier(proto) if proto.HasField("outlier_detection") else None,
         ring_min_size=ring_min,
         ring_max_size=ring_max,
+        maglev_table_size=_maglev_table_size(proto),
         least_request_choices=_choices(proto),
         tls=cluster_tls(proto),
         health_check=_health_check(proto),
@@ -222,18 +229,60 @@ def _health_check(proto: cluster_pb2.Cluster) -> HealthCheck | None:
     return None
 
 
+def _typed_policy(proto: cluster_pb2.Cluster, message: type[Message]) -> Message | None:
+    """The first load_balancing_policy entry of ``message``'s type, unpacked."""
+    if not proto.HasField("load_balancing_policy"):
+        return None
+    for policy in proto.load_balancing_policy.policies:
+        typed = policy.typed_extension_config.typed_config
+        if typed.type_url.rpartition("/")[2] in _TYPED_POLICIES:
+            if typed.type_url.rpartition("/")[2] != message.DESCRIPTOR.full_name:
+                return None  # the first supported policy is another one
+            unpacked = message()
+            typed.Unpack(unpacked)
+            return unpacked
+    return None
+
+
 def _ring_sizes(proto: cluster_pb2.Cluster) -> tuple[int, int]:
-    config = proto.ring_hash_lb_config
+    typed = _typed_policy(proto, ring_hash_pb2.RingHash)
+    if typed is not None:
+        # gRPC's and Envoy's typed ring_hash: the same sizes, another message.
+        config: Any = typed
+        xx_hash: tuple[int, ...] = (
+            ring_hash_pb2.RingHash.DEFAULT_HASH,
+            ring_hash_pb2.RingHash.XX_HASH,
+        )
+        ring_hash = True
+    else:
+        config = proto.ring_hash_lb_config
+        xx_hash = (cluster_pb2.Cluster.RingHashLbConfig.XX_HASH,)
+        ring_hash = proto.lb_policy == cluster_pb2.Cluster.RING_HASH
     minimum = config.minimum_ring_size.value if config.HasField("minimum_ring_size") else 1024
     maximum = (
         config.maximum_ring_size.value if config.HasField("maximum_ring_size") else MAX_RING_SIZE
     )
-    if proto.lb_policy == cluster_pb2.Cluster.RING_HASH:
-        if config.hash_function != cluster_pb2.Cluster.RingHashLbConfig.XX_HASH:
-            raise ResourceError("ring_hash_lb_config.hash_function must be XX_HASH")
+    if ring_hash:
+        if config.hash_function not in xx_hash:
+            raise ResourceError("ring hash: hash_function must be XX_HASH")
         if not 0 < minimum <= maximum <= MAX_RING_SIZE:
             raise ResourceError(f"ring sizes min {minimum} max {maximum} are out of range")
     return minimum, maximum
+
+
+def _maglev_table_size(proto: cluster_pb2.Cluster) -> int:
+    typed = _typed_policy(proto, maglev_pb2.Maglev)
+    config: Any = typed if typed is not None else proto.maglev_lb_config
+    size = config.table_size.value if config.HasField("table_size") else MAGLEV_TABLE_SIZE
+    maglev = typed is not None or proto.lb_policy == cluster_pb2.Cluster.MAGLEV
+    if maglev and not _is_prime(size):
+        # Envoy's rule: the table is only a permutation when its size is prime.
+        raise ResourceError(f"maglev_lb_config.table_size {size} is not prime")
+    return size
+
+
+def _is_prime(number: int) -> bool:
+    return number >= 2 and all(number % d for d in range(2, int(number**0.5) + 1))
 
 
 def _choices(proto: cluster_pb2.Cluster) -> int:

@@ -198,7 +198,15 @@ def test_schema_command_matches_the_committed_schema() -> None:
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"admin", "descriptors", "listeners", "clusters", "mesh"}
+    assert set(schema["properties"]) == {
+        "admin",
+        "descriptors",
+        "listeners",
+        "clusters",
+        "mesh",
+        "drain_timeout",
+        "reload",
+    }
     committed = json.loads((REPO / "config" / "schema.json").read_text())
     assert committed == schema, "run `meshgate schema > config/schema.json`"
 
