@@ -61,7 +61,7 @@ def _wait_established(client: httpx.Client, name: str, timeout: float = 30.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         crd = client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}").json()
-        conditions = crd.get("status", {}).get("conditions", [])
+        conditions = (crd.get("status") or {}).get("conditions") or []
         established = any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
         # Discovery of the new group lags the condition a little.
         if established and client.get("/apis/monitoring.coreos.com/v1").status_code == 200:
@@ -196,18 +196,36 @@ def test_rendered_manifests_pass_server_side_dry_run(apiserver: ApiServer, name:
             assert response.json()["kind"] == manifest["kind"]
 
 
-def test_dry_run_refuses_a_broken_deployment(apiserver: ApiServer) -> None:
-    deployment = next(
+def chart_deployment() -> dict[str, Any]:
+    return next(
         doc
         for doc in documents((MANIFESTS / "meshgate.yaml").read_text())
         if doc["kind"] == "Deployment"
     )
+
+
+def test_dry_run_refuses_a_field_the_schema_does_not_have(apiserver: ApiServer) -> None:
+    deployment = chart_deployment()
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    container["livenessProbe"]["httpGet"]["port"] = "no-such-port-name-is-way-too-long"
     container["readinessProbes"] = container.pop("readinessProbe")
 
     with apiserver.client() as client:
         response = apply(client, deployment)
 
-    assert response.status_code in (400, 422), response.text
-    assert "readinessProbes" in response.text
+    # Server-side apply refuses an undeclared field before validation runs,
+    # with a 500 (not 422) in this version of the API server.
+    assert response.status_code >= 400, response.text
+    assert "readinessProbes: field not declared in schema" in response.json()["message"]
+
+
+def test_dry_run_refuses_an_invalid_value(apiserver: ApiServer) -> None:
+    deployment = chart_deployment()
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["livenessProbe"]["httpGet"]["port"] = "name-longer-than-15"
+
+    with apiserver.client() as client:
+        response = apply(client, deployment)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["reason"] == "Invalid"
+    assert "livenessProbe.httpGet.port" in response.json()["message"]
