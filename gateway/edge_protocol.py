@@ -7,9 +7,9 @@ per listener (the port a connection arrived on):
 * header bytes and header count (431) and request-target length (414),
   checked as the parser reports each piece, and a cap on the raw bytes of an
   unfinished request head so the parser never buffers more than that;
-* a header read timeout from the connection (or the first byte of a later
-  request) to the end of the headers: 408 if a request had begun, else the
-  socket is just closed;
+* a header read timeout from the connection (or the first bytes of a later
+  request's head) to the end of the headers: 408 if a request had begun,
+  else the socket is just closed;
 * the idle timeout of a keep-alive connection (uvicorn's keep-alive timer,
   set per listener);
 * a cap on open connections per listener and per worker, kept below the
@@ -21,8 +21,8 @@ per listener (the port a connection arrived on):
   the reason goes into the scope and the app's task is cancelled
   (gateway.interrupts), so the backend call ends with it.
 
-Everything here is per-callback bookkeeping on the connection; an ordinary
-request whose body arrives with its headers starts no timer of its own.
+Everything here is per-callback bookkeeping on the connection; a request
+whose head and body arrive whole starts no timer of its own.
 """
 
 from __future__ import annotations
@@ -173,6 +173,12 @@ class EdgeProtocol(HttpToolsProtocol):
                 # Bytes of one unfinished head: the parser buffers a header
                 # until its end, so the callbacks alone would see it too late.
                 self._answer_and_close(HeadersTooLarge("request headers too large"))
+            elif self._head_timer is None and self._head_bytes:
+                # Part of a head is here and the rest is late: time it from
+                # now (a head that came whole needs no timer).
+                self._head_timer = self.loop.call_later(
+                    self._limits.header_read_timeout, self._head_timeout
+                )
         elif self._body_timer is None and self._body_pending():
             self._body_timer = self.loop.call_later(
                 self._limits.body_read_timeout, self._body_timeout
@@ -187,10 +193,6 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading_head = True
         self._header_bytes = self._header_count = self._url_bytes = 0
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self._limits.header_read_timeout, self._head_timeout
-            )
 
     def on_url(self, url: bytes) -> None:
         self._url_bytes += len(url)

@@ -158,6 +158,7 @@ def test_late_head_is_408_and_a_silent_socket_is_just_closed(
 ) -> None:
     protocol, transport = connect(loop, App())
     protocol.data_received(b"GET / HTTP/1.1\r\nx-a: 1\r\n")
+    assert protocol._head_timer is not None  # a partial head is timed
     protocol._head_timeout()  # the timer firing
     assert answer(transport)[0] == 408
     silent, silent_transport = connect(loop, App())
