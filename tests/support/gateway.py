@@ -27,6 +27,16 @@ class RunningGateway:
         kwargs.setdefault("timeout", 10.0)
         return httpx.Client(base_url=self.url, **kwargs)
 
+    def logged(self, text: str, timeout: float = 5.0) -> bool:
+        """Whether the gateway's log says ``text`` (within ``timeout``): error
+        bodies hide internal reasons, the log keeps them."""
+        deadline = time.monotonic() + timeout
+        while text not in self.process.output:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
 
 def wait_ready(admin_url: str, process: Process, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
