@@ -53,7 +53,9 @@ class SigningKeys:
 
     def token(self, algorithm: str = "RS256", *, kid: str | None = "", **claims: Any) -> str:
         now = int(time.time())
-        payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": "ada", "iat": now, "exp": now + 300}
+        # A day: tests build some tokens at collection, and the whole suite runs
+        # for more than a few minutes before they are used.
+        payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": "ada", "iat": now, "exp": now + 86400}
         payload.update(claims)
         payload = {k: v for k, v in payload.items() if v is not None}
         key_id = self.kid_for[algorithm] if kid == "" else kid
