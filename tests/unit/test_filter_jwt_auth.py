@@ -111,7 +111,7 @@ def confused_token() -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=")
 
     header = part({"alg": "HS256", "typ": "JWT", "kid": "rsa-1"})
-    payload = part({"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 300})
+    payload = part({"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 86400})
     signing_input = header + b"." + payload
     signature = hmac.new(KEYS.rsa_public_pem(), signing_input, hashlib.sha256).digest()
     return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
