@@ -100,5 +100,5 @@ def unsigned_token(**claims: Any) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
     now = int(time.time())
-    payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 300, **claims}
+    payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 86400, **claims}
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(payload)}."
