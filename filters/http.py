@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.exchange import Exchange
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -36,6 +39,9 @@ class HttpRequest:
     # The path as sent, percent-escapes kept (REST templates match on it).
     raw_path: bytes = b""
     attributes: dict[str, Any] = field(default_factory=dict)
+    # What the request did (route, cluster, attempts), for the observers; set
+    # by the app, None when a filter or test builds a request of its own.
+    exchange: Exchange | None = None
     _headers: dict[str, str] | None = None
     _body: bytes | None = None
 

@@ -31,6 +31,7 @@ from gateway.errors import (
     bounded,
     error_response,
 )
+from gateway.exchange import Exchange, Observer
 from gateway.health_share import HealthShare
 from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
 from gateway.metrics import observe
@@ -86,6 +87,7 @@ class GatewayApp:
         on_startup: Sequence[Callable[[], Any]] = (),
         health_share: HealthShare | None = None,
         readiness: Readiness | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.upstreams = upstreams or Upstreams()
         self.admin_port = admin_port
@@ -105,6 +107,8 @@ class GatewayApp:
         self._last_reflection = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
         self._unexpected = ThrottledLog(log)
+        # Told of every finished request (metrics first; the access log, tracing).
+        self.observers: list[Observer] = [_observe_metrics, *observers]
         self.readiness = readiness or Readiness()
         self.readiness.targets = self._target_states
         self.active = self._build(snapshot)
@@ -297,16 +301,19 @@ class GatewayApp:
         strip = active.strips.get(port) if port is not None else None
         if strip is not None:
             header_list = strip(header_list)
+        method = scope["method"]
+        path = scope["path"]
+        exchange = Exchange(active.listener_names.get(port or 0, ""), method, path)
         request = HttpRequest(
-            method=scope["method"],
-            path=scope["path"],
+            method=method,
+            path=path,
             query_string=scope["query_string"],
             header_list=header_list,
             client=scope.get("client"),
             receive=receive,
             raw_path=scope.get("raw_path") or b"",
+            exchange=exchange,
         )
-        started = time.perf_counter()
         try:
             status = await self._respond(handler, request, send)
         except asyncio.CancelledError:
@@ -317,7 +324,15 @@ class GatewayApp:
             if reason is None or task is None or task.uncancel() > 0:
                 raise
             status = await self._interrupted(reason, active, port, send)
-        observe(active.listener_names.get(port or 0, ""), status, time.perf_counter() - started)
+        exchange.status = status
+        exchange.seconds = time.perf_counter() - exchange.started
+        if exchange.attempts:
+            exchange.grpc_status = exchange.attempts[-1].grpc_status
+        for observer in self.observers:
+            try:
+                observer(exchange)
+            except Exception as exc:
+                self._unexpected.report(exc, "observing a request")
 
     async def _interrupted(
         self, reason: Reason, active: Active, port: int | None, send: Send
@@ -388,6 +403,10 @@ class GatewayApp:
         mesh, self.upstreams.mesh = self.upstreams.mesh, None
         if mesh is not None:
             await mesh.stop()
+
+
+def _observe_metrics(exchange: Exchange) -> None:
+    observe(exchange.listener, exchange.status, exchange.seconds)
 
 
 async def _send(send: Send, response: HttpResponse) -> None:

@@ -138,11 +138,18 @@ class Router:
         )
         upstreams = self._upstreams
         plan = route.cluster.select(call, headers, attributes, upstreams.mesh)
-        upstream = upstreams.clients.get(plan.upstream or route.upstream)
+        upstream_name = plan.upstream or route.upstream
+        upstream = upstreams.clients.get(upstream_name)
+        exchange = request.exchange
+        if exchange is not None:
+            exchange.route = route.name
+            exchange.cluster = plan.cluster
+            exchange.upstream = upstream_name
+        invoker = upstreams.invoker
         if call.server_streaming:
-            stream = await upstreams.invoker.stream(plan, upstream, call, timeout)
+            stream = await invoker.stream(plan, upstream, call, timeout, exchange)
             return await decoded.encode_stream(stream)
-        return decoded.encode(await upstreams.invoker.unary(plan, upstream, call, timeout))
+        return decoded.encode(await invoker.unary(plan, upstream, call, timeout, exchange))
 
     async def _exposed_or_not_found(self, request: HttpRequest) -> HttpResponse:
         route = self._exposed(request.path)

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gateway.errors import GatewayError, UpstreamStatus, UpstreamUnavailable, http_status_for
+from gateway.exchange import Attempt, Exchange
 from gateway.metrics import count_retry
 from gateway.upstream.call import Call, Reply, ReplyStream, Upstream
 from gateway.upstream.clusters import CallPlan
@@ -53,7 +54,12 @@ class Invoker:
         self._sleep = sleep
 
     async def unary(
-        self, plan: CallPlan, upstream: Upstream, call: Call, timeout: float | None
+        self,
+        plan: CallPlan,
+        upstream: Upstream,
+        call: Call,
+        timeout: float | None,
+        exchange: Exchange | None = None,
     ) -> Reply:
         """Run the call on the plan's endpoints until it succeeds or retries run out."""
         await self._inject_fault(plan)
@@ -72,18 +78,25 @@ class Invoker:
                 if not plan.begin(endpoint):
                     raise overloaded(plan)
                 outcome: Outcome | None = None
+                record = None if exchange is None else exchange.begin_attempt(endpoint.address)
                 try:
                     reply = await upstream.unary(endpoint.address, call, try_timeout, plan.security)
                     outcome = Outcome.SUCCESS
+                    if record is not None:
+                        record.grpc_status = 0
                     return reply
                 except GatewayError as error:
                     outcome = outcome_of(error)
+                    if record is not None and outcome is not None:
+                        record.grpc_status = error.grpc_code
                     out_of_time = deadline is not None and self._clock() >= deadline
                     cause = getattr(error, "cause", None)
                     if out_of_time or not should_retry(retry, error.grpc_code, attempt, cause):
                         raise
                     failure = error
                 finally:
+                    if record is not None:
+                        record.seconds = time.perf_counter() - record.started
                     plan.end(endpoint, outcome, self._clock)
                     if holds_retry:
                         plan.retry_done()
@@ -105,34 +118,46 @@ class Invoker:
                 plan.retry_done()
 
     async def stream(
-        self, plan: CallPlan, upstream: Upstream, call: Call, timeout: float | None
+        self,
+        plan: CallPlan,
+        upstream: Upstream,
+        call: Call,
+        timeout: float | None,
+        exchange: Exchange | None = None,
     ) -> ReplyStream:
         """Start a response stream; the in-flight slot is held until it ends."""
         await self._inject_fault(plan)
         endpoint = plan.first
         if not plan.begin(endpoint):
             raise overloaded(plan)
+        attempt = None if exchange is None else exchange.begin_attempt(endpoint.address)
         try:
             started = await upstream.stream(
                 endpoint.address, call, shortest(timeout, plan.timeout), plan.security
             )
         except GatewayError as error:
+            _finish(attempt, error.grpc_code)
             plan.end(endpoint, outcome_of(error), self._clock)
             raise
         except BaseException:
+            _finish(attempt, None)
             plan.end(endpoint)
             raise
 
         async def counted() -> AsyncIterator[bytes]:
             outcome: Outcome | None = None
+            status: int | None = None
             try:
                 async for message in started.messages:
                     yield message
                 outcome = Outcome.SUCCESS
+                status = 0
             except GatewayError as error:
                 outcome = outcome_of(error)
+                status = error.grpc_code
                 raise
             finally:
+                _finish(attempt, status)
                 plan.end(endpoint, outcome, self._clock)
 
         return ReplyStream(started.initial_metadata, counted())
@@ -147,6 +172,12 @@ class Invoker:
         if deadline is None:
             return None
         return max(deadline - self._clock(), MIN_TRY_TIMEOUT)
+
+
+def _finish(attempt: Attempt | None, grpc_status: int | None) -> None:
+    if attempt is not None:
+        attempt.grpc_status = grpc_status
+        attempt.seconds = time.perf_counter() - attempt.started
 
 
 def shortest(a: float | None, b: float | None) -> float | None:

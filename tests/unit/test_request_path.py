@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.errors import Code, UpstreamStatus, UpstreamUnavailable
+from gateway.exchange import Exchange
 from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY
 from gateway.snapshot import Snapshot, compile_snapshot
 from gateway.upstream.call import Call, Reply
@@ -347,6 +348,40 @@ async def test_dubbo_route_retries_and_carries_group_and_types() -> None:
     assert call.dubbo.parameter_types == ["java.lang.String"]
     assert ("x-tenant", "t1") in call.metadata
     assert gateway.made == ["dubbo2"]
+
+
+async def test_every_finished_request_is_recorded_for_the_observers() -> None:
+    tries: list[str] = []
+
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        tries.append(address)
+        if len(tries) == 1:
+            raise UpstreamUnavailable("first endpoint down")
+        return Reply(b'{"ok":true}')
+
+    routes = DUBBO_ROUTE.format(cluster="dubbo-users", extra="        name: users")
+    clusters = """  - name: dubbo-users
+    protocol: dubbo
+    endpoints: [{address: "127.0.0.1:20880"}, {address: "127.0.0.1:20881"}]"""
+    gateway = InProcessGateway(config(routes, clusters), handler)
+    seen: list[Exchange] = []
+    gateway.app.observers.append(seen.append)
+    async with gateway.client() as client:
+        ok = await client.post("/dubbo/org.example.Users/find", content=b'["ann"]')
+        missing = await client.get("/nowhere")
+    assert (ok.status_code, missing.status_code) == (200, 404)
+    done, not_found = seen
+    assert (done.listener, done.method, done.path) == (
+        "public",
+        "POST",
+        "/dubbo/org.example.Users/find",
+    )
+    assert (done.route, done.cluster, done.upstream) == ("users", "dubbo-users", "dubbo2")
+    assert [a.endpoint for a in done.attempts] == tries and done.retries == 1
+    assert [a.grpc_status for a in done.attempts] == [Code.UNAVAILABLE, 0]
+    assert (done.status, done.grpc_status, done.endpoint) == (200, 0, tries[1])
+    assert 0 < done.upstream_seconds <= done.seconds
+    assert (not_found.status, not_found.route, not_found.attempts) == (404, "", [])
 
 
 @pytest.mark.parametrize(
