@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -107,11 +108,17 @@ class GatewayApp:
         self._last_reflection = float("-inf")
         self._background: set[asyncio.Future[None]] = set()
         self._unexpected = ThrottledLog(log)
+        # Ports whose servers drain after a reload removed them: how many
+        # drains are running on each, and the config they keep serving with.
+        self._drains: Counter[int] = Counter()
+        self._held: dict[int, Active] = {}
         # Told of every finished request (metrics first; the access log, tracing).
         self.observers: list[Observer] = [_observe_metrics, *observers]
         self.readiness = readiness or Readiness()
         self.readiness.targets = self._target_states
-        self.active = self._build(snapshot)
+        # The snapshot's own handlers; ``active`` adds those of draining ports.
+        self._own = self._build(snapshot)
+        self.active = self._own
         self._subscribe(snapshot)
         self.admin_app = admin(self) if admin is not None else None
 
@@ -132,9 +139,10 @@ class GatewayApp:
     def activate(self, snapshot: Snapshot, keep_ports: Iterable[int] = ()) -> None:
         """Swap in a new snapshot; requests already running keep the old one.
 
-        ``keep_ports``: ports the new snapshot no longer has but whose
-        listeners are still draining; their connections keep the old handlers
-        until :meth:`retire_ports`, so a request on them is never a 404.
+        ``keep_ports``: ports the new snapshot no longer has whose servers now
+        drain; their connections keep the old handlers until each drain ends
+        (:meth:`retire_ports`), across any reloads in between, so a request
+        on a connection that is still open is never a 404.
         """
         mesh = self.upstreams.mesh
         if mesh is not None:
@@ -145,31 +153,41 @@ class GatewayApp:
                 future.add_done_callback(self._background.discard)
         self._subscribe(snapshot)
         previous = self.active
-        active = self._build(snapshot)
-        kept = {p: previous.handlers[p] for p in keep_ports if p in previous.handlers}
-        if kept:
-            active = replace(
-                active,
-                handlers={**kept, **active.handlers},
-                listener_names={
-                    **{p: previous.listener_names[p] for p in kept},
-                    **active.listener_names,
-                },
-            )
-        self.active = active
+        for port in keep_ports:
+            if port in previous.handlers:
+                self._drains[port] += 1
+                self._held[port] = previous
+        self._own = self._build(snapshot)
+        self.active = self._with_held(self._own)
 
     def retire_ports(self, ports: Iterable[int]) -> None:
-        """Forget the handlers of drained listeners that the snapshot no longer has."""
-        listening = {listener.port for listener in self.active.snapshot.listeners}
-        gone = set(ports) - listening
-        if gone & set(self.active.handlers):
-            self.active = replace(
-                self.active,
-                handlers={p: h for p, h in self.active.handlers.items() if p not in gone},
-                listener_names={
-                    p: n for p, n in self.active.listener_names.items() if p not in gone
-                },
-            )
+        """A drain has ended: forget the handlers of ports no server serves any more."""
+        for port in ports:
+            if self._drains[port] > 1:
+                self._drains[port] -= 1
+                continue
+            self._drains.pop(port, None)
+            self._held.pop(port, None)
+        self.active = self._with_held(self._own)
+
+    def _with_held(self, active: Active) -> Active:
+        """``active`` plus what the ports still draining serve with (the snapshot's own win)."""
+        held = {p: old for p, old in self._held.items() if p not in active.handlers}
+        if not held:
+            return active
+        return replace(
+            active,
+            handlers={**{p: old.handlers[p] for p, old in held.items()}, **active.handlers},
+            listener_names={
+                **{p: old.listener_names[p] for p, old in held.items()},
+                **active.listener_names,
+            },
+            strips={
+                **{p: old.strips[p] for p, old in held.items() if p in old.strips},
+                **active.strips,
+            },
+            limits={**{p: old.limits[p] for p, old in held.items()}, **active.limits},
+        )
 
     def _subscribe(self, snapshot: Snapshot) -> None:
         """Point the registries at this snapshot's registry clusters and exposures."""
@@ -254,12 +272,17 @@ class GatewayApp:
         return found
 
     def _keepalive(self) -> dict[str, Keepalive]:
-        return {
-            endpoint.address: (cluster.config.keepalive.time, cluster.config.keepalive.timeout)
-            for cluster in self.active.snapshot.clusters.values()
-            if isinstance(cluster, StaticCluster)
-            for endpoint in cluster.endpoints
-        }
+        """Each endpoint's keepalive: its static cluster's, or its xDS cluster's (CDS)."""
+        found: dict[str, Keepalive] = {}
+        mesh = self.upstreams.mesh
+        if mesh is not None:
+            found.update(mesh.core.keepalives())
+        for cluster in self.active.snapshot.clusters.values():
+            if isinstance(cluster, StaticCluster):
+                keepalive = cluster.config.keepalive
+                for endpoint in cluster.endpoints:
+                    found[endpoint.address] = (keepalive.time, keepalive.timeout)
+        return found
 
     def _start_health(self) -> None:
         monitor = self.health_monitor = HealthMonitor(

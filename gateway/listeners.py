@@ -113,6 +113,14 @@ class ListenerSet:
         # after its current response, and waits for them (cancelling the rest
         # at the timeout).
         await serving.server.shutdown(sockets=[serving.sock])
+        # What uvicorn leaves open (a connection that outlived the timeout, or
+        # one accepted as the socket closed) is closed here: once the drain
+        # ends nothing may be served for this listener; a kept-alive
+        # connection reused later would meet a port with no listener (404).
+        for connection in list(serving.server.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.close()
 
     def stop_later(self, address: str, drain_timeout: float, done: Callable[[], None]) -> None:
         """:meth:`stop` in the background; ``done`` runs once it has drained."""

@@ -102,8 +102,12 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self.app: GatewayApp | None = None
         self.listeners: ListenerSet | None = None
-        # What the file held when first loaded: the watch reports changes from it.
+        # What the file held when last loaded: the watch reports changes from it.
         self._loaded_digest: str | None = None
+        # The file watch, and the (watch, debounce) it runs with: a reload that
+        # changes them restarts it.
+        self._watching: asyncio.Task[None] | None = None
+        self._watch_settings: tuple[bool, float] | None = None
 
     # -- signals -------------------------------------------------------------
 
@@ -168,8 +172,7 @@ class Worker:
         if self._reload_pending is not None:
             self._spawn(self.reload(self._reload_pending))
             self._reload_pending = None
-        if snapshot.config.reload.watch:
-            self._spawn(self._watch(snapshot))
+        self._follow_reload_settings()
         await self._stop.wait()
         await self.drain()
         return 0
@@ -205,13 +208,30 @@ class Worker:
 
     # -- reloads ---------------------------------------------------------------
 
-    async def _watch(self, snapshot: Snapshot) -> None:
-        reload = snapshot.config.reload
+    def _follow_reload_settings(self) -> None:
+        """Start, stop or restart the file watch as the running config's reload says."""
+        assert self.app is not None
+        reload = self.app.active.snapshot.config.reload
+        settings = (reload.watch, reload.debounce)
+        if settings == self._watch_settings:
+            return
+        self._watch_settings = settings
+        if self._watching is not None:
+            # watchfiles sets the stop event it was given when cancelled: the
+            # watch has one of its own, never the worker's.
+            self._watching.cancel()
+            self._watching = None
+        if reload.watch:
+            self._watching = asyncio.ensure_future(self._watch(reload.debounce))
+            self._tasks.add(self._watching)
+            self._watching.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, debounce: float) -> None:
         await watch_config(
             self.config_path,
-            reload.debounce,
+            debounce,
             lambda: self.reload("file changed"),
-            self._stop,
+            asyncio.Event(),
             loaded_digest=self._loaded_digest,
         )
 
@@ -223,10 +243,16 @@ class Worker:
             self.readiness.last_reload = f"{why}: {outcome}"
             self.readiness.reloads += 1
             self.readiness.publish()
+            applied = outcome.startswith("ok")
+        if applied:
+            # Not from inside this call: it may be running in the watch task
+            # that is about to be replaced.
+            asyncio.get_running_loop().call_soon(self._follow_reload_settings)
 
     async def _reload(self) -> str:
         assert self.app is not None and self.listeners is not None
         app, listeners = self.app, self.listeners
+        digest = content_digest(self.config_path)
         try:
             snapshot = load_snapshot(self.config_path, previous=app.active.snapshot)
         except ConfigError as exc:
@@ -258,6 +284,7 @@ class Worker:
         for address, port in zip(removed, removed_ports, strict=True):
             listeners.stop_later(address, config.drain_timeout, partial(app.retire_ports, [port]))
         self.readiness.listeners = tuple(sorted(wanted))
+        self._loaded_digest = digest
         summary = f"added {sorted(added)}, removed {sorted(removed)}" if added or removed else ""
         log.info("config reloaded from %s %s", self.config_path, summary)
         return f"ok {summary}".strip()

@@ -323,6 +323,15 @@ class MeshCore:
             if view.health is not None
         }
 
+    def keepalives(self) -> dict[str, tuple[float, float]]:
+        """The HTTP/2 keepalive of every endpoint whose cluster sets one, by address."""
+        return {
+            endpoint.address: view.cluster.keepalive
+            for view in self._cluster_views.values()
+            if view.cluster.keepalive is not None
+            for endpoint in view.balancer.endpoints
+        }
+
     def _forget_unused_clusters(self) -> None:
         used = {n for v in self._views.values() for n in v.clusters}
         for name in list(self._cluster_views):

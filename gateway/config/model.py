@@ -659,9 +659,27 @@ class GrpcHealthCheckConfig(Model):
     """The service name sent in grpc.health.v1 HealthCheckRequest; "" is the server."""
 
 
+class StatusRangeConfig(Model):
+    start: int = Field(ge=100, le=599)
+    """The first status in the range."""
+    end: int = Field(ge=101, le=600)
+    """One past the last status in the range (half-open, as Envoy's Int64Range)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StatusRangeConfig:
+        if self.end <= self.start:
+            raise ValueError("end must be greater than start")
+        return self
+
+
 class HttpHealthCheckConfig(Model):
     path: str = "/"
-    """GET this path over HTTP/1.1; a 2xx answer is healthy."""
+    """GET this path over HTTP/1.1."""
+    expected_statuses: list[StatusRangeConfig] = Field(
+        default_factory=lambda: [StatusRangeConfig(start=200, end=201)]
+    )
+    """The answers that pass, as half-open ranges; Envoy's default, 200 only. Any 2xx:
+    ``[{start: 200, end: 300}]``."""
 
 
 class TcpHealthCheckConfig(Model):

@@ -43,7 +43,13 @@ from mesh.hashing import HashOn, HashPolicy, RequestAttributes, hash_key
 from mesh.outlier import Outcome
 from mesh.retry import RETRY_ON_CAUSES, RetryPolicy
 from mesh.security import UpstreamTls, exact_names
-from mesh.xds.cluster import Cluster, HealthCheck, OutlierDetection, RetryBudget
+from mesh.xds.cluster import (
+    ENVOY_EXPECTED_STATUSES,
+    Cluster,
+    HealthCheck,
+    OutlierDetection,
+    RetryBudget,
+)
 from mesh.xds.endpoints import LoadAssignment, LocalityEndpoints
 
 if TYPE_CHECKING:
@@ -315,6 +321,11 @@ def health_check(config: HealthCheckConfig | None) -> HealthCheck | None:
         healthy_threshold=config.healthy_threshold,
         grpc_service=config.grpc.service if config.grpc is not None else "",
         http_path=config.http.path if config.http is not None else "/",
+        http_expected_statuses=(
+            tuple((r.start, r.end) for r in config.http.expected_statuses)
+            if config.http is not None
+            else ENVOY_EXPECTED_STATUSES
+        ),
     )
 
 

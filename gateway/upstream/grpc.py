@@ -87,6 +87,11 @@ class GrpcUpstream:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.keepalive_time_ms", int(ping * 1000)),
                 ("grpc.keepalive_timeout_ms", int(wait * 1000)),
+                # While a call is running grpc sends BDP pings, and its keepalive
+                # ping waits behind them; their acks are awaited for a minute
+                # unless told otherwise. The same wait for every ping, so a
+                # silent peer fails a running call in time + timeout too.
+                ("grpc.http2.ping_timeout_ms", int(wait * 1000)),
             )
             if security is None:
                 channel = grpc.aio.insecure_channel(address, options=options)
@@ -104,7 +109,9 @@ class GrpcUpstream:
 
     def set_keepalive(self, keepalive: Mapping[str, Keepalive]) -> None:
         """Per endpoint keepalive (its cluster's); a changed one re-creates the channel."""
-        changed = {a for a, k in keepalive.items() if self._keepalive.get(a, k) != k}
+        changed = {
+            a for a, k in keepalive.items() if self._keepalive.get(a, DEFAULT_KEEPALIVE) != k
+        }
         self._keepalive = dict(keepalive)
         for address in changed:
             self._drop(address)

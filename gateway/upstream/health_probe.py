@@ -41,7 +41,7 @@ class Prober:
                 if check.kind == "grpc":
                     return await self._grpc(address, check.grpc_service, check.timeout_s)
                 if check.kind == "http":
-                    return await self._get(address, check.http_path)
+                    return check.http_passes(await self._get(address, check.http_path))
                 return await _connect(address)
         except (TimeoutError, OSError, grpc.aio.AioRpcError, httpx.HTTPError):
             return False
@@ -55,11 +55,11 @@ class Prober:
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
-    async def _get(self, address: str, path: str) -> bool:
+    async def _get(self, address: str, path: str) -> int:
+        """The status of ``GET path``."""
         if self._http is None:
             self._http = httpx.AsyncClient()
-        response = await self._http.get(f"http://{address}{path}")
-        return 200 <= response.status_code < 300
+        return (await self._http.get(f"http://{address}{path}")).status_code
 
     async def retain(self, addresses: set[str]) -> None:
         """Close the probe connections of endpoints no cluster has any more."""

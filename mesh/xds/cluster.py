@@ -9,6 +9,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.load_balancing_policies.maglev.v3 import maglev_pb2
 from envoy.extensions.load_balancing_policies.ring_hash.v3 import ring_hash_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf.message import Message
 
 from mesh.errors import ResourceError
@@ -35,6 +36,8 @@ _TYPED_POLICIES = {
     "envoy.extensions.load_balancing_policies.random.v3.Random": "random",
 }
 MAX_RING_SIZE = 8 * 1024 * 1024
+# Envoy's HTTP health check passes 200 alone unless told otherwise.
+ENVOY_EXPECTED_STATUSES = ((200, 201),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +80,11 @@ class HealthCheck:
     healthy_threshold: int = 1
     grpc_service: str = ""
     http_path: str = "/"
+    # HTTP answers that pass, as half-open [start, end) ranges.
+    http_expected_statuses: tuple[tuple[int, int], ...] = ENVOY_EXPECTED_STATUSES
+
+    def http_passes(self, status: int) -> bool:
+        return any(start <= status < end for start, end in self.http_expected_statuses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +114,9 @@ class Cluster:
     retry_budget: RetryBudget | None = None
     # The UpstreamTlsContext (gRFC A29); None: plaintext.
     tls: ClusterTls | None = None
+    # HTTP/2 PING keepalive (seconds: interval, then timeout for the ack), from the
+    # cluster's http2_protocol_options.connection_keepalive; None: the default.
+    keepalive: tuple[float, float] | None = None
 
     def references(self) -> tuple[str, ...]:
         return (self.eds_service_name,)
@@ -137,6 +148,7 @@ def cluster(proto: cluster_pb2.Cluster) -> Cluster:
         panic_threshold=_panic_threshold(proto),
         max_retries=_max_retries(proto),
         retry_budget=_retry_budget(proto),
+        keepalive=_keepalive(proto),
     )
 
 
@@ -225,8 +237,53 @@ def _health_check(proto: cluster_pb2.Cluster) -> HealthCheck | None:
             healthy_threshold=healthy,
             grpc_service=check.grpc_health_check.service_name,
             http_path=check.http_health_check.path or "/",
+            http_expected_statuses=_expected_statuses(check.http_health_check),
         )
     return None
+
+
+# Where a cluster's HTTP/2 options live since Envoy 1.17 (the field on the
+# Cluster itself is the deprecated place, still read).
+_HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+# Envoy's default PING timeout when connection_keepalive gives only the interval.
+DEFAULT_KEEPALIVE_TIMEOUT = 15.0
+
+
+def _keepalive(proto: cluster_pb2.Cluster) -> tuple[float, float] | None:
+    options = None
+    typed = proto.typed_extension_protocol_options.get(_HTTP_PROTOCOL_OPTIONS)
+    if typed is not None:
+        unpacked = http_protocol_options_pb2.HttpProtocolOptions()
+        if not typed.Unpack(unpacked):
+            raise ResourceError(f"{_HTTP_PROTOCOL_OPTIONS}: cannot unpack {typed.type_url}")
+        config = unpacked.WhichOneof("upstream_protocol_options")
+        if config == "explicit_http_config":
+            options = unpacked.explicit_http_config.http2_protocol_options
+        elif config == "use_downstream_protocol_config":
+            options = unpacked.use_downstream_protocol_config.http2_protocol_options
+        elif config == "auto_config":
+            options = unpacked.auto_config.http2_protocol_options
+    elif proto.HasField("http2_protocol_options"):
+        options = proto.http2_protocol_options
+    if options is None or not options.HasField("connection_keepalive"):
+        return None
+    keepalive = options.connection_keepalive
+    if not keepalive.HasField("interval"):
+        return None  # Envoy sends no PINGs without an interval
+    interval = seconds(keepalive.interval)
+    timeout = (
+        seconds(keepalive.timeout) if keepalive.HasField("timeout") else DEFAULT_KEEPALIVE_TIMEOUT
+    )
+    if interval <= 0 or timeout <= 0:
+        raise ResourceError("connection_keepalive: interval and timeout must be positive")
+    return (interval, timeout)
+
+
+def _expected_statuses(check: Any) -> tuple[tuple[int, int], ...]:
+    ranges = tuple((int(r.start), int(r.end)) for r in check.expected_statuses)
+    if any(not 100 <= start < end <= 600 for start, end in ranges):
+        raise ResourceError("http_health_check.expected_statuses must be within [100, 600)")
+    return ranges or ENVOY_EXPECTED_STATUSES
 
 
 def _typed_policy(proto: cluster_pb2.Cluster, message: type[Message]) -> Message | None:

@@ -67,6 +67,44 @@ async def test_old_port_is_served_until_retired() -> None:
     assert (await status_on(gateway, NEW), await status_on(gateway, OLD)) == (200, 404)
 
 
+def moved_to(gateway: InProcessGateway, port: int) -> Any:
+    text = CONFIG.format(port=port)
+    return compile_snapshot(
+        load_config_text(text, base_dir=REPO),
+        _sources(text),
+        previous=gateway.snapshot,
+        rng=random.Random(1),
+    )
+
+
+async def test_a_draining_port_is_served_across_later_reloads() -> None:
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        return Reply(gateway.message("meshgate.test.v1.Shelf")(id=1).SerializeToString())
+
+    gateway = InProcessGateway(CONFIG.format(port=OLD), handler)
+    gateway.app.activate(moved_to(gateway, NEW), keep_ports=[OLD])
+    # A second reload (the same listener set) while OLD still drains.
+    gateway.app.activate(moved_to(gateway, NEW))
+    assert await status_on(gateway, OLD) == 200
+    gateway.app.retire_ports([OLD])
+    assert await status_on(gateway, OLD) == 404
+
+
+async def test_a_port_removed_twice_is_held_until_both_drains_end() -> None:
+    async def handler(address: str, call: Call, timeout: float | None) -> Reply:
+        return Reply(gateway.message("meshgate.test.v1.Shelf")(id=1).SerializeToString())
+
+    gateway = InProcessGateway(CONFIG.format(port=OLD), handler)
+    gateway.app.activate(moved_to(gateway, NEW), keep_ports=[OLD])  # first drain of OLD
+    gateway.app.activate(moved_to(gateway, OLD), keep_ports=[NEW])  # OLD back
+    gateway.app.activate(moved_to(gateway, NEW), keep_ports=[OLD])  # second drain of OLD
+    gateway.app.retire_ports([OLD])  # the first drain ends; the second still runs
+    assert await status_on(gateway, OLD) == 200
+    gateway.app.retire_ports([OLD])
+    assert await status_on(gateway, OLD) == 404
+    assert await status_on(gateway, NEW) == 200
+
+
 async def test_retiring_a_port_the_snapshot_still_has_changes_nothing() -> None:
     async def handler(address: str, call: Call, timeout: float | None) -> Any:
         return Reply(gateway.message("meshgate.test.v1.Shelf")(id=1).SerializeToString())

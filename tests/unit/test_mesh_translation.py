@@ -322,3 +322,42 @@ def test_cluster_resilience_fields_are_translated() -> None:
     http_check.timeout.seconds = 1
     parsed = cluster(http).health_check
     assert parsed is not None and (parsed.kind, parsed.http_path) == ("http", "/healthz")
+    # Envoy's default: 200 alone passes.
+    assert [parsed.http_passes(s) for s in (200, 204, 503)] == [True, False, False]
+    http_check.http_health_check.expected_statuses.add(start=200, end=300)
+    http_check.http_health_check.expected_statuses.add(start=429, end=430)
+    ranged = cluster(http).health_check
+    assert ranged is not None
+    assert [ranged.http_passes(s) for s in (200, 204, 429, 300, 503)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    http_check.http_health_check.expected_statuses.add(start=300, end=200)
+    with pytest.raises(ResourceError, match="expected_statuses"):
+        cluster(http)
+
+
+def test_http2_keepalive_is_read_from_either_place() -> None:
+    from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+    assert cluster(b.cluster(V1)).keepalive is None
+    deprecated = b.cluster(V1)
+    deprecated.http2_protocol_options.connection_keepalive.interval.seconds = 20
+    assert cluster(deprecated).keepalive == (20.0, 15.0)  # Envoy's default timeout
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    ping = options.explicit_http_config.http2_protocol_options.connection_keepalive
+    ping.interval.seconds = 5
+    ping.timeout.nanos = 250_000_000
+    typed = b.cluster(V1)
+    typed.typed_extension_protocol_options[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ].Pack(options)
+    assert cluster(typed).keepalive == (5.0, 0.25)
+    ping.ClearField("interval")
+    typed.typed_extension_protocol_options[
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    ].Pack(options)
+    assert cluster(typed).keepalive is None  # no interval: no PINGs, as Envoy
