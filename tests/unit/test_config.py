@@ -18,6 +18,7 @@ from gateway.snapshot import Snapshot, compile_snapshot
 from gateway.sources import load_sources
 from gateway.transcode.protobuf_kind import ProtobufTranscoding
 from gateway.upstream.clusters import StaticClusterRef
+from mesh.xds.cluster import HealthCheck
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -289,3 +290,22 @@ def test_health_check_needs_exactly_one_kind() -> None:
         "health_check: {grpc: {service: demo},", "health_check: {tcp: {}, http: {},"
     )
     assert any("exactly one of grpc, http or tcp" in issue for issue in issues_of(text))
+
+
+def test_http_health_check_expected_statuses() -> None:
+    def http_check(spec: str) -> HealthCheck:
+        text = RESILIENT.replace("health_check: {grpc: {service: demo},", f"health_check: {spec},")
+        snapshot = compile_loaded(load_config_text(text, base_dir=REPO / "config"))
+        check = snapshot.clusters["greeter"].cluster.health_check
+        assert check is not None
+        return check
+
+    envoy_default = http_check("{http: {path: /healthz}")
+    assert [envoy_default.http_passes(s) for s in (200, 204)] == [True, False]
+    any_2xx = http_check("{http: {expected_statuses: [{start: 200, end: 300}]}")
+    assert [any_2xx.http_passes(s) for s in (200, 204, 300)] == [True, True, False]
+    backwards = RESILIENT.replace(
+        "health_check: {grpc: {service: demo},",
+        "health_check: {http: {expected_statuses: [{start: 300, end: 200}]},",
+    )
+    assert any("end must be greater than start" in issue for issue in issues_of(backwards))
