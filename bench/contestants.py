@@ -63,6 +63,24 @@ def python_backend() -> Iterator[Running]:
         )
 
 
+@contextmanager
+def grpc_gateway(backend: Running, binary: Path) -> Iterator[Running]:
+    """grpc-gateway v2's reverse proxy (bench/grpcgateway), one core, in front of ``backend``."""
+    port = free_port()
+    process = Process(
+        [str(binary), "--port", str(port), "--backend", f"127.0.0.1:{backend_port(backend)}"],
+        env={"GOMAXPROCS": "1"},
+    )
+    try:
+        process.wait_for_line("READY", timeout=15)
+        wait_for_port(port)
+        yield Running(
+            "grpc-gateway", f"http://127.0.0.1:{port}{ECHO_PATH}", False, process.proc.pid
+        )
+    finally:
+        process.stop()
+
+
 def backend_port(backend: Running) -> int:
     return int(backend.url.split("/")[2].rsplit(":", 1)[1])
 

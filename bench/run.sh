@@ -27,9 +27,19 @@ if [ ! -x "$binary" ]; then
   (cd "$here/gobackend" && go build -trimpath -o "$binary.tmp" . && mv "$binary.tmp" "$binary")
 fi
 
+# grpc-gateway's reverse proxy, the second reference (bench/grpcgateway), cached the same way.
+gw_hash="$(cd "$here/grpcgateway" && cat go.mod go.sum ./*.go echopb/*.go | sha256sum | cut -c1-16)"
+grpcgateway="$cache/grpcgateway-$gw_hash"
+if [ ! -x "$grpcgateway" ]; then
+  echo "building grpc-gateway into $grpcgateway"
+  mkdir -p "$cache"
+  (cd "$here/grpcgateway" && go build -trimpath -o "$grpcgateway.tmp" . && mv "$grpcgateway.tmp" "$grpcgateway")
+fi
+
 [ -x "$repo/.venv/bin/py-spy" ] || "$python" -m pip install -q py-spy
 "$python" -c "import granian" 2>/dev/null || "$python" -m pip install -q granian
 
 cd "$repo"
 export MESHGATE_BENCH_GOBACKEND="$binary"
+export MESHGATE_BENCH_GRPCGATEWAY="$grpcgateway"
 exec "$python" -m bench.run "$@"
