@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import sys
 
+import pytest
+from pydantic import ValidationError
+
+from gateway.config.model import GatewayConfig, TracingConfig
 from gateway.exchange import Exchange
 from gateway.tracing.context import (
     MAX_TRACESTATE_MEMBERS,
@@ -58,9 +62,7 @@ def test_an_invalid_traceparent_is_refused(value: str) -> None:
 
 def test_a_future_version_is_read_as_far_as_version_00_goes() -> None:
     assert parse_traceparent(f"cc-{TRACE}-{SPAN}-01") == TraceParent(TRACE, SPAN, 1)
-    assert parse_traceparent(f"cc-{TRACE}-{SPAN}-01-what-comes-next") == TraceParent(
-        TRACE, SPAN, 1
-    )
+    assert parse_traceparent(f"cc-{TRACE}-{SPAN}-01-what-comes-next") == TraceParent(TRACE, SPAN, 1)
     # ...but what follows the flags must start with a dash, and the ids stay checked.
     assert parse_traceparent(f"cc-{TRACE}-{SPAN}-01x") is None
     assert parse_traceparent(f"cc-{'0' * 32}-{SPAN}-01") is None
@@ -122,7 +124,10 @@ def test_ratio_sampling_follows_the_trace_id_low_half() -> None:
 
 def _call() -> Call:
     return Call(
-        "pkg.Svc", "Do", [b""], (("traceparent", "from-client"), ("x-a", "1"), ("tracestate", "z=9"))
+        "pkg.Svc",
+        "Do",
+        [b""],
+        (("traceparent", "from-client"), ("x-a", "1"), ("tracestate", "z=9")),
     )
 
 
@@ -157,3 +162,30 @@ def test_a_new_trace_is_sampled_by_the_ratio_and_drops_a_stray_tracestate() -> N
         parent = parse_traceparent(str(metadata["traceparent"]))
         assert parent is not None and parent.trace_id == exchange.trace_id
         assert parent.sampled is sampled
+
+
+def _tracing_config(tracing: dict[str, object]) -> GatewayConfig:
+    return GatewayConfig.model_validate(
+        {"listeners": [{"name": "l", "address": "127.0.0.1:1", "routes": []}], "tracing": tracing}
+    )
+
+
+def test_tracing_yaml_defaults_and_bounds() -> None:
+    config = _tracing_config({"otlp": {"endpoint": "127.0.0.1:4317"}})
+    assert config.tracing is not None and config.tracing.otlp is not None
+    assert config.tracing.sampling == 1.0 and config.tracing.service_name == "meshgate"
+    assert config.tracing.otlp.schedule_delay == 5.0
+    assert _tracing_config({}).tracing == TracingConfig()  # propagation only
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        _tracing_config({"sampling": 1.5})
+
+
+def test_otlp_without_the_otel_extra_is_a_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if the extra were not installed: the import of the SDK fails.
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    with pytest.raises(
+        ValidationError, match=r"needs the otel extra \(pip install 'meshgate\[otel\]'\)"
+    ):
+        _tracing_config({"otlp": {"endpoint": "127.0.0.1:4317"}})
+    # Propagation alone needs nothing more.
+    assert _tracing_config({"sampling": 0.5}).tracing is not None
