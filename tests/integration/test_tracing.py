@@ -19,9 +19,11 @@ import httpx
 import pytest
 
 from gateway.tracing.context import TraceParent, parse_traceparent
+from tests.support.dubbo2_relay import dubbo2_relay
 from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.net import free_port
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
+from tests.support.peers import peer_or_skip
 from tests.support.processes import echo_backend
 
 pytestmark = pytest.mark.integration
@@ -314,3 +316,78 @@ def test_a_missing_collector_costs_no_request(
             received_parent(echo(gateway))
         with httpx.Client(timeout=5.0) as client:
             assert client.get(f"{gateway.admin_url}/ready").status_code == 200
+
+
+# --- dubbo2: traceparent as an attachment ---------------------------------------------------
+
+USERS = "org.apache.dubbo.meshgate.UserService"
+
+
+@pytest.mark.parametrize("peer_name", ["go", "java"])
+def test_a_dubbo2_call_carries_traceparent_as_an_attachment(
+    peer_name: str, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """The real Dubbo peers behind a relay that records the frames meshgate sends."""
+    with peer_or_skip(peer_name) as peer:
+        assert peer.dubbo_port is not None
+        with dubbo2_relay(f"127.0.0.1:{peer.dubbo_port}") as relay:
+            config = {
+                "listeners": [
+                    {
+                        "name": "public",
+                        "routes": [
+                            {
+                                "name": "users",
+                                "match": {"prefix": "/dubbo/"},
+                                "dubbo": {"parameter_types": {"echo": ["java.lang.String"]}},
+                                "cluster": "users",
+                                "timeout": "30s",
+                            }
+                        ],
+                    }
+                ],
+                "clusters": [
+                    {
+                        "name": "users",
+                        "protocol": "dubbo",
+                        "group": "g1",
+                        "version": "1.0.0",
+                        "endpoints": [{"address": relay.address}],
+                    }
+                ],
+                "tracing": {
+                    "otlp": {"endpoint": receiver.endpoint, "schedule_delay": FAST_EXPORT},
+                },
+            }
+            trace_id = ("d2" if peer_name == "go" else "d3") * 16
+            with run_gateway(config, tmp_path) as gateway, gateway.client(timeout=30.0) as client:
+                reply = client.post(
+                    f"/dubbo/{USERS}/echo",
+                    json=["traced"],
+                    headers={
+                        "traceparent": f"00-{trace_id}-{CALLER_SPAN}-01",
+                        "tracestate": "congo=t61",
+                    },
+                )
+            assert reply.status_code == 200, reply.text
+            (request,) = relay.invocations("echo")
+            attachments = request.invocation.attachments
+            sent = parse_traceparent(str(attachments.get("traceparent")))
+            assert sent is not None, attachments
+            assert sent.trace_id == trace_id and sent.sampled
+            assert attachments.get("tracestate") == "congo=t61"
+            if peer_name == "go":
+                # dubbo-go returns every attachment it read with the result.
+                response = relay.response_to(request)
+                assert response is not None
+                assert response.attachments.get("traceparent") == attachments["traceparent"]
+
+    spans = spans_of(receiver, trace_id, clients=1)
+    server, span = one(spans, SERVER), one(spans, CLIENT)
+    assert span.span_id == sent.span_id  # the provider's parent is the exported client span
+    assert span.parent_span_id == server.span_id
+    assert server.parent_span_id == CALLER_SPAN
+    assert span.attributes["rpc.system"] == "apache_dubbo"
+    assert span.attributes["rpc.service"] == USERS
+    assert span.attributes["rpc.method"] == "echo"
+    assert span.attributes["server.port"] == int(relay.address.rsplit(":", 1)[1])
