@@ -10,6 +10,7 @@ of the attempt that reached it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from gateway.tracing.context import TraceParent, parse_traceparent
 from tests.support.dubbo2_relay import dubbo2_relay
@@ -391,3 +393,41 @@ def test_a_dubbo2_call_carries_traceparent_as_an_attachment(
     assert span.attributes["rpc.service"] == USERS
     assert span.attributes["rpc.method"] == "echo"
     assert span.attributes["server.port"] == int(relay.address.rsplit(":", 1)[1])
+
+
+def test_a_response_stream_is_traced(
+    traced: RunningGateway, receiver: OtlpReceiver, backends: Backends
+) -> None:
+    headers = {"traceparent": f"00-{'7' * 32}-{CALLER_SPAN}-01"}
+    with traced.client() as client:
+        reply = client.post(
+            "/meshgate.test.v1.EchoService/ServerStream",
+            json={"message": "s", "echoMetadata": True, "tags": ["a", "b"]},
+            headers=headers,
+        )
+    assert reply.status_code == 200, reply.text
+    messages = reply.json()
+    assert len(messages) == 2
+    sent = received_parent(messages[0])
+    assert sent.trace_id == "7" * 32
+    spans = spans_of(receiver, sent.trace_id, clients=1)
+    server, span = one(spans, SERVER), one(spans, CLIENT)
+    assert span.span_id == sent.span_id and span.parent_span_id == server.span_id
+    assert span.attributes["rpc.method"] == "ServerStream"
+    assert span.attributes["rpc.grpc.status_code"] == 0
+
+
+def test_a_reload_turns_tracing_on(echo_set: Path, backends: Backends, tmp_path: Path) -> None:
+    config = gateway_config(echo_set, backends.addresses, None)
+    config["reload"] = {"debounce": "100ms"}
+    with run_gateway(config, tmp_path) as gateway:
+        assert "traceparent" not in echo(gateway)["metadata"]
+        written = yaml.safe_load(gateway.config_path.read_text())
+        written["tracing"] = {"sampling": 0.0}
+        gateway.config_path.write_text(yaml.safe_dump(written))
+        deadline = time.monotonic() + 30
+        while "traceparent" not in (metadata := echo(gateway)["metadata"]):
+            assert time.monotonic() < deadline, "the reload did not turn tracing on"
+            time.sleep(0.2)
+        started = parse_traceparent(metadata["traceparent"])
+        assert started is not None and not started.sampled
