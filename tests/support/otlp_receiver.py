@@ -50,11 +50,22 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 @dataclass
 class OtlpReceiver:
     endpoint: str
+    # False: only count the spans (a sink for the benchmark).
+    keep_spans: bool = True
     spans: list[ReceivedSpan] = field(default_factory=list)
     exports: int = 0
+    received: int = 0  # spans, kept or not
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self, request: trace_service_pb2.ExportTraceServiceRequest) -> None:
+        if not self.keep_spans:
+            count = sum(
+                len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans
+            )
+            with self._lock:
+                self.received += count
+                self.exports += 1
+            return
         found = []
         for resource_spans in request.resource_spans:
             resource = _attributes(resource_spans.resource.attributes)
@@ -76,6 +87,7 @@ class OtlpReceiver:
                     )
         with self._lock:
             self.spans.extend(found)
+            self.received += len(found)
             self.exports += 1
 
     def snapshot(self) -> list[ReceivedSpan]:
@@ -111,9 +123,9 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
 
 
 @contextmanager
-def otlp_receiver() -> Iterator[OtlpReceiver]:
+def otlp_receiver(keep_spans: bool = True) -> Iterator[OtlpReceiver]:
     port = free_port()
-    receiver = OtlpReceiver(f"127.0.0.1:{port}")
+    receiver = OtlpReceiver(f"127.0.0.1:{port}", keep_spans)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(receiver), server)
     server.add_insecure_port(receiver.endpoint)
