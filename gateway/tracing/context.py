@@ -43,7 +43,6 @@ TRACESTATE_LONG_MEMBER = 128
 # A header this long is not looked at: nothing valid is anywhere near it.
 MAX_HEADER_CHARS = 8192
 
-_HEX = frozenset("0123456789abcdef")
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 # Section 3.3.1.3: key = simple-key / multi-tenant-key, value = printable ASCII
@@ -67,28 +66,22 @@ class TraceParent:
         return bool(self.flags & SAMPLED)
 
 
-def _is_hex(text: str) -> bool:
-    return _HEX.issuperset(text)
+# version-trace_id-parent_id-flags, each field lower-case hex of a fixed length.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def parse_traceparent(value: str) -> TraceParent | None:
     """The trace context in a ``traceparent`` value, or None if it is invalid."""
-    if len(value) < VERSION_00_LENGTH or len(value) > MAX_HEADER_CHARS:
+    if len(value) > MAX_HEADER_CHARS:
         return None
-    version = value[:2]
-    if not _is_hex(version) or version == "ff":
+    found = _TRACEPARENT.match(value)
+    if found is None:
         return None
-    if version == "00" and len(value) != VERSION_00_LENGTH:
+    version, trace_id, span_id, flags = found.groups()
+    # Version 00 is exactly this long; a future one may append fields, each after a dash.
+    if len(value) != VERSION_00_LENGTH and (version == "00" or value[VERSION_00_LENGTH] != "-"):
         return None
-    # A future version may append fields, each after a dash.
-    if len(value) > VERSION_00_LENGTH and value[VERSION_00_LENGTH] != "-":
-        return None
-    if value[2] != "-" or value[35] != "-" or value[52] != "-":
-        return None
-    trace_id, span_id, flags = value[3:35], value[36:52], value[53:55]
-    if not (_is_hex(trace_id) and _is_hex(span_id) and _is_hex(flags)):
-        return None
-    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
+    if version == "ff" or trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
         return None
     return TraceParent(trace_id, span_id, int(flags, 16))
 
@@ -166,7 +159,7 @@ def incoming(headers: Iterable[tuple[str, str]]) -> Incoming:
     parent = parse_traceparent(parents[0].strip(" \t"))
     if parent is None:
         return NO_PARENT
-    return Incoming(parent, parse_tracestate(states))
+    return Incoming(parent, parse_tracestate(states) if states else "")
 
 
 def new_trace_id(rng: random.Random) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import pytest
@@ -20,7 +21,7 @@ from gateway.tracing.context import (
     sampled_by_ratio,
 )
 from gateway.tracing.tracer import Tracer
-from gateway.upstream.call import Call
+from gateway.upstream.call import Call, DubboOptions
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 SPAN = "b7ad6b7169203331"
@@ -189,3 +190,32 @@ def test_otlp_without_the_otel_extra_is_a_load_error(monkeypatch: pytest.MonkeyP
         _tracing_config({"otlp": {"endpoint": "127.0.0.1:4317"}})
     # Propagation alone needs nothing more.
     assert _tracing_config({"sampling": 0.5}).tracing is not None
+
+
+def test_an_attempt_call_keeps_every_other_field_of_the_call() -> None:
+    # attempt_call copies the Call field by field (for speed): a new field must be added there.
+    names = [f.name for f in dataclasses.fields(Call)]
+    assert names == [
+        "service",
+        "method",
+        "messages",
+        "metadata",
+        "client_streaming",
+        "server_streaming",
+        "dubbo",
+        "max_reply_bytes",
+    ], "Call changed: update RequestTrace.attempt_call"
+    call = Call(
+        "pkg.Svc",
+        "Do",
+        [b"a", b"b"],
+        (("x-a", "1"),),
+        client_streaming=True,
+        server_streaming=True,
+        dubbo=DubboOptions("g", "1.0", "app", ["int"]),
+        max_reply_bytes=123,
+    )
+    exchange = Exchange("public", "POST", "/")
+    sent = Tracer(1.0).begin(exchange, []).attempt_call(call, exchange.begin_attempt("h:1"))
+    assert sent == dataclasses.replace(call, metadata=sent.metadata)
+    assert sent.metadata[0] == ("x-a", "1") and sent.metadata[1][0] == "traceparent"
