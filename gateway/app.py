@@ -320,7 +320,11 @@ class GatewayApp:
         if tracer is not None:
             client = scope.get("client")
             tracer.begin(
-                exchange, header_list, port, client[0] if client else None, scope["http_version"]
+                exchange,
+                header_list,
+                port,
+                client[0] if client else None,
+                scope.get("http_version", ""),
             )
         request = HttpRequest(
             method=method,
