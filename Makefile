@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# xds-protos installs an old copy of opentelemetry-proto's modules over the
+	# real ones (grpc/grpc#42926); the OTLP exporter needs the real ones back.
+	$(PY) -m pip install -q --force-reinstall --no-deps \
+		"opentelemetry-proto==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opentelemetry-proto"))')"
 	touch $@
 
 # A plain (non-editable) install: reinstalled when the sources change.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
@@ -42,6 +43,7 @@ from gateway.registry.watchers import Registries
 from gateway.router import Documents, Router, Upstreams
 from gateway.snapshot import Snapshot
 from gateway.throttled_log import ThrottledLog
+from gateway.tracing.tracer import Tracer, build_tracer
 from gateway.upstream.clusters import StaticCluster
 from gateway.upstream.grpc import Keepalive
 from gateway.upstream.health_monitor import HealthMonitor
@@ -116,6 +118,8 @@ class GatewayApp:
         self.observers: list[Observer] = [_observe_metrics, *observers]
         self.readiness = readiness or Readiness()
         self.readiness.targets = self._target_states
+        # None while tracing is off: the request path then checks just that.
+        self.tracer: Tracer | None = build_tracer(snapshot.config.tracing)
         # The snapshot's own handlers; ``active`` adds those of draining ports.
         self._own = self._build(snapshot)
         self.active = self._own
@@ -153,12 +157,20 @@ class GatewayApp:
                 future.add_done_callback(self._background.discard)
         self._subscribe(snapshot)
         previous = self.active
+        if snapshot.config.tracing != previous.snapshot.config.tracing:
+            self._replace_tracer(build_tracer(snapshot.config.tracing))
         for port in keep_ports:
             if port in previous.handlers:
                 self._drains[port] += 1
                 self._held[port] = previous
         self._own = self._build(snapshot)
         self.active = self._with_held(self._own)
+
+    def _replace_tracer(self, tracer: Tracer | None) -> None:
+        old, self.tracer = self.tracer, tracer
+        if old is not None:
+            # Flushing may wait on the collector: not on the event loop.
+            threading.Thread(target=old.close, name="tracer-close", daemon=True).start()
 
     def retire_ports(self, ports: Iterable[int]) -> None:
         """A drain has ended: forget the handlers of ports no server serves any more."""
@@ -327,6 +339,16 @@ class GatewayApp:
         method = scope["method"]
         path = scope["path"]
         exchange = Exchange(active.listener_names.get(port or 0, ""), method, path)
+        tracer = self.tracer
+        if tracer is not None:
+            client = scope.get("client")
+            tracer.begin(
+                exchange,
+                header_list,
+                port,
+                client[0] if client else None,
+                scope.get("http_version", ""),
+            )
         request = HttpRequest(
             method=method,
             path=path,
@@ -356,6 +378,12 @@ class GatewayApp:
                 observer(exchange)
             except Exception as exc:
                 self._unexpected.report(exc, "observing a request")
+        trace = exchange.trace
+        if trace is not None:
+            try:
+                trace.finish(exchange)
+            except Exception as exc:
+                self._unexpected.report(exc, "tracing a request")
 
     async def _interrupted(
         self, reason: Reason, active: Active, port: int | None, send: Send
@@ -422,6 +450,9 @@ class GatewayApp:
         if self.health_monitor is not None:
             await self.health_monitor.close()
         await self.upstreams.clients.close()
+        tracer, self.tracer = self.tracer, None
+        if tracer is not None:
+            await asyncio.to_thread(tracer.close)
         await asyncio.to_thread(self.registries.stop)
         mesh, self.upstreams.mesh = self.upstreams.mesh, None
         if mesh is not None:

@@ -13,6 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from gateway.upstream.call import Call
 
 
 @dataclass(slots=True)
@@ -27,6 +31,18 @@ class Attempt:
     grpc_status: int | None = None
 
 
+class Trace(Protocol):
+    """The request's trace while tracing is on (gateway.tracing.RequestTrace)."""
+
+    def attempt_call(self, call: Call, attempt: Attempt) -> Call:
+        """The call as this attempt sends it (its own ``traceparent``)."""
+        ...
+
+    def finish(self, exchange: Exchange) -> None:
+        """Told once the response is done; exports the spans."""
+        ...
+
+
 @dataclass(slots=True)
 class Exchange:
     listener: str
@@ -36,6 +52,9 @@ class Exchange:
     started: float = field(default_factory=time.perf_counter)
     wall_time: float = field(default_factory=time.time)
     request_id: str = ""
+    trace_id: str = ""  # 32 hex digits while tracing is on
+    # None unless tracing is on: then each attempt's call goes through it.
+    trace: Trace | None = None
     route: str = ""
     cluster: str = ""
     upstream: str = ""  # the upstream protocol client: grpc, triple, triple-json, dubbo

@@ -932,6 +932,46 @@ class ReloadConfig(Model):
     truncated file must not take every listener down."""
 
 
+class OtlpConfig(Model):
+    """Where spans are exported: an OpenTelemetry collector's OTLP/gRPC endpoint."""
+
+    endpoint: str = Field(min_length=1)
+    """host:port (plaintext), or http://host:port / https://host:port (TLS, with the
+    system's CA certificates or OTEL_EXPORTER_OTLP_CERTIFICATE)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Metadata sent with every export (a vendor's API key, say)."""
+    timeout: Duration = Field(default=10.0, gt=0)
+    """How long one export may take before it is given up."""
+    schedule_delay: Duration = Field(default=5.0, gt=0)
+    """How long finished spans may wait to be exported in a batch."""
+    max_queue_size: int = Field(default=2048, ge=1)
+    """Finished spans kept for export per worker; past it new spans are dropped (the
+    request path never waits for the collector)."""
+
+
+class TracingConfig(Model):
+    """W3C trace context propagation, and OpenTelemetry spans when ``otlp`` is set."""
+
+    otlp: OtlpConfig | None = None
+    """The collector to export spans to (needs the otel extra); absent: propagation only
+    (traceparent continued or started and sent upstream, no spans exported)."""
+    sampling: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of new traces sampled (0.0 to 1.0); a request's sampled flag in traceparent
+    always wins (parent-based sampling)."""
+    service_name: str = Field(default="meshgate", min_length=1)
+    """The service.name resource attribute of the exported spans."""
+
+    @model_validator(mode="after")
+    def _exporter_installed(self) -> TracingConfig:
+        if self.otlp is not None:
+            from gateway.tracing.available import otlp_unavailable
+
+            why = otlp_unavailable()
+            if why is not None:
+                raise ValueError(why)
+        return self
+
+
 class GatewayConfig(Model):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     """The admin listener."""
@@ -948,3 +988,6 @@ class GatewayConfig(Model):
     (streams included) may take to finish."""
     reload: ReloadConfig = Field(default_factory=ReloadConfig)
     """How the config file is reloaded: the file watch, its debounce, empty configs."""
+    tracing: TracingConfig | None = None
+    """W3C trace context and OpenTelemetry spans; absent: off (traceparent headers pass
+    through as any other header)."""

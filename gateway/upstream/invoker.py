@@ -69,6 +69,7 @@ class Invoker:
         endpoint = plan.first
         attempt = 1
         tried: list[str] | None = None  # endpoints tried, once a retry is in sight
+        trace = None if exchange is None else exchange.trace
         holds_retry = False  # this attempt took a slot of the retry budget
         try:
             while True:
@@ -79,8 +80,9 @@ class Invoker:
                     raise overloaded(plan)
                 outcome: Outcome | None = None
                 record = None if exchange is None else exchange.begin_attempt(endpoint.address)
+                sent = call if trace is None or record is None else trace.attempt_call(call, record)
                 try:
-                    reply = await upstream.unary(endpoint.address, call, try_timeout, plan.security)
+                    reply = await upstream.unary(endpoint.address, sent, try_timeout, plan.security)
                     outcome = Outcome.SUCCESS
                     if record is not None:
                         record.grpc_status = 0
@@ -131,6 +133,9 @@ class Invoker:
         if not plan.begin(endpoint):
             raise overloaded(plan)
         attempt = None if exchange is None else exchange.begin_attempt(endpoint.address)
+        trace = None if exchange is None else exchange.trace
+        if trace is not None and attempt is not None:
+            call = trace.attempt_call(call, attempt)
         try:
             started = await upstream.stream(
                 endpoint.address, call, shortest(timeout, plan.timeout), plan.security
