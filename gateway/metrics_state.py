@@ -225,10 +225,10 @@ class StateCollector:
         if self.directory is None:
             return merged_families([self.state.read()])
         self.publish()
-        return merged_families(_live_workers(self.directory))
+        return merged_families(live_workers(self.directory))
 
 
-def _live_workers(directory: Path) -> list[Published]:
+def live_workers(directory: Path) -> list[Published]:
     workers = []
     for path in directory.glob(f"{STATE_PREFIX}*.json"):
         pid = int(path.stem.removeprefix(STATE_PREFIX))
