@@ -256,6 +256,10 @@ def test_metrics_count_requests_by_listener_route_and_status(
         "meshgate_http_server_request_duration_seconds_count"
         '{listener="public",route="rpc",status_class="4xx"}' in text
     )
+    # One worker: the state families are read in process.
+    assert 'meshgate_http_server_active_requests{listener="public"} 0.0' in text
+    assert 'meshgate_process_open_fds{worker="0"}' in text
+    assert "meshgate_config_info{hash=" in text
 
 
 def test_unreachable_backend_is_503(echo_set: Path, tmp_path: Path) -> None:
