@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from mesh.cluster_health import ClusterHealth
 
 PUBLISH_INTERVAL = 2.0
+# A file this old is left out even if its pid is alive: the pid was reused,
+# or the worker's loop is stuck and its state is no longer what it holds.
+STALE_AFTER = 60.0
 STATE_PREFIX = "state_"
 # xDS version strings come from the control plane; longer ones are cut.
 MAX_VERSION_CHARS = 64
@@ -230,12 +234,15 @@ class StateCollector:
 
 def live_workers(directory: Path) -> list[Published]:
     workers = []
+    now = time.time()
     for path in directory.glob(f"{STATE_PREFIX}*.json"):
         pid = int(path.stem.removeprefix(STATE_PREFIX))
         if not _alive(pid):
             path.unlink(missing_ok=True)  # a worker that died without cleaning up
             continue
         with contextlib.suppress(OSError, ValueError, KeyError):
+            if now - path.stat().st_mtime > STALE_AFTER:
+                continue
             data = json.loads(path.read_text())
             samples = [(name, labels, value) for name, labels, value in data["samples"]]
             workers.append(Published(samples, data["health"]))

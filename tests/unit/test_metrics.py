@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from prometheus_client import REGISTRY
@@ -16,6 +17,7 @@ from gateway.metrics import MAX_ENDPOINTS_PER_CLUSTER, OTHER_ENDPOINT, observe
 from gateway.metrics_state import (
     EJECTED,
     HEALTHY,
+    STALE_AFTER,
     UNHEALTHY,
     Published,
     live_workers,
@@ -185,3 +187,7 @@ def test_a_dead_workers_state_is_dropped(tmp_path: Path) -> None:
     workers = live_workers(tmp_path)
     assert len(workers) == 1
     assert not (tmp_path / f"state_{dead}.json").exists()
+    # A file its worker stopped refreshing is left out too.
+    old = time.time() - STALE_AFTER - 1
+    os.utime(tmp_path / f"state_{os.getpid()}.json", (old, old))
+    assert live_workers(tmp_path) == []
