@@ -36,7 +36,7 @@ from gateway.errors import (
 from gateway.exchange import Exchange, Observer
 from gateway.health_share import HealthShare
 from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
-from gateway.metrics import observe
+from gateway.metrics import observe as observe_metrics
 from gateway.openapi.serve import serves, with_openapi
 from gateway.readiness import Phase, Readiness
 from gateway.registry.watchers import Registries
@@ -115,7 +115,9 @@ class GatewayApp:
         self._drains: Counter[int] = Counter()
         self._held: dict[int, Active] = {}
         # Told of every finished request (metrics first; the access log, tracing).
-        self.observers: list[Observer] = [_observe_metrics, *observers]
+        self.observers: list[Observer] = [observe_metrics, *observers]
+        # Requests being served, by listener name (the in-flight gauge).
+        self.in_flight: dict[str, int] = {}
         self.readiness = readiness or Readiness()
         self.readiness.targets = self._target_states
         # None while tracing is off: the request path then checks just that.
@@ -338,7 +340,8 @@ class GatewayApp:
             header_list = strip(header_list)
         method = scope["method"]
         path = scope["path"]
-        exchange = Exchange(active.listener_names.get(port or 0, ""), method, path)
+        listener = active.listener_names.get(port or 0, "")
+        exchange = Exchange(listener, method, path)
         tracer = self.tracer
         if tracer is not None:
             client = scope.get("client")
@@ -359,6 +362,8 @@ class GatewayApp:
             raw_path=scope.get("raw_path") or b"",
             exchange=exchange,
         )
+        in_flight = self.in_flight
+        in_flight[listener] = in_flight.get(listener, 0) + 1
         try:
             status = await self._respond(handler, request, send)
         except asyncio.CancelledError:
@@ -369,6 +374,8 @@ class GatewayApp:
             if reason is None or task is None or task.uncancel() > 0:
                 raise
             status = await self._interrupted(reason, active, port, send)
+        finally:
+            in_flight[listener] -= 1
         exchange.status = status
         exchange.seconds = time.perf_counter() - exchange.started
         if exchange.attempts:
@@ -457,10 +464,6 @@ class GatewayApp:
         mesh, self.upstreams.mesh = self.upstreams.mesh, None
         if mesh is not None:
             await mesh.stop()
-
-
-def _observe_metrics(exchange: Exchange) -> None:
-    observe(exchange.listener, exchange.status, exchange.seconds)
 
 
 async def _send(send: Send, response: HttpResponse) -> None:

@@ -41,6 +41,8 @@ from gateway.config_watch import content_digest, watch_config
 from gateway.edge_protocol import edge_protocol
 from gateway.health_share import HealthShare
 from gateway.listeners import BindError, ListenerSet
+from gateway.metrics import count_reload
+from gateway.metrics_state import StateCollector, install, publish_forever, set_config_digest
 from gateway.readiness import Phase, Readiness
 from gateway.snapshot import Snapshot
 from gateway.sources import load_snapshot, refresh_reflection
@@ -108,6 +110,7 @@ class Worker:
         # changes them restarts it.
         self._watching: asyncio.Task[None] | None = None
         self._watch_settings: tuple[bool, float] | None = None
+        self.metrics: StateCollector | None = None
 
     # -- signals -------------------------------------------------------------
 
@@ -148,6 +151,8 @@ class Worker:
             readiness=self.readiness,
             health_share=HealthShare.from_environment(),
         )
+        self.metrics = install(app, self.readiness.index, self._loaded_digest)
+        self._spawn(publish_forever(self.metrics))
         listeners = self.listeners = ListenerSet(lambda: uvicorn_config(app), self.reuse_port)
         addresses = wanted_addresses(snapshot)
         try:
@@ -240,6 +245,10 @@ class Worker:
             if self.readiness.phase is not Phase.SERVING:
                 return
             outcome = await self._reload()
+            accepted = outcome.startswith("ok")
+            count_reload(accepted)
+            if accepted and self.metrics is not None:
+                set_config_digest(self.metrics.state, content_digest(self.config_path))
             self.readiness.last_reload = f"{why}: {outcome}"
             self.readiness.reloads += 1
             self.readiness.publish()

@@ -68,6 +68,7 @@ class MeshCore:
         backoff: Backoff | None = None,
         does_not_exist_timeout_s: float = DOES_NOT_EXIST_TIMEOUT_S,
         on_health_event: OnEvent | None = None,
+        on_xds_update: Callable[[str, bool], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.bootstrap = bootstrap
@@ -80,6 +81,7 @@ class MeshCore:
             node_proto(bootstrap),
             timeout_s=does_not_exist_timeout_s,
             ignore_resource_deletion=bootstrap.server.ignore_resource_deletion,
+            on_update=on_xds_update,
         )
         self._stream = AdsStream(bootstrap.server, self.ads, self._changed, backoff)
         self._views: dict[str, TargetView] = {}

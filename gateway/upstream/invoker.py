@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gateway.errors import GatewayError, UpstreamStatus, UpstreamUnavailable, http_status_for
 from gateway.exchange import Attempt, Exchange
-from gateway.metrics import count_retry
+from gateway.metrics import count_overflow, count_retry
 from gateway.upstream.call import Call, Reply, ReplyStream, Upstream
 from gateway.upstream.clusters import CallPlan
 from mesh.outlier import Outcome
@@ -36,6 +36,7 @@ MIN_TRY_TIMEOUT = 0.001
 
 
 def overloaded(plan: CallPlan) -> GatewayError:
+    count_overflow(plan.cluster)
     return UpstreamUnavailable(
         f"cluster {plan.cluster!r} is at its max_requests",
         headers=[("x-meshgate-overloaded", "true")],

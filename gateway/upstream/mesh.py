@@ -17,6 +17,7 @@ from enum import Enum
 
 from gateway.config import MeshConfig
 from gateway.errors import RouteNotFound, UpstreamUnavailable
+from gateway.metrics import count_xds_update
 from gateway.upstream.clusters import CallPlan
 from gateway.upstream.health_events import report_health_event
 from mesh import MeshCore, TargetNotReady, fault_decision, load_bootstrap
@@ -44,7 +45,9 @@ class MeshClient:
     def __init__(self, config: MeshConfig, rng: random.Random | None = None) -> None:
         assert config.xds is not None
         self.core = MeshCore(
-            load_bootstrap(config.xds.bootstrap), on_health_event=report_health_event
+            load_bootstrap(config.xds.bootstrap),
+            on_health_event=report_health_event,
+            on_xds_update=count_xds_update,
         )
         self.interfaces: dict[str, str] = dict(config.interfaces)
         self._discover = config.discover_interfaces

@@ -16,7 +16,7 @@ are still applied; an invalid resource keeps its last good value.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from envoy.config.core.v3 import base_pb2
@@ -87,6 +87,8 @@ class AdsClient:
     _node_sent: bool = False
     last_acks: dict[str, Ack] = field(default_factory=dict)
     responses: dict[str, int] = field(default_factory=lambda: dict.fromkeys(type_urls.ALL, 0))
+    # Told of each response's verdict: (type_url, accepted); accepted False is a NACK.
+    on_update: Callable[[str, bool], None] | None = None
 
     # -- subscriptions -------------------------------------------------------
 
@@ -165,6 +167,8 @@ class AdsClient:
             state.version = response.version_info
             state.error = None
         self.last_acks[type_url] = Ack(type_url, state.version, state.nonce, state.error)
+        if self.on_update is not None:
+            self.on_update(type_url, not errors)
         state.pending = True
         self._resubscribe()
         return changed

@@ -216,7 +216,7 @@ def test_abandoned_slow_calls_release_the_cluster_at_once(gateway: RunningGatewa
         time.sleep(0.2)
     assert statuses == [200] * 4
     metrics = httpx.get(f"{gateway.admin_url}/metrics").text
-    assert 'status="499"' in metrics
+    assert 'status_code="499"' in metrics
 
 
 def test_abandoned_stream_releases_its_slot(gateway: RunningGateway) -> None:

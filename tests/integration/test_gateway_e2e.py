@@ -243,13 +243,23 @@ def test_admin_ready_and_config_dump(gateway: RunningGateway) -> None:
     assert clusters["xds"] == {}
 
 
-def test_metrics_count_requests_by_listener_and_status(
+def test_metrics_count_requests_by_listener_route_and_status(
     client: httpx.Client, gateway: RunningGateway
 ) -> None:
     client.post(ECHO, json={"failCode": 7})
     text = httpx.get(f"{gateway.admin_url}/metrics").text
-    assert 'meshgate_requests_total{listener="public",status="403"}' in text
-    assert 'meshgate_request_duration_seconds_count{listener="public"}' in text
+    assert (
+        'meshgate_http_server_requests_total{listener="public",route="rpc",status_code="403"}'
+        in text
+    )
+    assert (
+        "meshgate_http_server_request_duration_seconds_count"
+        '{listener="public",route="rpc",status_class="4xx"}' in text
+    )
+    # One worker: the state families are read in process.
+    assert 'meshgate_http_server_active_requests{listener="public"} 0.0' in text
+    assert 'meshgate_process_open_fds{worker="0"}' in text
+    assert "meshgate_config_info{hash=" in text
 
 
 def test_unreachable_backend_is_503(echo_set: Path, tmp_path: Path) -> None:
@@ -326,7 +336,10 @@ def test_several_workers_share_the_port(echo_set: Path, backend_port: int, tmp_p
         assert len(pids) == 2
         # The counters of both workers add up, whichever worker is scraped.
         text = httpx.get(f"{gw.admin_url}/metrics").text
-        assert 'meshgate_requests_total{listener="public",status="200"} 40.0' in text
+        assert (
+            'meshgate_http_server_requests_total{listener="public",route="rpc",status_code="200"}'
+            " 40.0" in text
+        )
 
 
 def test_reload_swaps_config_and_keeps_last_good(

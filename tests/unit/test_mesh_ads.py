@@ -223,3 +223,13 @@ def test_ignore_resource_deletion_keeps_absent_listeners() -> None:
     ads.receive(response(t.LISTENER, "1", "a", b.listener(TARGET)), 0.0)
     assert ads.receive(response(t.LISTENER, "2", "b"), 0.0) == set()
     assert ads.resource(t.LISTENER, TARGET) is not None
+
+
+def test_each_response_verdict_is_told_to_on_update(client: AdsClient) -> None:
+    verdicts: list[tuple[str, bool]] = []
+    client.on_update = lambda type_url, accepted: verdicts.append((type_url, accepted))
+    client.take_requests(0.0)
+    client.receive(response(t.LISTENER, "1", "a", b.listener(TARGET)), 0.0)
+    client.receive(response(t.ROUTE_CONFIGURATION, "1", "b", route_config()), 0.0)
+    client.receive(response(t.CLUSTER, "1", "c", b.cluster(V1, lb_policy="CLUSTER_PROVIDED")), 0.0)
+    assert verdicts == [(t.LISTENER, True), (t.ROUTE_CONFIGURATION, True), (t.CLUSTER, False)]
