@@ -35,6 +35,7 @@ from typing import Any
 import uvicorn
 
 from gateway.admin import build_admin
+from gateway.admin_peers import serve_views
 from gateway.app import DEFAULT_LIMITS, GatewayApp
 from gateway.config import ConfigError, ListenerLimitsConfig, split_address
 from gateway.config_watch import content_digest, watch_config
@@ -154,6 +155,8 @@ class Worker:
         admin_address = snapshot.config.admin.address
         await listeners.start(admin_address, sockets.pop(admin_address))
         log.info("admin on %s (pid %d)", admin_address, os.getpid())
+        # Its views for the other workers' admin answers (gateway.admin_peers).
+        views = await serve_views(app)
         if not await self._start_up(app):
             await listeners.stop_all(0)
             await app.aclose()
@@ -172,6 +175,8 @@ class Worker:
             self._spawn(self._watch(snapshot))
         await self._stop.wait()
         await self.drain()
+        if views is not None:
+            await views.close()
         return 0
 
     async def _start_up(self, app: GatewayApp) -> bool:
