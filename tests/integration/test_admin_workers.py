@@ -3,12 +3,14 @@
 A real meshgate process with two workers, over real grpcio backends: the
 echo backend (alive, serves gRPC health), a port nobody listens on (dead:
 the active health check marks it unhealthy) and the bookstore (REST
-bindings for /routes). Each admin connection is a fresh one, so the kernel
+bindings for /routes); and the tests' ADS server, which gives each worker
+its own xDS stream. Each admin connection is a fresh one, so the kernel
 hands it to either worker; the answers must not depend on which.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -21,16 +23,20 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import xds_builders as b
 from tests.support.bookstore_backend import SERVICE
 from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.net import free_port
 from tests.support.processes import REPO, echo_backend, python_module, running
+from tests.support.xds_server import XdsServer, serve_service
 
 pytestmark = pytest.mark.integration
 
 PROTOS = REPO / "tests" / "protos"
 BOOKSTORE_PROTO = PROTOS / "meshgate" / "test" / "v1" / "bookstore.proto"
 ECHO = "/meshgate.test.v1.EchoService/Echo"
+MESH_HOST, MESH_PORT = "shop.default.svc.cluster.local", 50051
+MESH_CLUSTER = b.cluster_name(MESH_HOST, MESH_PORT, "v1")
 HEALTH_CHECK = {"grpc": {}, "interval": "300ms", "timeout": "300ms", "unhealthy_threshold": 2}
 SETTLE_S = 30.0
 # Requests held at the echo backend at once, over separate connections (so both workers get some).
@@ -45,7 +51,9 @@ class Stack:
     bookstore: str
 
 
-def admin_config(echo_set: Path, alive: str, dead: str, bookstore: str) -> dict[str, Any]:
+def admin_config(
+    echo_set: Path, alive: str, dead: str, bookstore: str, bootstrap: Path
+) -> dict[str, Any]:
     return {
         "descriptors": [
             {"file": str(echo_set)},
@@ -60,6 +68,12 @@ def admin_config(echo_set: Path, alive: str, dead: str, bookstore: str) -> dict[
                         "match": {"prefix": "/v1/"},
                         "transcode": {"services": [SERVICE]},
                         "cluster": "bookstore",
+                    },
+                    {
+                        "name": "mesh-rpc",
+                        "match": {"prefix": "/", "headers": [{"name": "x-mesh", "present": True}]},
+                        "transcode": {"auto_mapping": True},
+                        "cluster": f"xds:///{MESH_HOST}:{MESH_PORT}",
                     },
                     {
                         "name": "echo-rpc",
@@ -79,22 +93,28 @@ def admin_config(echo_set: Path, alive: str, dead: str, bookstore: str) -> dict[
             },
             {"name": "bookstore", "endpoints": [{"address": bookstore}]},
         ],
+        "mesh": {"xds": {"bootstrap": str(bootstrap)}},
     }
 
 
 @pytest.fixture(scope="module")
 def stack(echo_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     alive, dead, bookstore = (f"127.0.0.1:{free_port()}" for _ in range(3))
-    config = admin_config(echo_set, alive, dead, bookstore)
+    alive_port = int(alive.rsplit(":", 1)[1])
+    tmp = tmp_path_factory.mktemp("admin")
     with ExitStack() as stack:
-        stack.enter_context(echo_backend(int(alive.rsplit(":", 1)[1]), "alive"))
+        stack.enter_context(echo_backend(alive_port, "alive"))
+        xds = stack.enter_context(XdsServer())
+        mesh = b.Service(MESH_HOST, MESH_PORT, {"v1": [("127.0.0.1", alive_port)]})
+        serve_service(xds, mesh, b.route(cluster=MESH_CLUSTER))
+        bootstrap = tmp / "bootstrap.json"
+        bootstrap.write_text(json.dumps(xds.bootstrap()))
+        config = admin_config(echo_set, alive, dead, bookstore, bootstrap)
         book_port = bookstore.rsplit(":", 1)[1]
         stack.enter_context(
             running(python_module("tests.support.bookstore_backend", "--port", book_port), "READY")
         )
-        gateway = stack.enter_context(
-            run_gateway(config, tmp_path_factory.mktemp("admin"), workers=2)
-        )
+        gateway = stack.enter_context(run_gateway(config, tmp, workers=2))
         found = Stack(gateway, alive, dead, bookstore)
         wait_for(lambda: endpoint_health(found) == {alive: "healthy", dead: "unhealthy"})
         yield found
@@ -178,7 +198,7 @@ def test_in_flight_is_summed_over_the_workers(stack: Stack) -> None:
 def test_routes_give_each_rest_binding(stack: Stack) -> None:
     public = settled(stack, "/routes")["public"]
     assert public["address"] == stack.gateway.url.removeprefix("http://")
-    shelves, echo = public["routes"]
+    shelves, mesh, echo = public["routes"]
     assert (shelves["name"], shelves["kind"], shelves["cluster"]) == (
         "shelves",
         "transcode",
@@ -189,6 +209,8 @@ def test_routes_give_each_rest_binding(stack: Stack) -> None:
     assert bindings["GET /v1/shelves/{shelf}"] == f"{SERVICE}/GetShelf"
     assert bindings["POST /v1/shelves"] == f"{SERVICE}/CreateShelf"
     assert bindings["POST /v1/shelves/{shelf}:archive"] == f"{SERVICE}/ArchiveShelf"
+    assert (mesh["name"], mesh["cluster"]) == ("mesh-rpc", f"xds:///{MESH_HOST}:{MESH_PORT}")
+    assert mesh["match"] == "prefix /; header x-mesh"
     assert (echo["name"], echo["cluster"], echo["timeout"]) == ("echo-rpc", "shop", 20.0)
     assert echo["bindings"] == [
         {"http": "POST /{service}/{method}", "rpc": "every service (auto_mapping)"}
@@ -207,7 +229,22 @@ def test_version_names_the_build_config_and_workers(stack: Stack) -> None:
     dump = settled(stack, "/config_dump")
     assert dump["config_hash"] == version["config_hash"]
     assert dump["config"]["clusters"][0]["name"] == "shop"
-    assert dump["xds"] is None
+
+
+def test_config_dump_gives_each_workers_xds_stream(stack: Stack) -> None:
+    dump = settled(stack, "/config_dump")
+    assert dump["xds"]["connected"] is True
+    types = {r["type"] for r in dump["xds"]["resources"]}
+    assert types == {"lds", "rds", "cds", "eds"}
+    assert all(r["state"] == "acked" for r in dump["xds"]["resources"]), dump["xds"]["resources"]
+    for worker in dump["workers"]:
+        assert worker["xds"]["connected"] is True
+        versions = {t: ack["version"] for t, ack in worker["xds"]["acks"].items()}
+        assert versions == dict.fromkeys(("lds", "rds", "cds", "eds"), "1")
+    # Each worker reports its own ADS stream (the server's nonces differ per stream).
+    assert len({w["xds"]["acks"]["lds"]["nonce"] for w in dump["workers"]}) == 2
+    mesh = settled(stack, "/clusters")["xds"][MESH_CLUSTER]
+    assert [e["address"] for e in mesh["endpoints"]] == [stack.alive]
 
 
 def test_healthz_asks_every_worker(stack: Stack) -> None:
@@ -306,7 +343,9 @@ def test_the_status_page_in_chromium(stack: Stack, tmp_path: Path) -> None:
         stack.bookstore,
         "healthy",
         "unhealthy",
-        "xDS: not configured",
+        MESH_CLUSTER,
+        "mesh-rpc",
+        "acked",
         "ready",
     ):
         assert expected in text, f"{expected!r} not on the page:\n{text}"
