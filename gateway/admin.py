@@ -1,9 +1,18 @@
-"""The admin endpoint: readiness, liveness, the effective config, clusters, routes,
-metrics."""
+"""The admin endpoint: readiness, liveness, version, the effective config,
+clusters, routes, log levels, metrics, and a status page.
+
+Every answer is the gateway's, not the answering worker's: the worker the
+kernel handed the connection to asks the others (:mod:`gateway.admin_peers`)
+and merges their views (:mod:`gateway.admin_merge`). ``/ready`` reads the
+workers' shared readiness files (:mod:`gateway.readiness`) and ``/metrics``
+the shared multiprocess counters (:mod:`gateway.metrics`).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -12,14 +21,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.admin_merge import (
+    WorkerView,
+    merge_clusters,
+    merge_config_dump,
+    merge_logging,
+    merge_routes,
+    merge_version,
+    workers_summary,
+)
+from gateway.admin_page import page_routes
+from gateway.admin_peers import ask_workers
+from gateway.errors import Code
+from gateway.log_levels import parse_level
 from gateway.metrics import exposition
-from gateway.redact import redact
-from gateway.upstream.clusters import StaticCluster
-from gateway.upstream.registry_cluster import RegistryCluster
-from mesh.endpoint import Endpoint
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
+
+log = logging.getLogger(__name__)
+
+Merge = Callable[[Sequence[WorkerView]], dict[str, Any]]
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -28,7 +50,19 @@ def _json(data: Any, status: int = 200) -> Response:
     )
 
 
+def _error(status: int, code: Code, message: str) -> Response:
+    return _json({"code": code.value, "message": message, "details": []}, status)
+
+
 def build_admin(gateway: GatewayApp) -> Starlette:
+    def merged(op: str, merge: Merge) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            views = await ask_workers(gateway, op)
+            log.debug("admin %s answered by worker pid %d", request.url.path, os.getpid())
+            return _json(merge(views))
+
+        return endpoint
+
     async def ready(request: Request) -> Response:
         verdict = gateway.readiness.verdict()
         status = 200 if verdict.ready else 503
@@ -41,82 +75,32 @@ def build_admin(gateway: GatewayApp) -> Starlette:
         return Response(text, status, media_type="text/plain")
 
     async def healthz(request: Request) -> Response:
-        # Liveness: the worker's event loop answers. Not readiness: a worker
-        # still loading or waiting on the mesh is alive and must not be killed.
+        # Liveness: every running worker's event loop answers. Not readiness: a
+        # worker still loading or waiting on the mesh is alive and must not be
+        # killed, and one being replaced is the supervisor's business.
+        views = await ask_workers(gateway, "ping")
+        hung = [v for v in views if v.unresponsive]
+        if "verbose" in request.query_params:
+            return _json(
+                {"live": not hung, "workers": workers_summary(views)}, 503 if hung else 200
+            )
+        if hung:
+            reasons = "; ".join(f"worker {v.index + 1} of {len(views)}: {v.error}" for v in hung)
+            return Response(f"NOT LIVE: {reasons}\n", 503, media_type="text/plain")
         return Response("OK\n", 200, media_type="text/plain")
 
-    async def config_dump(request: Request) -> Response:
-        snapshot = gateway.active.snapshot
-        mesh = gateway.mesh
-        return _json(
-            {
-                "source": snapshot.loaded.source,
-                "pid": os.getpid(),
-                # Filter configs may hold credentials (gateway/redact.py).
-                "config": redact(snapshot.config.model_dump(mode="json")),
-                "services": list(snapshot.services),
-                "xds": mesh.core.config_dump() if mesh else None,
-                "interfaces": mesh.interfaces if mesh else {},
-                "readiness": gateway.readiness.verdict().detail,
-            }
-        )
-
-    async def clusters(request: Request) -> Response:
-        snapshot = gateway.active.snapshot
-        mesh = gateway.mesh
-        static = {
-            name: {
-                "protocol": cluster.protocol,
-                "lb": cluster.cluster.lb_policy,
-                "in_flight": cluster.requests.in_flight,
-                "max_requests": cluster.requests.max_requests,
-                "panic": cluster.balancer.panic,
-                "outlier_detection": cluster.cluster.outlier_detection is not None,
-                "health_check": (
-                    cluster.cluster.health_check.kind if cluster.cluster.health_check else None
-                ),
-                "endpoints": [_static_endpoint(cluster, e) for e in cluster.endpoints],
-            }
-            for name, cluster in snapshot.clusters.items()
-            if isinstance(cluster, StaticCluster)
-        }
-        registry = {
-            name: _cluster(cluster)
-            for name, cluster in snapshot.clusters.items()
-            if isinstance(cluster, RegistryCluster)
-        }
-        for listener in snapshot.listeners:
-            for exposure in listener.exposures:
-                registry.update({c.name: _cluster(c) for c in exposure.clusters()})
-        return _json(
-            {
-                # Each worker answers for itself: the pid says which one did.
-                "pid": os.getpid(),
-                "static": static,
-                "registry": registry,
-                # Connection state per registry: during an outage the clusters
-                # above keep the last known providers.
-                "registries": gateway.registries.status(),
-                "xds": mesh.core.clusters_dump() if mesh else {},
-                # Endpoints with an open gRPC channel in this worker.
-                "channels": sorted(gateway.upstreams.clients.grpc.addresses),
-            }
-        )
-
-    async def routes(request: Request) -> Response:
-        snapshot = gateway.active.snapshot
-        return _json(
-            {
-                listener.name: {
-                    "routes": [
-                        {"name": route.name, "cluster": route.cluster.name}
-                        for _, route in listener.routes.entries
-                    ],
-                    "exposed": [e.describe() for e in listener.exposures],
-                }
-                for listener in snapshot.listeners
-            }
-        )
+    async def logging_levels(request: Request) -> Response:
+        level = request.query_params.get("level")
+        if level is None:
+            if request.method == "POST":
+                return _error(400, Code.INVALID_ARGUMENT, "POST /logging needs ?level=")
+            return _json(merge_logging(await ask_workers(gateway, "logging")))
+        try:
+            level = parse_level(level)
+        except ValueError as exc:
+            return _error(400, Code.INVALID_ARGUMENT, str(exc))
+        log.warning("log level set to %s through the admin", level)
+        return _json(merge_logging(await ask_workers(gateway, "set_level", level)))
 
     async def metrics(request: Request) -> Response:
         body, content_type = exposition()
@@ -127,48 +111,11 @@ def build_admin(gateway: GatewayApp) -> Starlette:
             Route("/ready", ready),
             Route("/healthz", healthz),
             Route("/metrics", metrics),
-            Route("/config_dump", config_dump),
-            Route("/clusters", clusters),
-            Route("/routes", routes),
+            Route("/version", merged("version", merge_version)),
+            Route("/config_dump", merged("config_dump", merge_config_dump)),
+            Route("/clusters", merged("clusters", merge_clusters)),
+            Route("/routes", merged("routes", merge_routes)),
+            Route("/logging", logging_levels, methods=["GET", "POST"]),
+            *page_routes(),
         ]
     )
-
-
-def _cluster(cluster: StaticCluster | RegistryCluster) -> dict[str, Any]:
-    return {
-        "protocol": cluster.protocol,
-        "lb": cluster.cluster.lb_policy,
-        "in_flight": cluster.requests.in_flight,
-        "max_requests": cluster.requests.max_requests,
-        "endpoints": [
-            {
-                "address": e.address,
-                "weight": e.weight,
-                "health": e.health.value,
-                "labels": dict(e.labels),
-            }
-            for e in cluster.endpoints
-        ],
-    }
-
-
-def _static_endpoint(cluster: StaticCluster, endpoint: Endpoint) -> dict[str, Any]:
-    status = cluster.health.endpoint_status(endpoint.address)
-    return {
-        "address": endpoint.address,
-        "weight": endpoint.weight,
-        "health": _health(endpoint.health.value, status),
-        "labels": dict(endpoint.labels),
-        **status,
-    }
-
-
-def _health(configured: str, status: dict[str, object]) -> str:
-    """One word for an endpoint: ejected, unhealthy (active checks), or what it
-    was given (healthy after a passed probe, else unknown)."""
-    if status.get("ejected"):
-        return "ejected"
-    active = status.get("active_health")
-    if active in ("unhealthy", "healthy"):
-        return str(active)
-    return configured

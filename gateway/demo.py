@@ -61,7 +61,8 @@ Try:
   meshgate routes -c {DEMO_CONFIG} GET /v1/greet/world
 
   curl -s http://{admin}/ready
-  curl -s http://{admin}/config_dump
+  curl -s http://{admin}/routes
+  open http://{admin}/ in a browser: the status page
 
 Ctrl-C stops both.
 """

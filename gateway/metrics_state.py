@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import ProcessCollector
 from prometheus_client.metrics_core import Metric
 
+from gateway.config.digest import config_hash
+from gateway.config.model import GatewayConfig
 from gateway.metrics import MULTIPROC_ENV, OTHER_ENDPOINT, endpoint_label, set_state_collector
 from mesh.endpoint import Health
 
@@ -127,10 +129,19 @@ class WorkerState:
     def __init__(self, app: GatewayApp, worker: int = 0) -> None:
         self.app = app
         self.worker = str(worker)
-        self.config_hash = ""
+        self._hashed: GatewayConfig | None = None
+        self._config_hash = ""
         # registry=None: read on demand, never registered (it would not add
         # up over workers in multiprocess mode).
         self._process = ProcessCollector(registry=None)
+
+    def config_hash(self) -> str:
+        """The running config's digest (as /version's), worked out once per config."""
+        config = self.app.active.snapshot.config
+        if config is not self._hashed:
+            self._hashed = config
+            self._config_hash = config_hash(config)[:CONFIG_HASH_CHARS]
+        return self._config_hash
 
     def read(self) -> Published:
         return Published(self.samples(), self.health())
@@ -151,8 +162,7 @@ class WorkerState:
                 if ack.version:
                     labels = {"type_url": type_url, "version": ack.version[:MAX_VERSION_CHARS]}
                     found.append(("meshgate_xds_resource_version_info", labels, 1.0))
-        if self.config_hash:
-            found.append(("meshgate_config_info", {"hash": self.config_hash}, 1.0))
+        found.append(("meshgate_config_info", {"hash": self.config_hash()}, 1.0))
         worker = {"worker": self.worker}
         for metric in self._process.collect():
             for sample in metric.samples:
@@ -288,14 +298,9 @@ async def publish_forever(collector: StateCollector) -> None:
         collector.forget()
 
 
-def install(app: GatewayApp, worker: int, config_digest: str | None) -> StateCollector:
+def install(app: GatewayApp, worker: int) -> StateCollector:
     """This worker's state, exposed on ``/metrics`` from now on."""
     state = WorkerState(app, worker)
-    set_config_digest(state, config_digest)
     collector = StateCollector(state)
     set_state_collector(collector)
     return collector
-
-
-def set_config_digest(state: WorkerState, digest: str | None) -> None:
-    state.config_hash = (digest or "")[:CONFIG_HASH_CHARS]

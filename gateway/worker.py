@@ -35,6 +35,7 @@ from typing import Any
 import uvicorn
 
 from gateway.admin import build_admin
+from gateway.admin_peers import serve_views
 from gateway.app import DEFAULT_LIMITS, GatewayApp
 from gateway.config import ConfigError, ListenerLimitsConfig, split_address
 from gateway.config_watch import content_digest, watch_config
@@ -42,7 +43,7 @@ from gateway.edge_protocol import edge_protocol
 from gateway.health_share import HealthShare
 from gateway.listeners import BindError, ListenerSet
 from gateway.metrics import count_reload
-from gateway.metrics_state import StateCollector, install, publish_forever, set_config_digest
+from gateway.metrics_state import StateCollector, install, publish_forever
 from gateway.readiness import Phase, Readiness
 from gateway.snapshot import Snapshot
 from gateway.sources import load_snapshot, refresh_reflection
@@ -151,7 +152,7 @@ class Worker:
             readiness=self.readiness,
             health_share=HealthShare.from_environment(),
         )
-        self.metrics = install(app, self.readiness.index, self._loaded_digest)
+        self.metrics = install(app, self.readiness.index)
         self._spawn(publish_forever(self.metrics))
         listeners = self.listeners = ListenerSet(lambda: uvicorn_config(app), self.reuse_port)
         addresses = wanted_addresses(snapshot)
@@ -163,6 +164,8 @@ class Worker:
         admin_address = snapshot.config.admin.address
         await listeners.start(admin_address, sockets.pop(admin_address))
         log.info("admin on %s (pid %d)", admin_address, os.getpid())
+        # Its views for the other workers' admin answers (gateway.admin_peers).
+        views = await serve_views(app)
         if not await self._start_up(app):
             await listeners.stop_all(0)
             await app.aclose()
@@ -180,6 +183,8 @@ class Worker:
         self._follow_reload_settings()
         await self._stop.wait()
         await self.drain()
+        if views is not None:
+            await views.close()
         return 0
 
     async def _start_up(self, app: GatewayApp) -> bool:
@@ -247,13 +252,10 @@ class Worker:
             outcome = await self._reload()
             accepted = outcome.startswith("ok")
             count_reload(accepted)
-            if accepted and self.metrics is not None:
-                set_config_digest(self.metrics.state, content_digest(self.config_path))
             self.readiness.last_reload = f"{why}: {outcome}"
             self.readiness.reloads += 1
             self.readiness.publish()
-            applied = outcome.startswith("ok")
-        if applied:
+        if accepted:
             # Not from inside this call: it may be running in the watch task
             # that is about to be replaced.
             asyncio.get_running_loop().call_soon(self._follow_reload_settings)

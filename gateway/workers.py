@@ -27,6 +27,7 @@ from pathlib import Path
 
 import uvloop
 
+from gateway.admin_views import STARTED_ENV
 from gateway.app import GatewayApp
 from gateway.config import ConfigError, split_address
 from gateway.health_share import SHARED_DIR_ENV, HealthShare
@@ -96,6 +97,7 @@ def _supervise(config_path: Path, workers: int, drain_timeout: float) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="meshgate-metrics-")
     os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
     state_dir = Path(tempfile.mkdtemp(prefix="meshgate-state-"))
+    os.environ[STARTED_ENV] = str(time.time())  # the gateway's start, for /version
     os.environ[STATE_DIR_ENV] = str(state_dir)
     # Workers elect one of them to run the active health checks (gateway.health_share).
     shared_dir = tempfile.mkdtemp(prefix="meshgate-shared-")

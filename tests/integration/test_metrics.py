@@ -13,7 +13,6 @@ counters must add up over them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -353,22 +352,33 @@ def outage(gateway: RunningGateway, found: Run, xds: XdsServer) -> None:
     )
 
 
+def running_config_hash(gateway: RunningGateway) -> str:
+    """What /version says the workers run, as /metrics labels it (12 hex digits)."""
+    version = httpx.get(f"{gateway.admin_url}/version", timeout=5).json()
+    assert version["config_hash_agreed"] is True
+    return str(version["config_hash"])[:12]
+
+
 def reloads(gateway: RunningGateway, found: Run) -> None:
     path = gateway.config_path
-    original = path.read_bytes()
-    found.hashes["start"] = hashlib.sha256(original).hexdigest()[:12]
-    changed = original + b"# reloaded\n"
-    path.write_bytes(changed)
-    found.hashes["reloaded"] = hashlib.sha256(changed).hexdigest()[:12]
+    found.hashes["start"] = running_config_hash(gateway)
+    changed = yaml.safe_load(path.read_text())
+    changed["drain_timeout"] = "7s"  # a comment would not do: the running config is hashed
+    path.write_text(yaml.safe_dump(changed))
     os.kill(gateway.process.proc.pid, signal.SIGHUP)
     found.scrapes["reloaded"] = wait_scrape(
         gateway,
         lambda s: (
             s.value("meshgate_config_reloads_total", result="ok") == 2
-            and set(s.matching("meshgate_config_info")) == {(("hash", found.hashes["reloaded"]),)}
+            and len(hashes := set(s.matching("meshgate_config_info"))) == 1
+            and hashes != {(("hash", found.hashes["start"]),)}
         ),
         "a good reload in both workers",
     )
+    found.hashes["reloaded"] = running_config_hash(gateway)
+    assert set(found.scrapes["reloaded"].matching("meshgate_config_info")) == {
+        (("hash", found.hashes["reloaded"]),)
+    }
     path.write_text(yaml.safe_dump({"listeners": "not a list"}))
     os.kill(gateway.process.proc.pid, signal.SIGHUP)
     wait_scrape(
