@@ -386,7 +386,7 @@ def reloads(gateway: RunningGateway, found: Run) -> None:
         lambda s: s.value("meshgate_config_reloads_total", result="rejected") == 2,
         "a rejected reload in both workers",
     )
-    path.write_bytes(changed)
+    path.write_text(yaml.safe_dump(changed))
 
 
 # -- the families ------------------------------------------------------------
