@@ -32,6 +32,7 @@ from gateway.errors import (
     error_response,
 )
 from gateway.exchange import Exchange, Observer
+from gateway.grpc_front.passthrough import TRAILERS
 from gateway.health_share import HealthShare
 from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
 from gateway.metrics import observe
@@ -200,6 +201,7 @@ class GatewayApp:
                 listener.filters,
                 listener.exposures,
                 documents,
+                rpc=listener.protocol == "grpc",
             )
             routers[listener.port] = handlers[listener.port] = router
         names = {listener.port: listener.name for listener in snapshot.listeners}
@@ -304,6 +306,8 @@ class GatewayApp:
         method = scope["method"]
         path = scope["path"]
         exchange = Exchange(active.listener_names.get(port or 0, ""), method, path)
+        extensions = scope.get("extensions")
+        trailers = extensions is not None and TRAILERS in extensions
         request = HttpRequest(
             method=method,
             path=path,
@@ -314,6 +318,8 @@ class GatewayApp:
             raw_path=scope.get("raw_path") or b"",
             exchange=exchange,
         )
+        if trailers:
+            request.attributes[TRAILERS] = True
         try:
             status = await self._respond(handler, request, send)
         except asyncio.CancelledError:
@@ -416,7 +422,10 @@ async def _send(send: Send, response: HttpResponse) -> None:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         return
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    start: Message = {"type": "http.response.start", "status": response.status, "headers": headers}
+    if response.trailers is not None:
+        start["trailers"] = True
+    await send(start)
     stream = response.stream
     try:
         async for chunk in stream:
@@ -427,7 +436,18 @@ async def _send(send: Send, response: HttpResponse) -> None:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
-    await send({"type": "http.response.body", "body": b""})
+    if response.trailers is None:
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    fields = await response.trailers()
+    await send(
+        {
+            "type": "http.response.trailers",
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields],
+            "more_trailers": False,
+        }
+    )
 
 
 def _openapi_documents(snapshot: Snapshot, listener: str, config: OpenApiConfig) -> Documents:

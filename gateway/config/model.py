@@ -348,6 +348,20 @@ class DubboRouteConfig(Model):
     """Attachments sent with every call of this route."""
 
 
+RpcProtocol = Literal["grpc", "grpc-web", "connect"]
+
+
+class GrpcRouteConfig(Model):
+    """gRPC passthrough: gRPC, gRPC-Web and Connect requests to a gRPC (or Triple)
+    cluster, forwarded without transcoding (docs/grpc-front.md)."""
+
+    protocols: list[RpcProtocol] = Field(
+        default_factory=lambda: list[RpcProtocol](["grpc", "grpc-web", "connect"])
+    )
+    """Client protocols this route takes: grpc (HTTP/2), grpc-web (binary and text) and
+    connect (unary, GET and streaming); others get 415 or a status in their protocol."""
+
+
 class RouteFilterConfig(Model):
     """A route's change to its listener's filter chain.
 
@@ -382,6 +396,8 @@ class RouteConfig(Model):
     """Protobuf transcoding: HTTP/JSON to gRPC by google.api.http bindings or auto-mapping."""
     dubbo: DubboRouteConfig | None = None
     """JSON arguments to a Dubbo service with no protobuf IDL."""
+    grpc: GrpcRouteConfig | None = None
+    """gRPC passthrough (and gRPC-Web, Connect): the default on a protocol: grpc listener."""
     cluster: str
     """Where the calls go: a cluster name, xds:///HOST:PORT (mesh), or xds:///* (by service)."""
     protocol: Protocol | None = None
@@ -399,10 +415,11 @@ class RouteConfig(Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RouteConfig:
-        if self.transcode is not None and self.dubbo is not None:
-            raise ValueError("a route has transcode or dubbo, not both")
-        if self.transcode is None and self.dubbo is None:
-            raise ValueError("a route needs transcode (protobuf) or dubbo (JSON to Dubbo)")
+        given = [k for k in ("transcode", "dubbo", "grpc") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"a route has one of transcode, dubbo or grpc, not {' and '.join(given)}"
+            )
         return self
 
 
@@ -601,7 +618,8 @@ class ListenerConfig(Model):
     address: Address
     """host:port to listen on."""
     protocol: Literal["http", "grpc"] = "http"
-    """http: REST/JSON over HTTP/1.1 and h2; grpc: gRPC passthrough."""
+    """http: REST/JSON routes, plus gRPC-Web/Connect/gRPC on routes with grpc:; grpc: every
+    route is gRPC passthrough (gRPC, gRPC-Web and Connect) unless it says otherwise."""
     tls: ListenerTlsConfig | None = None
     """TLS termination; absent: plaintext."""
     filters: list[FilterConfig] = Field(default_factory=list)
@@ -617,6 +635,21 @@ class ListenerConfig(Model):
     """What one client may cost a worker on this listener (docs/limits.md)."""
     openapi: OpenApiConfig | None = None
     """Serve an OpenAPI 3.1 document of this listener's transcoded routes (off by default)."""
+
+    @model_validator(mode="after")
+    def _route_kinds(self) -> ListenerConfig:
+        for i, route in enumerate(self.routes):
+            if self.protocol == "grpc" and (route.transcode or route.dubbo):
+                raise ValueError(
+                    f"routes[{i}]: a protocol: grpc listener's routes are gRPC passthrough; "
+                    "put transcode and dubbo routes on an http listener"
+                )
+            if self.protocol == "http" and not (route.transcode or route.dubbo or route.grpc):
+                raise ValueError(
+                    f"routes[{i}]: a route needs transcode (protobuf), dubbo (JSON to Dubbo) "
+                    "or grpc (passthrough)"
+                )
+        return self
 
 
 class EndpointConfig(Model):

@@ -33,7 +33,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.tls.transport import TlsTransports
-from gateway.upstream.call import Call, Metadata, Reply, ReplyStream
+from gateway.upstream.call import Call, CallStatus, DuplexReply, Metadata, Reply, ReplyStream
 from gateway.upstream.metadata import response_headers
 from gateway.upstream.status import status_details
 from mesh.security import UpstreamTls
@@ -202,6 +202,50 @@ class GrpcUpstream:
                 rpc.cancel()
 
         return ReplyStream(tuple(initial or ()), messages())
+
+    async def duplex(
+        self,
+        address: str,
+        call: Call,
+        requests: AsyncIterator[bytes],
+        timeout: float | None,
+        security: UpstreamTls | None = None,
+    ) -> DuplexReply:
+        """gRPC passthrough on the same channels: every call is a bidi call on
+        bytes (unary and one-sided streams are the same on the wire). grpc
+        pulls the next request only once the previous one is written, which
+        carries the backend's flow control back to the client."""
+        channel = await self.channel(address, security, call.max_reply_bytes)
+        rpc: Any = channel.stream_stream(call.path)(
+            requests, timeout=timeout, metadata=call.metadata
+        )
+        try:
+            initial = await rpc.initial_metadata()
+        except grpc.aio.AioRpcError:
+            initial = ()  # the call failed before headers: status() says how
+        except BaseException:
+            rpc.cancel()
+            raise
+
+        async def messages() -> AsyncIterator[bytes]:
+            try:
+                async for message in rpc:
+                    yield message
+            except grpc.aio.AioRpcError:
+                pass  # the status is read by status()
+            finally:
+                # The client left mid-stream: the backend sees CANCELLED.
+                rpc.cancel()
+
+        async def status() -> CallStatus:
+            code = (await rpc.code()).value[0]
+            message = await rpc.details() or ""
+            trailing = tuple(await rpc.trailing_metadata() or ())
+            if code == Code.UNAVAILABLE:
+                return CallStatus(code, message, trailing, transport_cause(message))
+            return CallStatus(code, message, trailing)
+
+        return DuplexReply(tuple(initial or ()), messages(), status)
 
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
