@@ -104,8 +104,13 @@ def http_status(code: int) -> int:
 
 
 def trailer_fields(trailing: Iterable[tuple[str, str | bytes]]) -> list[tuple[str, str]]:
-    """Unary trailers as response headers, each name prefixed ``trailer-``."""
-    return [(f"trailer-{name}", value) for name, value in metadata_fields(trailing)]
+    """Unary trailers as response headers, each name prefixed ``trailer-`` (the
+    status details travel in the error JSON instead)."""
+    return [
+        (f"trailer-{name}", value)
+        for name, value in metadata_fields(trailing)
+        if name != _DETAILS_FIELD
+    ]
 
 
 def end_stream(status: Status) -> bytes:
@@ -132,8 +137,9 @@ def parse_get(query_string: bytes) -> GetRequest:
     if _one(params, "base64") == "1":
         padded = raw + "=" * (-len(raw) % 4)
         try:
-            message = base64.urlsafe_b64decode(padded.encode("ascii"))
-        except (binascii.Error, ValueError):
+            standard = padded.replace("-", "+").replace("_", "/").encode("ascii")
+            message = base64.b64decode(standard, validate=True)
+        except (binascii.Error, ValueError, UnicodeEncodeError):
             raise ConnectRequestError("message is not URL-safe base64") from None
     else:
         message = raw.encode("latin-1")  # parse_qs decoded %XX as latin-1: the raw bytes

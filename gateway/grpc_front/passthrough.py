@@ -280,6 +280,9 @@ def rpc_error_response(
     if wire is None:
         return response
     status = status_of_error_response(response.status, response.body)
+    if response.status == 404 and status.code == Code.NOT_FOUND:
+        # No route here: what a gRPC server says of a method it does not have.
+        status = Status(Code.UNIMPLEMENTED, status.message)
     kept = _without_body_fields(response.headers)
     return status_response(wire, status, kept, codec_of_request(wire, request))
 
