@@ -13,6 +13,7 @@ HTTP status, for unary) for Connect. Messages are passed on as they arrive.
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from gateway.transcode.protobuf_kind import Limits, read_body
 from gateway.transcode.route_kind import Encoding
 from gateway.upstream.call import Call, DuplexReply, Reply, ReplyStream
 from gateway.upstream.metadata import request_metadata
+
+log = logging.getLogger(__name__)
 
 # The ASGI extension an HTTP/2 server offers for response trailers.
 TRAILERS = "http.response.trailers"
@@ -215,6 +218,10 @@ class Passthrough:
         if failure is not None:
             return Status(failure.grpc_code, failure.public_message or failure.message)
         ended = await reply.status()
+        if ended.cause is not None:
+            # grpc's words name the endpoint's address: the log keeps them.
+            log.warning("passthrough upstream unavailable: %s", ended.message)
+            return Status(ended.code, "upstream unavailable", ended.trailing_metadata)
         return Status(ended.code, ended.message, ended.trailing_metadata)
 
     async def _trailers(self, reply: DuplexReply) -> list[tuple[str, str]]:

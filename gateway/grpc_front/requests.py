@@ -14,7 +14,7 @@ nothing, so the next attempt continues from the same place.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from filters.http import Receive
 from gateway.errors import BadRequest, ClientClosedRequest, GatewayError, PayloadTooLarge
@@ -59,7 +59,7 @@ class RequestPump:
     def commit(self) -> None:
         self._kept = None
 
-    async def attempt(self) -> AsyncIterator[bytes]:
+    async def attempt(self) -> AsyncGenerator[bytes, None]:
         for message in tuple(self._kept or ()):
             yield message
         while True:

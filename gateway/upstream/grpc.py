@@ -212,18 +212,18 @@ class GrpcUpstream:
         security: UpstreamTls | None = None,
     ) -> DuplexReply:
         """gRPC passthrough on the same channels: every call is a bidi call on
-        bytes (unary and one-sided streams are the same on the wire). grpc
-        pulls the next request only once the previous one is written, which
-        carries the backend's flow control back to the client."""
+        bytes (unary and one-sided streams are the same on the wire). The
+        writer reads the next request only once the previous one is written,
+        which carries the backend's flow control back to the client."""
         channel = await self.channel(address, security, call.max_reply_bytes)
-        rpc: Any = channel.stream_stream(call.path)(
-            requests, timeout=timeout, metadata=call.metadata
-        )
+        rpc: Any = channel.stream_stream(call.path)(timeout=timeout, metadata=call.metadata)
+        writer = asyncio.ensure_future(_write_all(rpc, requests))
         try:
             initial = await rpc.initial_metadata()
         except grpc.aio.AioRpcError:
             initial = ()  # the call failed before headers: status() says how
         except BaseException:
+            writer.cancel()
             rpc.cancel()
             raise
 
@@ -233,8 +233,15 @@ class GrpcUpstream:
                     yield message
             except grpc.aio.AioRpcError:
                 pass  # the status is read by status()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # grpc's way of ending a call cancelled on this side (the
+                # request stream failed): status() says CANCELLED.
             finally:
                 # The client left mid-stream: the backend sees CANCELLED.
+                writer.cancel()
                 rpc.cancel()
 
         async def status() -> CallStatus:
@@ -254,6 +261,21 @@ class GrpcUpstream:
             await channel.close()
         if self._owns_tls:
             await self._tls.close()
+
+
+async def _write_all(rpc: Any, requests: AsyncIterator[bytes]) -> None:
+    """Write the request stream, each message once the previous one is sent
+    (grpc's flow control), then half-close."""
+    try:
+        async for message in requests:
+            await rpc.write(message)
+        await rpc.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        return  # the call has ended; its status says how
+    except Exception:
+        # The request stream failed (too large, malformed, the client left):
+        # end the call; the route kind reports why.
+        rpc.cancel()
 
 
 async def _reply(call: Any) -> Reply:

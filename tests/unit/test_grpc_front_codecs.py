@@ -100,7 +100,9 @@ def test_binary_metadata_is_base64_and_transport_fields_are_not_copied() -> None
 def test_grpc_web_text_decodes_concatenated_padded_chunks_split_anywhere() -> None:
     frames = encode_frame(b"A") + encode_frame(b"BC")
     # A sender flushes one padded base64 chunk per write.
-    text = base64.b64encode(frames[:5]) + base64.b64encode(frames[5:7]) + base64.b64encode(frames[7:])
+    text = (
+        base64.b64encode(frames[:5]) + base64.b64encode(frames[5:7]) + base64.b64encode(frames[7:])
+    )
     assert b"=" in text[:-2]
     decoder = grpc_web.TextDecoder()
     out = b"".join(decoder.feed(text[i : i + 3]) for i in range(0, len(text), 3))
