@@ -550,9 +550,7 @@ class ListenerTlsConfig(Model):
     """Highest TLS version accepted (absent: the newest)."""
     ciphers: str = MODERN_CIPHERS
     """OpenSSL cipher list for TLS 1.2."""
-    alpn: list[AlpnProtocol] = Field(
-        default_factory=lambda: list[AlpnProtocol](["h2", "http/1.1"])
-    )
+    alpn: list[AlpnProtocol] = Field(default_factory=lambda: list[AlpnProtocol](["h2", "http/1.1"]))
     """ALPN protocols offered, in preference order; the one negotiated serves the
     connection (h2: HTTP/2)."""
     reload_interval: Duration = 1.0
