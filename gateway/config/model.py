@@ -526,8 +526,8 @@ class ExposeConfig(Model):
 
 
 TlsVersion = Literal["1.2", "1.3"]
-# ALPN names a listener can offer; "h2" joins with the HTTP/2 listener.
-AlpnProtocol = Literal["http/1.1"]
+# ALPN names a listener can offer: h2 (HTTP/2) and http/1.1.
+AlpnProtocol = Literal["h2", "http/1.1"]
 # TLS 1.2 suites: forward secrecy and AEAD only (Mozilla's "intermediate"
 # list). TLS 1.3 suites are all modern and not configurable here.
 MODERN_CIPHERS = (
@@ -567,8 +567,9 @@ class ListenerTlsConfig(Model):
     """Highest TLS version accepted (absent: the newest)."""
     ciphers: str = MODERN_CIPHERS
     """OpenSSL cipher list for TLS 1.2."""
-    alpn: list[AlpnProtocol] = Field(default_factory=lambda: list[AlpnProtocol](["http/1.1"]))
-    """ALPN protocols offered, in preference order (h2 comes with the HTTP/2 listener)."""
+    alpn: list[AlpnProtocol] = Field(default_factory=lambda: list[AlpnProtocol](["h2", "http/1.1"]))
+    """ALPN protocols offered, in preference order; the one negotiated serves the
+    connection (h2: HTTP/2)."""
     reload_interval: Duration = 1.0
     """How often the files are checked for a change, on new handshakes."""
 
@@ -610,6 +611,9 @@ class ListenerLimitsConfig(Model):
     """Open connections to this listener in one worker; past it a new connection is answered
     503 and closed (established ones are untouched). Also held under the worker's
     file-descriptor limit at start."""
+    max_concurrent_streams: int = Field(default=100, ge=1, le=2**31 - 1)
+    """HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS);
+    a stream past it is refused (RST_STREAM REFUSED_STREAM, which clients retry)."""
 
 
 class ListenerConfig(Model):
