@@ -143,3 +143,36 @@ def _status(code: int) -> tuple[int, str]:
         if status.value[0] == code:
             return status.value  # type: ignore[no-any-return]
     raise ValueError(code)
+
+
+class PrintingBackend(RawBackend):
+    """Run as a process: each call and each cancellation is a line on stdout
+    (``CALL Unary remaining=4.99``, ``CANCELLED Hang``) for the test to read."""
+
+    def _record(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Seen:
+        seen = super()._record(method, context)
+        print(f"CALL {method} remaining={seen.time_remaining}", flush=True)
+        return seen
+
+    async def hang(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        try:
+            return await super().hang(request, context)
+        except asyncio.CancelledError:
+            print("CANCELLED Hang", flush=True)
+            raise
+
+
+async def _main(port: int) -> None:
+    backend = PrintingBackend()
+    bound = await backend.start(port)
+    print(f"READY {bound}", flush=True)
+    assert backend._server is not None
+    await backend._server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    asyncio.run(_main(parser.parse_args().port))
