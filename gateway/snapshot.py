@@ -283,7 +283,9 @@ class _RouteCompiler:
         if route.transcode is None and route.dubbo is None:
             # grpc:, or any route of a protocol: grpc listener.
             protocols = route.grpc.protocols if route.grpc is not None else RPC_PROTOCOLS
-            kind = GrpcPassthrough(protocols, limits, self._pool)
+            # A Triple cluster's group and version, for clients that do not say.
+            triple = static is not None and static.protocol == "triple"
+            kind = GrpcPassthrough(protocols, limits, self._pool, cluster_dubbo if triple else None)
         elif route.dubbo is not None:
             published = static.parameter_types if isinstance(static, RegistryCluster) else None
             kind = DubboJson(route.dubbo, limits, cluster_dubbo, published)

@@ -43,7 +43,7 @@ from gateway.grpc_front.status import (
 )
 from gateway.transcode.protobuf_kind import Limits, read_body
 from gateway.transcode.route_kind import Encoding
-from gateway.upstream.call import Call, DuplexReply, Reply, ReplyStream
+from gateway.upstream.call import Call, DubboOptions, DuplexReply, Metadata, Reply, ReplyStream
 from gateway.upstream.metadata import request_metadata
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,24 @@ class GrpcPassthrough:
     encoding: Encoding = "proto"
 
     def __init__(
-        self, protocols: Collection[Protocol], limits: Limits, pool: DescriptorPool | None
+        self,
+        protocols: Collection[Protocol],
+        limits: Limits,
+        pool: DescriptorPool | None,
+        triple: DubboOptions | None = None,
     ) -> None:
         self._protocols = frozenset(protocols)
+        # A Triple cluster's group and version, added when the client sends none.
+        self._triple_defaults: Metadata = ()
+        if triple is not None:
+            self._triple_defaults = tuple(
+                (name, value)
+                for name, value in (
+                    ("tri-service-group", triple.group),
+                    ("tri-service-version", triple.version),
+                )
+                if value
+            )
         self._limits = limits
         self._pool = pool
         self._json: dict[str, JsonMessages] = {}
@@ -97,6 +112,11 @@ class GrpcPassthrough:
         metadata = request_metadata(
             (n, v) for n, v in request.header_list if n not in _PROTOCOL_HEADERS
         )
+        if self._triple_defaults:
+            metadata = (
+                *metadata,
+                *((n, v) for n, v in self._triple_defaults if n not in headers),
+            )
         call = Call(service, method, (), metadata, max_reply_bytes=self._limits.max_response_bytes)
         try:
             timeout = connect.parse_timeout(headers.get(connect.TIMEOUT_HEADER))
@@ -187,6 +207,8 @@ class Passthrough:
     json: JsonMessages | None
     # connect-timeout-ms (grpc-timeout is read by the router for every kind).
     client_timeout: float | None
+    # The gateway's own failure while streaming the reply (gRPC's trailers say it).
+    _failed: Status | None = None
 
     def encode(self, reply: Reply) -> HttpResponse:
         raise NotImplementedError("passthrough replies go through encode_duplex")
@@ -206,7 +228,7 @@ class Passthrough:
             return RpcResponse(
                 200,
                 headers,
-                stream=_frames(reply.messages),
+                stream=self._frames(reply),
                 trailers=lambda: self._trailers(reply),
             )
         return RpcResponse(200, headers, stream=self._body(reply))
@@ -225,7 +247,17 @@ class Passthrough:
         return Status(ended.code, ended.message, ended.trailing_metadata)
 
     async def _trailers(self, reply: DuplexReply) -> list[tuple[str, str]]:
-        return status_fields(await self._status(reply))
+        status = self._failed or await self._status(reply)
+        return status_fields(status)
+
+    async def _frames(self, reply: DuplexReply) -> AsyncIterator[bytes]:
+        """gRPC: the messages as frames (the status goes in the trailers)."""
+        to_json = self.json.to_json if self.json is not None else None
+        try:
+            async for message in reply.messages:
+                yield encode_frame(to_json(message) if to_json is not None else message)
+        except GatewayError as error:  # a reply the JSON codec cannot render
+            self._failed = Status(error.grpc_code, error.public_message or error.message)
 
     async def _body(self, reply: DuplexReply) -> AsyncIterator[bytes]:
         """gRPC-Web and Connect streaming: messages, then the status in the body."""
@@ -269,11 +301,6 @@ class Passthrough:
             ],
             body,
         )
-
-
-async def _frames(messages: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    async for message in messages:
-        yield encode_frame(message)
 
 
 def rpc_error_response(

@@ -77,11 +77,11 @@ def wire_of(request: HttpRequest, *, connect_unary: bool) -> Wire | None:
 
 def content_type_of(wire: Wire, codec: str) -> str:
     if wire is Wire.GRPC:
-        return "application/grpc"
+        return "application/grpc" if codec == "proto" else f"application/grpc+{codec}"
     if wire is Wire.GRPC_WEB_TEXT:
-        return "application/grpc-web-text+proto"
+        return f"application/grpc-web-text+{codec}"
     if wire is Wire.GRPC_WEB:
-        return "application/grpc-web+proto"
+        return f"application/grpc-web+{codec}"
     if wire is Wire.CONNECT_STREAM:
         return f"application/connect+{codec}"
     return f"application/{codec}"
@@ -112,6 +112,8 @@ def codec_of_request(wire: Wire, request: HttpRequest) -> str:
     """proto or json: what the client's messages are encoded as."""
     if wire is Wire.CONNECT_GET:
         return "json" if b"encoding=json" in request.query_string else "proto"
+    content_type = request.headers.get("content-type", "")
     if wire in (Wire.CONNECT_STREAM, Wire.CONNECT_UNARY):
-        return connect.codec_of(request.headers.get("content-type", "")) or "proto"
-    return "proto"
+        return connect.codec_of(content_type) or "proto"
+    # gRPC and gRPC-Web: application/grpc[-web[-text]][+proto|+json]
+    return "json" if content_type.split(";", 1)[0].strip().endswith("+json") else "proto"
