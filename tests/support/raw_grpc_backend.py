@@ -17,6 +17,9 @@ Methods of ``meshgate.test.v1.Raw`` (messages are opaque bytes):
 * ``Bidi``: each request echoed as it arrives.
 * ``Fail``: aborts with ``int(request)`` as the code, and grpc-status-details-bin.
 * ``Hang``: waits until cancelled or past its deadline.
+* ``Flood``: ``int(request)`` replies of FLOOD_BYTES, as fast as the client takes them.
+* ``SlowSink``: waits ``x-hold`` seconds (metadata) before reading the requests,
+  then replies with their count.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from google.rpc import status_pb2
 
 SERVICE = "meshgate.test.v1.Raw"
 TRAILER_BYTES = bytes(range(256))
+FLOOD_BYTES = 4096
 DETAILS = status_pb2.Status(code=9, message="details here").SerializeToString()
 
 
@@ -105,6 +109,29 @@ class RawBackend:
             raise
         return request
 
+    async def flood(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        self._record("Flood", context)
+        chunk = b"f" * FLOOD_BYTES
+        for _ in range(int(request)):
+            yield chunk
+        self.flooded()
+
+    def flooded(self) -> None:
+        """Every Flood reply was taken by the transport."""
+
+    async def slow_sink(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
+        self._record("SlowSink", context)
+        hold = dict(context.invocation_metadata() or ()).get("x-hold", "0")
+        await asyncio.sleep(float(hold))
+        count = 0
+        async for _ in requests:
+            count += 1
+        return str(count).encode()
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -115,6 +142,8 @@ class RawBackend:
                 "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi),
                 "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
                 "Hang": grpc.unary_unary_rpc_method_handler(self.hang),
+                "Flood": grpc.unary_stream_rpc_method_handler(self.flood),
+                "SlowSink": grpc.stream_unary_rpc_method_handler(self.slow_sink),
             },
         )
 
@@ -153,6 +182,9 @@ class PrintingBackend(RawBackend):
         seen = super()._record(method, context)
         print(f"CALL {method} remaining={seen.time_remaining}", flush=True)
         return seen
+
+    def flooded(self) -> None:
+        print("FLOODED", flush=True)
 
     async def hang(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         try:
