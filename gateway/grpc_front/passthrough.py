@@ -12,18 +12,16 @@ HTTP status, for unary) for Connect. Messages are passed on as they arrive.
 
 from __future__ import annotations
 
-import gzip
 import logging
-import zlib
 from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 
 from google.protobuf.descriptor_pool import DescriptorPool
 
 from filters.http import HttpRequest, HttpResponse
-from gateway.errors import BadRequest, Code, GatewayError
+from gateway.errors import BadRequest, Code, GatewayError, PayloadTooLarge
 from gateway.grpc_front import connect, grpc_web
-from gateway.grpc_front.frames import encode_frame
+from gateway.grpc_front.frames import FrameError, decompress, encode_frame
 from gateway.grpc_front.json_messages import JsonMessages, json_messages
 from gateway.grpc_front.protocols import (
     Protocol,
@@ -178,22 +176,15 @@ def _method(path: str) -> tuple[str, str]:
 
 
 def _decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """A Connect unary body as sent (Content-Encoding), inflated within ``limit``."""
     if encoding in (None, "", "identity"):
         return body
     try:
-        if encoding == "gzip":
-            out = gzip.decompress(body)
-        elif encoding == "deflate":
-            out = zlib.decompress(body)
-        else:
-            raise GatewayError(f"unsupported encoding {encoding!r}", grpc_code=Code.UNIMPLEMENTED)
-    except (OSError, zlib.error, EOFError) as exc:
-        raise BadRequest(f"bad {encoding} body: {exc}") from None
-    if len(out) > limit:
-        raise GatewayError(
-            f"request exceeds {limit} bytes", grpc_code=Code.RESOURCE_EXHAUSTED, http_status=413
-        )
-    return out
+        return decompress(body, encoding, limit)
+    except FrameError as exc:
+        if exc.too_large:
+            raise PayloadTooLarge(f"request: {exc}") from None
+        raise BadRequest(f"request: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -317,6 +308,8 @@ def rpc_error_response(
     if response.status == 404 and status.code == Code.NOT_FOUND:
         # No route here: what a gRPC server says of a method it does not have.
         status = Status(Code.UNIMPLEMENTED, status.message)
+    if request.exchange is not None:
+        request.exchange.grpc_status = status.code
     kept = _without_body_fields(response.headers)
     return status_response(wire, status, kept, codec_of_request(wire, request))
 
