@@ -206,3 +206,11 @@ def test_grpc_web_and_connect_over_http2(setup: Setup) -> None:
         )
         assert connect.http_version == "HTTP/2" and connect.content == b"raw"
         assert base64.b64decode(connect.headers["trailer-x-trailer-bin"]) == TRAILER_BYTES
+        # Connect client streaming: envelopes in, one envelope and end-of-stream out.
+        envelopes = b"".join(b"\x00" + (1).to_bytes(4, "big") + m for m in (b"a", b"b"))
+        streamed = h2.post(
+            method("ClientStream"),
+            content=envelopes,
+            headers={"content-type": "application/connect+proto"},
+        )
+        assert streamed.content == b"\x00\x00\x00\x00\x03a|b" + b"\x02\x00\x00\x00\x02{}"
