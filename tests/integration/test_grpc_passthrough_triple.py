@@ -1,10 +1,15 @@
-"""gRPC clients through meshgate's passthrough to the Java Dubbo and dubbo-go
-Triple servers (tests/peers): Triple's gRPC mode is gRPC on the wire, the
-client's tri-* headers go along, and a Triple cluster's group and version
-are added when the client sends none."""
+"""gRPC and Triple clients through meshgate's passthrough to the Java Dubbo and
+dubbo-go Triple servers (tests/peers): Triple's gRPC mode is gRPC on the wire,
+the client's tri-* headers go along, and a Triple cluster's group and version
+are added when the client sends none. The Triple consumer is the Apache Dubbo
+Python SDK (tests/peers/python_dubbo/client.py); the Java and Go peers have no
+client programs."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +19,13 @@ import pytest
 
 from tests.support.gateway import run_gateway
 from tests.support.net import free_port
-from tests.support.peers import PROTO_DIR, peer_or_skip
+from tests.support.peers import (
+    PROTO_DIR,
+    REPO,
+    peer_or_skip,
+    python_peer_interpreter,
+    python_peer_stubs,
+)
 from tests.support.protos import compile_descriptor_set, load_pool, message_class
 
 pytestmark = pytest.mark.integration
@@ -36,7 +47,7 @@ def messages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 @pytest.fixture(scope="module", params=["java", "go"])
 def channel(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, grpc.Channel]]:
+) -> Iterator[tuple[str, grpc.Channel, str]]:
     with peer_or_skip(request.param) as peer:
         address = f"127.0.0.1:{free_port()}"
         config = {
@@ -62,13 +73,13 @@ def channel(
             run_gateway(config, Path(tmp_path_factory.mktemp(f"tri-{peer.name}"))),
             grpc.insecure_channel(address) as channel,
         ):
-            yield peer.name, channel
+            yield peer.name, channel, address
 
 
 def test_a_grpc_client_reaches_the_triple_server_with_its_group(
-    channel: tuple[str, grpc.Channel], messages: tuple[Any, Any]
+    channel: tuple[str, grpc.Channel, str], messages: tuple[Any, Any]
 ) -> None:
-    name, rpc = channel
+    name, rpc, _ = channel
     request_cls, reply_cls = messages
     say = rpc.unary_unary(f"/{GREETER}/SayHello")
     by_cluster = reply_cls.FromString(
@@ -83,9 +94,9 @@ def test_a_grpc_client_reaches_the_triple_server_with_its_group(
 
 
 def test_triple_server_streaming_and_errors(
-    channel: tuple[str, grpc.Channel], messages: tuple[Any, Any]
+    channel: tuple[str, grpc.Channel, str], messages: tuple[Any, Any]
 ) -> None:
-    _, rpc = channel
+    _, rpc, _ = channel
     request_cls, reply_cls = messages
     stream = rpc.unary_stream(f"/{GREETER}/SayHelloStream")
     replies = [
@@ -99,3 +110,23 @@ def test_triple_server_streaming_and_errors(
         )
     assert failed.value.code() != grpc.StatusCode.OK  # type: ignore[attr-defined]
     assert failed.value.code() != grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+
+
+def test_a_dubbo_python_triple_consumer_through_meshgate(
+    channel: tuple[str, grpc.Channel, str],
+) -> None:
+    name, _, address = channel
+    python = python_peer_interpreter()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(python_peer_stubs()), str(REPO)])}
+    run = subprocess.run(
+        [str(python), "-m", "tests.peers.python_dubbo.client", "--address", address],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert run.returncode == 0 and "DONE" in run.stdout, run.stdout + run.stderr
+    replies = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert replies[0] == {"message": "hello dubbo", "served_by": f"{name} g1/1.0.0"}
+    assert len(replies) >= 3 and all("dubbo" in r["message"] for r in replies[1:])
