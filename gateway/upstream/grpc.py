@@ -268,8 +268,11 @@ async def _write_all(rpc: Any, requests: AsyncIterator[bytes]) -> None:
     (grpc's flow control), then half-close."""
     try:
         async for message in requests:
+            if rpc.done():
+                return
             await rpc.write(message)
-        await rpc.done_writing()
+        if not rpc.done():
+            await rpc.done_writing()
     except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
         return  # the call has ended; its status says how
     except Exception:
