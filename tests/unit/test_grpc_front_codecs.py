@@ -251,3 +251,59 @@ async def test_the_pump_reads_text_mode_and_gzip_messages() -> None:
     assert await _all(RequestPump(Body(text[:7], text[7:]), 10, text=True)) == [b"hi", b"yo"]
     zipped = encode_frame(gzip.compress(b"hello"), 0x01)
     assert await _all(RequestPump(Body(zipped), 30, compression="gzip")) == [b"hello"]
+
+
+def _request(method: str, content_type: str | None, query: bytes = b"", **headers: str) -> Any:
+    from filters.http import HttpRequest
+
+    header_list = [(k.replace("_", "-"), v) for k, v in headers.items()]
+    if content_type is not None:
+        header_list.append(("content-type", content_type))
+    return HttpRequest(method, "/pkg.S/M", query, header_list)
+
+
+def test_the_protocol_is_told_by_content_type_method_and_query() -> None:
+    from gateway.grpc_front.protocols import Wire, wire_of
+
+    cases = [
+        ("POST", "application/grpc", b"", True, Wire.GRPC),
+        ("POST", "application/grpc+proto", b"", False, Wire.GRPC),
+        ("POST", "application/grpc-web", b"", False, Wire.GRPC_WEB),
+        ("POST", "application/grpc-web-text+proto", b"", False, Wire.GRPC_WEB_TEXT),
+        ("POST", "application/connect+json", b"", False, Wire.CONNECT_STREAM),
+        ("POST", "application/json", b"", True, Wire.CONNECT_UNARY),
+        ("POST", "application/json", b"", False, None),  # plain REST elsewhere
+        ("GET", None, b"encoding=json&message=%7B%7D", True, Wire.CONNECT_GET),
+        ("GET", None, b"encoding=json", False, None),
+        ("GET", None, b"connect=v1&encoding=proto", False, Wire.CONNECT_GET),
+        ("OPTIONS", None, b"", True, None),  # a CORS preflight is the cors filter's
+    ]
+    for method, content_type, query, on_route, wire in cases:
+        request = _request(method, content_type, query)
+        assert wire_of(request, connect_unary=on_route) is wire, (method, content_type, query)
+    declared = _request("POST", "application/json", connect_protocol_version="1")
+    assert wire_of(declared, connect_unary=False) is Wire.CONNECT_UNARY
+
+
+def test_an_http_error_is_rewritten_in_the_clients_protocol() -> None:
+    from filters.http import HttpResponse
+    from gateway.grpc_front.passthrough import rpc_error_response
+
+    denied = HttpResponse(
+        401,
+        [("content-type", "application/json"), ("www-authenticate", "Bearer")],
+        json.dumps({"code": 16, "message": "no token", "details": []}).encode(),
+    )
+    grpc = rpc_error_response(_request("POST", "application/grpc"), denied, connect_unary=True)
+    assert grpc.status == 200 and grpc.body == b""
+    assert dict(grpc.headers) == {
+        "content-type": "application/grpc",
+        "www-authenticate": "Bearer",
+        "grpc-status": "16",
+        "grpc-message": "no token",
+    }
+    connect_ = rpc_error_response(_request("POST", "application/proto"), denied, connect_unary=True)
+    assert connect_.status == 401
+    assert json.loads(connect_.body) == {"code": "unauthenticated", "message": "no token"}
+    plain = rpc_error_response(_request("POST", "application/json"), denied, connect_unary=False)
+    assert plain is denied  # a REST client keeps its JSON error

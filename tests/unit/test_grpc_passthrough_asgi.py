@@ -32,7 +32,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def config(backend_port: int, extra_route: str = "") -> str:
+def config(backend_port: int, extra_route: str = "", extra_cluster: str = "") -> str:
     return f"""
 listeners:
   - name: rpc
@@ -46,7 +46,7 @@ listeners:
 clusters:
   - name: raw
     endpoints: [{{address: "127.0.0.1:{backend_port}"}}]
-"""
+{extra_cluster}"""
 
 
 @dataclass
@@ -133,8 +133,9 @@ async def backend() -> AsyncIterator[tuple[RawBackend, int]]:
     await server.stop()
 
 
-def make_app(backend_port: int, extra_route: str = "") -> GatewayApp:
-    loaded = load_config_text(config(backend_port, extra_route), base_dir=Path.cwd())
+def make_app(backend_port: int, extra_route: str = "", extra_cluster: str = "") -> GatewayApp:
+    text = config(backend_port, extra_route, extra_cluster)
+    loaded = load_config_text(text, base_dir=Path.cwd())
     return GatewayApp(compile_snapshot(loaded, DescriptorSources()), upstreams=Upstreams())
 
 
@@ -275,3 +276,43 @@ async def test_no_healthy_upstream_and_oversize_messages_are_statuses(
     too_big = await call(limited, "Unary", [b"0123456789"])
     assert too_big.trailers["grpc-status"] == "8"  # RESOURCE_EXHAUSTED
     await limited.aclose()
+
+
+async def test_a_reply_over_max_response_bytes_is_resource_exhausted(
+    backend: tuple[RawBackend, int],
+) -> None:
+    _, port = backend
+    app = make_app(
+        port,
+        f"""      - match: {{path: /{SERVICE}/Unary}}
+        cluster: raw
+        max_response_bytes: 8
+""",
+    )
+    answer = await call(app, "Unary", [b"0123456789abcdef"])
+    assert answer.messages == [] and answer.trailers["grpc-status"] == "8"
+    await app.aclose()
+
+
+async def test_streams_are_retried_before_their_first_reply(
+    backend: tuple[RawBackend, int],
+) -> None:
+    server, port = backend
+    dead = 1  # nothing listens on port 1
+    app = make_app(
+        port,
+        f"""      - match: {{prefix: /{SERVICE}/, headers: [{{name: x-route, exact: retry}}]}}
+        cluster: half-dead
+        retry: {{attempts: 3, on: [unavailable]}}
+""",
+        f"""  - name: half-dead
+    endpoints: [{{address: "127.0.0.1:{dead}"}}, {{address: "127.0.0.1:{port}"}}]
+""",
+    )
+    for _ in range(4):  # round robin starts on the dead endpoint every other call
+        streamed = await call(app, "ServerStream", [b"2"], {"x-route": "retry"})
+        assert streamed.messages == [b"reply 0", b"reply 1"]
+        joined = await call(app, "ClientStream", [b"a", b"b"], {"x-route": "retry"})
+        assert joined.messages == [b"a|b"]  # the request messages replayed
+    assert sum(1 for seen in server.seen if seen.method == "ClientStream") == 4
+    await app.aclose()
