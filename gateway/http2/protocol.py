@@ -223,7 +223,7 @@ class H2Protocol(asyncio.Protocol):
             self._on_peer_goaway(event)
 
     def _on_request(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
-        if self._goaway_sent or self.h2.open_inbound_streams > self.limits.max_concurrent_streams:
+        if self._goaway_sent or self._open_streams() >= self.limits.max_concurrent_streams:
             # Past the last stream our GOAWAY named, or over the limit: the
             # client may retry it (elsewhere).
             self.reset(stream_id, ErrorCodes.REFUSED_STREAM)
@@ -278,6 +278,11 @@ class H2Protocol(asyncio.Protocol):
             self.schedule_flush()
             if not self.streams:
                 self._on_idle()
+
+    def _open_streams(self) -> int:
+        """Streams open as the client counts them (h2's count would include
+        streams whose HEADERS arrived in the same read, in any order)."""
+        return sum(1 for s in self.streams.values() if not (s.gone or s.response_ended))
 
     def _body_timeout(self, stream: Stream) -> None:
         stream.body_timer = None
