@@ -20,6 +20,7 @@ from tests.support.gateway import RunningGateway, run_gateway
 from tests.support.net import free_port
 from tests.support.processes import Process, python_module, running
 from tests.support.raw_grpc_backend import DETAILS, SERVICE, TRAILER_BYTES
+from tests.support.tls_ca import make_loopback_certs
 
 pytestmark = pytest.mark.integration
 
@@ -32,15 +33,26 @@ class Setup:
     gateway: RunningGateway
     backend: Process
     address: str
+    tls_address: str
+    ca: bytes
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     port = free_port()
     address = f"127.0.0.1:{free_port()}"
+    tls_address = f"127.0.0.1:{free_port()}"
     dead = f"127.0.0.1:{free_port()}"  # nothing listens here
+    certs = make_loopback_certs(tmp_path_factory.mktemp("passthrough-certs"))
     config = {
         "listeners": [
+            {
+                "name": "rpc-tls",
+                "address": tls_address,
+                "protocol": "grpc",
+                "tls": {"cert": str(certs.cert), "key": str(certs.key)},
+                "routes": [{"match": {"prefix": f"/{SERVICE}/"}, "cluster": "raw"}],
+            },
             {
                 "name": "rpc",
                 "address": address,
@@ -60,7 +72,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                         "timeout": f"{ROUTE_TIMEOUT_S}s",
                     },
                 ],
-            }
+            },
         ],
         "clusters": [
             {"name": "raw", "endpoints": [{"address": f"127.0.0.1:{port}"}]},
@@ -76,7 +88,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         ) as backend,
         run_gateway(config, tmp_path_factory.mktemp("passthrough")) as gateway,
     ):
-        yield Setup(gateway, backend, address)
+        yield Setup(gateway, backend, address, tls_address, certs.ca.read_bytes())
 
 
 @pytest.fixture
@@ -214,3 +226,16 @@ def test_grpc_web_and_connect_over_http2(setup: Setup) -> None:
             headers={"content-type": "application/connect+proto"},
         )
         assert streamed.content == b"\x00\x00\x00\x00\x03a|b" + b"\x02\x00\x00\x00\x02{}"
+
+
+def test_h2_over_tls_by_alpn(setup: Setup) -> None:
+    credentials = grpc.ssl_channel_credentials(root_certificates=setup.ca)
+    with grpc.secure_channel(setup.tls_address, credentials) as channel:
+        blob = bytes(range(256))
+        response, call = channel.unary_unary(method("Unary")).with_call(
+            b"over tls", metadata=(("x-echo-blob-bin", blob),), timeout=WAIT_S
+        )
+        assert response == b"over tls"
+        assert dict(call.trailing_metadata())["x-echo-blob-bin"] == blob
+        replies = channel.stream_stream(method("Bidi"))(iter([b"1", b"2"]), timeout=WAIT_S)
+        assert list(replies) == [b"echo 1", b"echo 2"]
