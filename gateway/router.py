@@ -101,13 +101,12 @@ class Router:
         )
         if entry is None:
             response = await self._unmatched(request)
-            passthrough = False
         else:
             response = await entry.handler(request)
-            passthrough = isinstance(entry.route.kind, GrpcPassthrough)
         if not self._rpc:
             return response
         # An RPC client gets its errors (no route, a filter's refusal) as statuses.
+        passthrough = entry is not None and isinstance(entry.route.kind, GrpcPassthrough)
         return rpc_error_response(request, response, connect_unary=passthrough)
 
     async def _call(self, route: CompiledRoute, request: HttpRequest) -> HttpResponse:
