@@ -1,7 +1,8 @@
-"""A real Connect client, connect-python (``connectrpc`` on PyPI), through
-meshgate to the grpcio echo backend, in each protocol it speaks (Connect,
-gRPC-Web, gRPC over HTTP/2) and each codec (proto, JSON), with its default
-gzip request compression. connect-python is in the test extra."""
+"""Real Connect clients through meshgate to the grpcio echo backend: connect-python
+(``connectrpc`` on PyPI, in the test extra) and Connect-ES for Node (npm
+``@connectrpc/connect-node``), in each protocol they speak (Connect, gRPC-Web,
+gRPC over HTTP/2), each codec (proto, JSON; connect-python) and HTTP version
+(Node), with connect-python's default gzip request compression."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from connectrpc.protocol import ProtocolType
 
 from tests.support.gateway import run_gateway
 from tests.support.net import free_port
+from tests.support.node_client import run_node_client
 from tests.support.processes import python_module, running
 from tests.support.protos import echo_descriptor_set, load_pool, message_class
 
@@ -102,3 +104,16 @@ def test_connect_get(url: str) -> None:
             request=EchoRequest(message="got"), method=method("Echo"), use_get=True
         )
         assert reply.request.message == "got"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "http_version"),
+    [("connect", "1.1"), ("grpc-web", "1.1"), ("connect", "2"), ("grpc-web", "2"), ("grpc", "2")],
+)
+def test_the_connect_es_node_client(url: str, protocol: str, http_version: str) -> None:
+    result = run_node_client(echo_descriptor_set(), url, protocol, http_version)
+    assert result == {
+        "unary": "node",
+        "stream": ["s#0", "s#1", "s#2"],
+        "error": {"code": 7, "message": "not yours"},  # PERMISSION_DENIED
+    }
