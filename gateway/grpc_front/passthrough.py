@@ -274,10 +274,18 @@ class Passthrough:
 
     async def _unary(self, reply: DuplexReply, headers: list[tuple[str, str]]) -> HttpResponse:
         """Connect unary: the one message and the status decide the HTTP answer."""
-        messages = [m async for m in reply.messages]
-        status = await self._status(reply)
-        if status.code == Code.OK and len(messages) != 1:
-            status = Status(Code.UNIMPLEMENTED, f"expected one reply message, got {len(messages)}")
+        messages: list[bytes] = []
+        async for message in reply.messages:
+            messages.append(message)
+            if len(messages) > 1:
+                break  # a streaming method called as unary: no need to read on
+        if len(messages) > 1:
+            await _close(reply.messages)
+            status = Status(Code.UNIMPLEMENTED, "a unary call got more than one reply message")
+        else:
+            status = await self._status(reply)
+        if status.code == Code.OK and not messages:
+            status = Status(Code.UNIMPLEMENTED, "a unary call got no reply message")
         if status.code != Code.OK:
             return status_response(self.wire, status, headers, self.codec)
         body = messages[0]
@@ -292,6 +300,13 @@ class Passthrough:
             ],
             body,
         )
+
+
+async def _close(messages: AsyncIterator[bytes]) -> None:
+    """End the upstream call of a reply not read to its end (the backend sees a cancel)."""
+    aclose = getattr(messages, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def rpc_error_response(

@@ -204,6 +204,11 @@ def test_connect_unary_json_proto_and_get(http: httpx.Client) -> None:
     assert reply(as_proto.content).request.message == "g2"
 
 
+def test_connect_unary_on_a_streaming_method_is_unimplemented(http: httpx.Client) -> None:
+    response = http.post(STREAM, json={"message": "many"}, headers=CONNECT_JSON)
+    assert response.status_code == 501 and response.json()["code"] == "unimplemented"
+
+
 def test_connect_unary_error_json_and_http_status(http: httpx.Client) -> None:
     failed = http.post(
         ECHO,
