@@ -94,6 +94,9 @@ class HttpResponse:
     body: bytes = b""
     # When set, the body is streamed from this iterator instead of ``body``.
     stream: AsyncIterator[bytes] | None = None
+    # When set (gRPC), called once the stream has ended: the fields sent as
+    # HTTP/2 trailers (the server must offer ASGI's http.response.trailers).
+    trailers: Callable[[], Awaitable[list[tuple[str, str]]]] | None = None
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]

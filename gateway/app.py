@@ -34,6 +34,7 @@ from gateway.errors import (
     error_response,
 )
 from gateway.exchange import Exchange, Observer
+from gateway.grpc_front.passthrough import TRAILERS
 from gateway.health_share import HealthShare
 from gateway.interrupts import CLIENT_GONE, Reason, interrupt_reason
 from gateway.metrics import observe as observe_metrics
@@ -232,6 +233,7 @@ class GatewayApp:
                 listener.filters,
                 listener.exposures,
                 documents,
+                rpc=listener.protocol == "grpc",
             )
             routers[listener.port] = handlers[listener.port] = router
         names = {listener.port: listener.name for listener in snapshot.listeners}
@@ -352,6 +354,8 @@ class GatewayApp:
                 client[0] if client else None,
                 scope.get("http_version", ""),
             )
+        extensions = scope.get("extensions")
+        trailers = extensions is not None and TRAILERS in extensions
         request = HttpRequest(
             method=method,
             path=path,
@@ -362,6 +366,8 @@ class GatewayApp:
             raw_path=scope.get("raw_path") or b"",
             exchange=exchange,
         )
+        if trailers:
+            request.attributes[TRAILERS] = True
         in_flight = self.in_flight
         in_flight[listener] = in_flight.get(listener, 0) + 1
         try:
@@ -473,7 +479,10 @@ async def _send(send: Send, response: HttpResponse) -> None:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
         return
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    start: Message = {"type": "http.response.start", "status": response.status, "headers": headers}
+    if response.trailers is not None:
+        start["trailers"] = True
+    await send(start)
     stream = response.stream
     try:
         async for chunk in stream:
@@ -484,7 +493,18 @@ async def _send(send: Send, response: HttpResponse) -> None:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
-    await send({"type": "http.response.body", "body": b""})
+    if response.trailers is None:
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    fields = await response.trailers()
+    await send(
+        {
+            "type": "http.response.trailers",
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields],
+            "more_trailers": False,
+        }
+    )
 
 
 def _openapi_documents(snapshot: Snapshot, listener: str, config: OpenApiConfig) -> Documents:

@@ -2,7 +2,7 @@
 
     route  = table.find(request)            first match wins (route_table)
     (route.filters wrap the rest)           filter_chain: per route, after matching
-    call   = route.kind.decode(request)     transcode/: protobuf or Dubbo JSON
+    call   = route.kind.decode(request)     transcode/, grpc_front/ (passthrough)
     plan   = route.cluster.select(call)     upstream/clusters: endpoint, policies
     reply  = invoker.unary(plan, call)      upstream/invoker: deadline, fault, cap, retries
     return call.encode(reply)               back through the route kind
@@ -21,9 +21,10 @@ from filters.http import Filter, Handler, HttpRequest, HttpResponse
 from gateway.errors import GatewayError, RouteNotFound, UnknownService, error_response
 from gateway.exposure import Exposure
 from gateway.filter_chain import wrap
+from gateway.grpc_front.passthrough import GrpcPassthrough, Passthrough, rpc_error_response
 from gateway.route_table import RouteTable
 from gateway.snapshot import CompiledRoute
-from gateway.upstream.invoker import Invoker
+from gateway.upstream.invoker import Invoker, shortest
 from gateway.upstream.mesh import MeshClient
 from gateway.upstream.metadata import deadline_from_headers
 from gateway.upstream.registry import UpstreamClients
@@ -64,8 +65,12 @@ class Router:
         listener_filters: Sequence[Filter] = (),
         exposures: Sequence[Exposure] = (),
         documents: Documents | None = None,
+        rpc: bool = False,
     ) -> None:
         self._routes = routes
+        # gRPC, gRPC-Web or Connect may come: a protocol: grpc listener, or a
+        # listener with passthrough routes.
+        self._rpc = rpc or any(isinstance(r.kind, GrpcPassthrough) for _, r in routes.entries)
         self._exposures = tuple(exposures)
         self._upstreams = upstreams
         self._refresh = refresh
@@ -95,8 +100,14 @@ class Router:
             request.method, request.path, request.headers, request.query_string
         )
         if entry is None:
-            return await self._unmatched(request)
-        return await entry.handler(request)
+            response = await self._unmatched(request)
+        else:
+            response = await entry.handler(request)
+        if not self._rpc:
+            return response
+        # An RPC client gets its errors (no route, a filter's refusal) as statuses.
+        passthrough = entry is not None and isinstance(entry.route.kind, GrpcPassthrough)
+        return rpc_error_response(request, response, connect_unary=passthrough)
 
     async def _call(self, route: CompiledRoute, request: HttpRequest) -> HttpResponse:
         try:
@@ -148,6 +159,12 @@ class Router:
             exchange.cluster = plan.cluster
             exchange.upstream = upstream_name
         invoker = upstreams.invoker
+        if isinstance(decoded, Passthrough):
+            # gRPC passthrough: requests and replies both stream (grpc_front/).
+            timeout = shortest(timeout, decoded.client_timeout)
+            duplex = upstreams.clients.grpc
+            reply = await invoker.duplex(plan, duplex, call, decoded.requests, timeout, exchange)
+            return await decoded.encode_duplex(reply)
         if call.server_streaming:
             stream = await invoker.stream(plan, upstream, call, timeout, exchange)
             return await decoded.encode_stream(stream)

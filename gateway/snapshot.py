@@ -35,12 +35,14 @@ from gateway.config import (
     ListenerLimitsConfig,
     LoadedConfig,
     RouteConfig,
+    RpcProtocol,
     split_address,
 )
 from gateway.config.cluster_name import ByInterface, StaticName, XdsTarget, parse_cluster_name
 from gateway.descriptors import DescriptorError, all_services, build_pool
 from gateway.exposure import Exposure
 from gateway.filter_chain import FilterSpec, listener_filter_specs, route_filter_specs
+from gateway.grpc_front.passthrough import GrpcPassthrough
 from gateway.route_table import RouteTable, compile_match
 from gateway.transcode.compile import compile_transcoding
 from gateway.transcode.dubbo_kind import DubboJson
@@ -63,6 +65,7 @@ __all__ = ["CompiledListener", "CompiledRoute", "DescriptorSources", "Snapshot",
 
 Where = tuple[str | int, ...]
 HASHING = frozenset({"ring_hash", "maglev"})
+RPC_PROTOCOLS: tuple[RpcProtocol, ...] = ("grpc", "grpc-web", "connect")
 # An xds:/// cluster says nothing of the protocol; the route kind's default.
 DEFAULT_MESH_PROTOCOL = {"proto": "grpc", "json": "triple"}
 # encoding -> (YAML section, route kind, the protocols that carry it), for the error.
@@ -171,13 +174,6 @@ def compile_snapshot(
     used_filters: dict[FilterKey, Filter] = {}
     listeners: list[CompiledListener] = []
     for i, listener in enumerate(config.listeners):
-        if listener.protocol != "http":
-            issues.append(
-                ConfigIssue(
-                    ("listeners", i, "protocol"),
-                    "protocol 'grpc' (gRPC passthrough) is not supported yet; use http",
-                )
-            )
         filters = _FilterBuilder(listener.name, loaded.base_dir, filter_cache, used_filters, issues)
         listener_specs = listener_filter_specs(listener.filters, ("listeners", i, "filters"))
         built = filters.build(listener_specs)
@@ -284,7 +280,13 @@ class _RouteCompiler:
         cluster_dubbo = static.dubbo if static is not None else DubboOptions()
         limits = Limits(route.max_request_bytes, route.max_response_bytes)
         kind: RouteKind
-        if route.dubbo is not None:
+        if route.transcode is None and route.dubbo is None:
+            # grpc:, or any route of a protocol: grpc listener.
+            protocols = route.grpc.protocols if route.grpc is not None else RPC_PROTOCOLS
+            # A Triple cluster's group and version, for clients that do not say.
+            triple = static is not None and static.protocol == "triple"
+            kind = GrpcPassthrough(protocols, limits, self._pool, cluster_dubbo if triple else None)
+        elif route.dubbo is not None:
             published = static.parameter_types if isinstance(static, RegistryCluster) else None
             kind = DubboJson(route.dubbo, limits, cluster_dubbo, published)
         else:
@@ -347,6 +349,18 @@ class _RouteCompiler:
         else:
             protocol = route.protocol or DEFAULT_MESH_PROTOCOL[kind.encoding]
         found = upstream_name(protocol, kind.encoding)
+        if isinstance(kind, GrpcPassthrough):
+            if protocol in ("grpc", "triple"):
+                # Triple's gRPC mode is gRPC on the wire; the client's tri-* headers go along.
+                return "grpc"
+            self._issues.append(
+                ConfigIssue(
+                    (*where, "cluster"),
+                    "gRPC passthrough needs a grpc or triple cluster; "
+                    f"{route.cluster!r} is {protocol}",
+                )
+            )
+            return None
         if found is None:
             section, what, need = _PROTOCOL_NEEDS[kind.encoding]
             self._issues.append(

@@ -39,8 +39,8 @@ from gateway.admin_peers import serve_views
 from gateway.app import DEFAULT_LIMITS, GatewayApp
 from gateway.config import ConfigError, ListenerLimitsConfig, split_address
 from gateway.config_watch import content_digest, watch_config
-from gateway.edge_protocol import edge_protocol
 from gateway.health_share import HealthShare
+from gateway.http2.select import serving_protocol
 from gateway.listeners import BindError, ListenerSet
 from gateway.metrics import count_reload
 from gateway.metrics_state import StateCollector, install, publish_forever
@@ -78,9 +78,10 @@ def uvicorn_config(app: GatewayApp) -> uvicorn.Config:
 
     return uvicorn.Config(
         app,
-        # httptools with the listeners' limits (header size and count, URL
-        # length, read and idle timeouts, connection cap): docs/limits.md.
-        http=edge_protocol(limits_for),
+        # HTTP/2 (ALPN h2, or the h2c preface) or httptools for HTTP/1.1,
+        # both with the listeners' limits (header size and count, URL length,
+        # read and idle timeouts, connection cap): docs/limits.md.
+        http=serving_protocol(limits_for),
         # The worker runs the app's start-up itself, before any listener serves.
         lifespan="off",
         access_log=False,

@@ -348,6 +348,20 @@ class DubboRouteConfig(Model):
     """Attachments sent with every call of this route."""
 
 
+RpcProtocol = Literal["grpc", "grpc-web", "connect"]
+
+
+class GrpcRouteConfig(Model):
+    """gRPC passthrough: gRPC, gRPC-Web and Connect requests to a gRPC (or Triple)
+    cluster, forwarded without transcoding (docs/grpc-front.md)."""
+
+    protocols: list[RpcProtocol] = Field(
+        default_factory=lambda: list[RpcProtocol](["grpc", "grpc-web", "connect"])
+    )
+    """Client protocols this route takes: grpc (HTTP/2), grpc-web (binary and text) and
+    connect (unary, GET and streaming); others get 415 or a status in their protocol."""
+
+
 class RouteFilterConfig(Model):
     """A route's change to its listener's filter chain.
 
@@ -382,6 +396,8 @@ class RouteConfig(Model):
     """Protobuf transcoding: HTTP/JSON to gRPC by google.api.http bindings or auto-mapping."""
     dubbo: DubboRouteConfig | None = None
     """JSON arguments to a Dubbo service with no protobuf IDL."""
+    grpc: GrpcRouteConfig | None = None
+    """gRPC passthrough (and gRPC-Web, Connect): the default on a protocol: grpc listener."""
     cluster: str
     """Where the calls go: a cluster name, xds:///HOST:PORT (mesh), or xds:///* (by service)."""
     protocol: Protocol | None = None
@@ -399,10 +415,11 @@ class RouteConfig(Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> RouteConfig:
-        if self.transcode is not None and self.dubbo is not None:
-            raise ValueError("a route has transcode or dubbo, not both")
-        if self.transcode is None and self.dubbo is None:
-            raise ValueError("a route needs transcode (protobuf) or dubbo (JSON to Dubbo)")
+        given = [k for k in ("transcode", "dubbo", "grpc") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(
+                f"a route has one of transcode, dubbo or grpc, not {' and '.join(given)}"
+            )
         return self
 
 
@@ -509,8 +526,8 @@ class ExposeConfig(Model):
 
 
 TlsVersion = Literal["1.2", "1.3"]
-# ALPN names a listener can offer; "h2" joins with the HTTP/2 listener.
-AlpnProtocol = Literal["http/1.1"]
+# ALPN names a listener can offer: h2 (HTTP/2) and http/1.1.
+AlpnProtocol = Literal["h2", "http/1.1"]
 # TLS 1.2 suites: forward secrecy and AEAD only (Mozilla's "intermediate"
 # list). TLS 1.3 suites are all modern and not configurable here.
 MODERN_CIPHERS = (
@@ -550,8 +567,9 @@ class ListenerTlsConfig(Model):
     """Highest TLS version accepted (absent: the newest)."""
     ciphers: str = MODERN_CIPHERS
     """OpenSSL cipher list for TLS 1.2."""
-    alpn: list[AlpnProtocol] = Field(default_factory=lambda: list[AlpnProtocol](["http/1.1"]))
-    """ALPN protocols offered, in preference order (h2 comes with the HTTP/2 listener)."""
+    alpn: list[AlpnProtocol] = Field(default_factory=lambda: list[AlpnProtocol](["h2", "http/1.1"]))
+    """ALPN protocols offered, in preference order; the one negotiated serves the
+    connection (h2: HTTP/2)."""
     reload_interval: Duration = 1.0
     """How often the files are checked for a change, on new handshakes."""
 
@@ -593,6 +611,9 @@ class ListenerLimitsConfig(Model):
     """Open connections to this listener in one worker; past it a new connection is answered
     503 and closed (established ones are untouched). Also held under the worker's
     file-descriptor limit at start."""
+    max_concurrent_streams: int = Field(default=100, ge=1, le=2**31 - 1)
+    """HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS);
+    a stream past it is refused (RST_STREAM REFUSED_STREAM, which clients retry)."""
 
 
 class ListenerConfig(Model):
@@ -601,7 +622,8 @@ class ListenerConfig(Model):
     address: Address
     """host:port to listen on."""
     protocol: Literal["http", "grpc"] = "http"
-    """http: REST/JSON over HTTP/1.1 and h2; grpc: gRPC passthrough."""
+    """http: REST/JSON routes, plus gRPC-Web/Connect/gRPC on routes with grpc:; grpc: every
+    route is gRPC passthrough (gRPC, gRPC-Web and Connect) unless it says otherwise."""
     tls: ListenerTlsConfig | None = None
     """TLS termination; absent: plaintext."""
     filters: list[FilterConfig] = Field(default_factory=list)
@@ -617,6 +639,21 @@ class ListenerConfig(Model):
     """What one client may cost a worker on this listener (docs/limits.md)."""
     openapi: OpenApiConfig | None = None
     """Serve an OpenAPI 3.1 document of this listener's transcoded routes (off by default)."""
+
+    @model_validator(mode="after")
+    def _route_kinds(self) -> ListenerConfig:
+        for i, route in enumerate(self.routes):
+            if self.protocol == "grpc" and (route.transcode or route.dubbo):
+                raise ValueError(
+                    f"routes[{i}]: a protocol: grpc listener's routes are gRPC passthrough; "
+                    "put transcode and dubbo routes on an http listener"
+                )
+            if self.protocol == "http" and not (route.transcode or route.dubbo or route.grpc):
+                raise ValueError(
+                    f"routes[{i}]: a route needs transcode (protobuf), dubbo (JSON to Dubbo) "
+                    "or grpc (passthrough)"
+                )
+        return self
 
 
 class EndpointConfig(Model):

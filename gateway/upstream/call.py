@@ -10,7 +10,7 @@ interface, for upstreams).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -76,6 +76,56 @@ class Reply:
 class ReplyStream:
     initial_metadata: Metadata
     messages: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class CallStatus:
+    """How a passthrough call ended: code, message, trailing metadata as sent,
+    and (UNAVAILABLE from the transport) how the connection failed."""
+
+    code: int
+    message: str = ""
+    trailing_metadata: Metadata = ()
+    cause: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DuplexReply:
+    """A passthrough call's answer: headers now, messages as they come, then
+    ``status()`` once ``messages`` has ended (never raises for a non-OK status)."""
+
+    initial_metadata: Metadata
+    messages: AsyncIterator[bytes]
+    status: Callable[[], Awaitable[CallStatus]]
+
+
+class RequestMessages(Protocol):
+    """A passthrough call's request stream, replayable for a retry until the
+    first reply message commits the call (or the kept messages outgrow their cap)."""
+
+    def attempt(self) -> AsyncIterator[bytes]:
+        """The messages for one attempt: those kept, then the rest as they arrive."""
+        ...
+
+    def commit(self) -> None:
+        """No more attempts: stop keeping messages."""
+        ...
+
+    @property
+    def replayable(self) -> bool: ...
+
+
+class DuplexUpstream(Protocol):
+    """A protocol client that streams both ways on bytes (gRPC passthrough)."""
+
+    async def duplex(
+        self,
+        address: str,
+        call: Call,
+        requests: AsyncIterator[bytes],
+        timeout: float | None,
+        security: UpstreamTls | None = None,
+    ) -> DuplexReply: ...
 
 
 class Upstream(Protocol):

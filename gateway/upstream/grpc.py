@@ -33,7 +33,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.tls.transport import TlsTransports
-from gateway.upstream.call import Call, Metadata, Reply, ReplyStream
+from gateway.upstream.call import Call, CallStatus, DuplexReply, Metadata, Reply, ReplyStream
 from gateway.upstream.metadata import response_headers
 from gateway.upstream.status import status_details
 from mesh.security import UpstreamTls
@@ -210,6 +210,57 @@ class GrpcUpstream:
 
         return ReplyStream(tuple(initial or ()), messages())
 
+    async def duplex(
+        self,
+        address: str,
+        call: Call,
+        requests: AsyncIterator[bytes],
+        timeout: float | None,
+        security: UpstreamTls | None = None,
+    ) -> DuplexReply:
+        """gRPC passthrough on the same channels: every call is a bidi call on
+        bytes (unary and one-sided streams are the same on the wire). The
+        writer reads the next request only once the previous one is written,
+        which carries the backend's flow control back to the client."""
+        channel = await self.channel(address, security, call.max_reply_bytes)
+        rpc: Any = channel.stream_stream(call.path)(timeout=timeout, metadata=call.metadata)
+        writer = asyncio.ensure_future(_write_all(rpc, requests))
+        try:
+            initial = await rpc.initial_metadata()
+        except grpc.aio.AioRpcError:
+            initial = ()  # the call failed before headers: status() says how
+        except BaseException:
+            writer.cancel()
+            rpc.cancel()
+            raise
+
+        async def messages() -> AsyncIterator[bytes]:
+            try:
+                async for message in rpc:
+                    yield message
+            except grpc.aio.AioRpcError:
+                pass  # the status is read by status()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # grpc's way of ending a call cancelled on this side (the
+                # request stream failed): status() says CANCELLED.
+            finally:
+                # The client left mid-stream: the backend sees CANCELLED.
+                writer.cancel()
+                rpc.cancel()
+
+        async def status() -> CallStatus:
+            code = (await rpc.code()).value[0]
+            message = await rpc.details() or ""
+            trailing = tuple(await rpc.trailing_metadata() or ())
+            if code == Code.UNAVAILABLE:
+                return CallStatus(code, message, trailing, transport_cause(message))
+            return CallStatus(code, message, trailing)
+
+        return DuplexReply(tuple(initial or ()), messages(), status)
+
     async def close(self) -> None:
         channels, self._channels = self._channels, {}
         self._unary.clear()
@@ -217,6 +268,24 @@ class GrpcUpstream:
             await channel.close()
         if self._owns_tls:
             await self._tls.close()
+
+
+async def _write_all(rpc: Any, requests: AsyncIterator[bytes]) -> None:
+    """Write the request stream, each message once the previous one is sent
+    (grpc's flow control), then half-close."""
+    try:
+        async for message in requests:
+            if rpc.done():
+                return
+            await rpc.write(message)
+        if not rpc.done():
+            await rpc.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        return  # the call has ended; its status says how
+    except Exception:
+        # The request stream failed (too large, malformed, the client left):
+        # end the call; the route kind reports why.
+        rpc.cancel()
 
 
 async def _reply(call: Any) -> Reply:

@@ -23,8 +23,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from gateway.errors import GatewayError, UpstreamStatus, UpstreamUnavailable, http_status_for
 from gateway.exchange import Attempt, Exchange
 from gateway.metrics import count_overflow, count_retry
-from gateway.upstream.call import Call, Reply, ReplyStream, Upstream
+from gateway.upstream.call import (
+    Call,
+    CallStatus,
+    DuplexReply,
+    DuplexUpstream,
+    Reply,
+    ReplyStream,
+    RequestMessages,
+    Upstream,
+)
 from gateway.upstream.clusters import CallPlan
+from mesh.endpoint import Endpoint
 from mesh.outlier import Outcome
 from mesh.retry import retry_backoff, should_retry
 
@@ -168,6 +178,116 @@ class Invoker:
 
         return ReplyStream(started.initial_metadata, counted())
 
+    async def duplex(
+        self,
+        plan: CallPlan,
+        upstream: DuplexUpstream,
+        call: Call,
+        requests: RequestMessages,
+        timeout: float | None,
+        exchange: Exchange | None = None,
+    ) -> DuplexReply:
+        """A passthrough call, streaming both ways. With a retry policy, an
+        attempt that ends with a retryable status before any reply message is
+        tried again (on an untried endpoint, within the deadline and the retry
+        budget) with the request messages replayed; the first reply message
+        commits the call. The in-flight slot is held until the reply ends."""
+        await self._inject_fault(plan)
+        retry = plan.retry
+        if retry is None:
+            requests.commit()
+        timeout = shortest(timeout, plan.timeout)
+        deadline = None if timeout is None else self._clock() + timeout
+        endpoint = plan.first
+        attempt = 1
+        tried: list[str] = []
+        trace = None if exchange is None else exchange.trace
+        holds_retry = False
+        try:
+            while True:
+                try_timeout = self._remaining(deadline)
+                if retry is not None and retry.per_try_timeout_s:
+                    try_timeout = shortest(try_timeout, retry.per_try_timeout_s)
+                if not plan.begin(endpoint):
+                    raise overloaded(plan)
+                record = None if exchange is None else exchange.begin_attempt(endpoint.address)
+                sent = call if trace is None or record is None else trace.attempt_call(call, record)
+                try:
+                    reply = await upstream.duplex(
+                        endpoint.address, sent, requests.attempt(), try_timeout, plan.security
+                    )
+                    first = None
+                    if requests.replayable:
+                        first = await anext(reply.messages, None)
+                except BaseException:
+                    _finish(record, None)
+                    plan.end(endpoint)
+                    raise
+                finally:
+                    if holds_retry:
+                        plan.retry_done()
+                        holds_retry = False
+                if first is not None or not requests.replayable:
+                    requests.commit()
+                    return self._counted(plan, endpoint, record, reply, first)
+                status = await reply.status()
+                error = status_error(status)
+                out_of_time = deadline is not None and self._clock() >= deadline
+                if (
+                    error is None
+                    or out_of_time
+                    or not should_retry(retry, status.code, attempt, status.cause)
+                ):
+                    return self._counted(plan, endpoint, record, reply, None)
+                _finish(record, status.code)
+                plan.end(endpoint, outcome_of(error), self._clock)
+                tried.append(endpoint.address)
+                if not plan.may_retry():
+                    count_retry(plan.cluster, sent=False)
+                    return DuplexReply(reply.initial_metadata, _nothing(), reply.status)
+                holds_retry = True
+                count_retry(plan.cluster, sent=True)
+                assert retry is not None
+                backoff = retry_backoff(retry, attempt, self._rng)
+                remaining = self._remaining(deadline)
+                await self._sleep(backoff if remaining is None else min(backoff, remaining))
+                attempt += 1
+                endpoint = plan.pick(tried)
+        finally:
+            if holds_retry:
+                plan.retry_done()
+
+    def _counted(
+        self,
+        plan: CallPlan,
+        endpoint: Endpoint,
+        record: Attempt | None,
+        reply: DuplexReply,
+        first: bytes | None,
+    ) -> DuplexReply:
+        """The reply, reporting the attempt's outcome when its status is known."""
+        clock = self._clock
+
+        async def messages() -> AsyncIterator[bytes]:
+            status: CallStatus | None = None
+            try:
+                if first is not None:
+                    yield first
+                async for message in reply.messages:
+                    yield message
+                status = await reply.status()
+            finally:
+                error = None if status is None else status_error(status)
+                _finish(record, None if status is None else status.code)
+                if status is None:
+                    plan.end(endpoint)
+                else:
+                    plan.end(
+                        endpoint, Outcome.SUCCESS if error is None else outcome_of(error), clock
+                    )
+
+        return DuplexReply(reply.initial_metadata, messages(), reply.status)
+
     async def _inject_fault(self, plan: CallPlan) -> None:
         if plan.delay:
             await self._sleep(plan.delay)
@@ -184,6 +304,21 @@ def _finish(attempt: Attempt | None, grpc_status: int | None) -> None:
     if attempt is not None:
         attempt.grpc_status = grpc_status
         attempt.seconds = time.perf_counter() - attempt.started
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield
+
+
+def status_error(status: CallStatus) -> GatewayError | None:
+    """A passthrough call's non-OK status as the error the retry and outlier
+    logic judges (None for OK)."""
+    if status.code == 0:
+        return None
+    if status.code == UpstreamUnavailable.grpc_code:
+        return UpstreamUnavailable(status.message, cause=status.cause)
+    return UpstreamStatus(status.message, grpc_code=status.code)
 
 
 def shortest(a: float | None, b: float | None) -> float | None:

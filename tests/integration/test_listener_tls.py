@@ -203,9 +203,14 @@ def test_weak_tls_1_2_ciphers_are_refused(gateway: Listeners, certs: Certs) -> N
         handshake(gateway.https, context)
 
 
-def test_alpn_offers_http_1_1(gateway: Listeners, certs: Certs) -> None:
+def test_alpn_offers_h2_then_http_1_1(gateway: Listeners, certs: Certs) -> None:
     context = client_context(certs)
     context.set_alpn_protocols(["h2", "http/1.1"])
+    _, tls = handshake(gateway.https, context)
+    with tls:
+        assert tls.selected_alpn_protocol() == "h2"
+    context = client_context(certs)
+    context.set_alpn_protocols(["http/1.1"])
     _, tls = handshake(gateway.https, context)
     with tls:
         assert tls.selected_alpn_protocol() == "http/1.1"
@@ -322,5 +327,5 @@ def test_openssl_s_client_sees_tls_1_3_and_alpn(gateway: Listeners, certs: Certs
     )
     output = (result.stdout + result.stderr).decode()
     assert "New, TLSv1.3" in output, output
-    assert "ALPN protocol: http/1.1" in output, output
+    assert "ALPN protocol: h2" in output, output
     assert "Verify return code: 0 (ok)" in output, output

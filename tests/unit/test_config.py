@@ -233,11 +233,13 @@ def test_yaml_12_booleans_keep_the_retry_on_key() -> None:
         )
 
 
-def test_grpc_listeners_are_refused_until_supported() -> None:
+def test_a_grpc_listener_takes_passthrough_routes_only() -> None:
     text = GOOD.replace("address: 127.0.0.1:8080", "address: 127.0.0.1:8080\n    protocol: grpc")
-    assert issues_of(text) == [
-        "listeners[0].protocol: protocol 'grpc' (gRPC passthrough) is not supported yet; use http"
-    ]
+    [issue] = issues_of(text)
+    assert "a protocol: grpc listener's routes are gRPC passthrough" in issue
+    passthrough = text.replace("transcode: {auto_mapping: true}", "grpc: {}")
+    snapshot = compile_loaded(load_config_text(passthrough, base_dir=REPO / "config"))
+    assert type(snapshot.listeners[0].routes.entries[0][1].kind).__name__ == "GrpcPassthrough"
 
 
 RESILIENT = GOOD.replace(

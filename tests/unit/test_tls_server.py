@@ -53,7 +53,7 @@ def test_wildcard_needs_a_label() -> None:
         {},
         {"cert": "a.pem", "key": "a.key", "min_version": "1.1"},
         {"cert": "a.pem", "key": "a.key", "min_version": "1.3", "max_version": "1.2"},
-        {"cert": "a.pem", "key": "a.key", "alpn": ["h2"]},
+        {"cert": "a.pem", "key": "a.key", "alpn": ["h3"]},
         {"cert": "a.pem", "key": "a.key", "alpn": []},
     ],
 )
@@ -113,7 +113,7 @@ def test_sni_switch_rotation_and_alpn_over_memory(tmp_path: Path) -> None:
     tls = ListenerTls("public", config, lambda p: tmp_path / p)
     first = _handshake(tls.context, "shop.test", ca_file)
     assert first.getpeercert(binary_form=True) == shop.cert.public_bytes(Encoding.DER)
-    assert first.selected_alpn_protocol() == "http/1.1"
+    assert first.selected_alpn_protocol() == "h2"
     other = _handshake(tls.context, None, ca_file)
     assert other.getpeercert(binary_form=True) == default.cert.public_bytes(Encoding.DER)
     rotated = ca.issue(dns=["shop.test"])
