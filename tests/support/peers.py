@@ -422,7 +422,9 @@ def peer_or_skip(name: str, options: Sequence[str] = ()) -> Iterator[RunningPeer
 def _client_command(name: str) -> tuple[list[str], float]:
     if name == "java":
         jar = build_java_peer()
-        return [_require("java"), "-jar", str(jar)], JAVA_CALL_TIMEOUT
+        # A one-shot JVM: C1 only and the serial collector start it about a quarter faster.
+        options = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+        return [_require("java"), *options, "-jar", str(jar)], JAVA_CALL_TIMEOUT
     if name == "go":
         return [str(build_go_peer())], GO_CALL_TIMEOUT
     raise ValueError(f"no client mode in the {name!r} peer (java or go)")
