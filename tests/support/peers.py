@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.net import free_port
 
@@ -37,6 +39,9 @@ GO_READY_TIMEOUT = 60.0
 PYTHON_READY_TIMEOUT = 60.0
 MAVEN_TIMEOUT = 1800.0
 GO_BUILD_TIMEOUT = 1200.0
+# A client-mode run (--call) includes the JVM's and Dubbo's start on a loaded machine.
+JAVA_CALL_TIMEOUT = 120.0
+GO_CALL_TIMEOUT = 60.0
 
 
 class PeerToolchainMissing(RuntimeError):
@@ -49,6 +54,10 @@ class PeerBuildError(RuntimeError):
 
 class PeerStartError(RuntimeError):
     """A peer exited or stayed silent instead of printing READY."""
+
+
+class PeerCallError(RuntimeError):
+    """A peer's client mode failed itself (usage, crash, no JSON) rather than its call."""
 
 
 def cache_dir() -> Path:
@@ -408,6 +417,84 @@ def peer_or_skip(name: str, options: Sequence[str] = ()) -> Iterator[RunningPeer
         yield peer
     finally:
         manager.__exit__(None, None, None)
+
+
+def _client_command(name: str) -> tuple[list[str], float]:
+    if name == "java":
+        jar = build_java_peer()
+        # A one-shot JVM: C1 only and the serial collector start it about a quarter faster.
+        options = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+        return [_require("java"), *options, "-jar", str(jar)], JAVA_CALL_TIMEOUT
+    if name == "go":
+        return [str(build_go_peer())], GO_CALL_TIMEOUT
+    raise ValueError(f"no client mode in the {name!r} peer (java or go)")
+
+
+def call_with_peer_client(
+    peer_name: str,
+    address: str,
+    *,
+    group: str | None = None,
+    version: str | None = None,
+    method: str = "SayHello",
+    name: str | None = None,
+    millis: int | None = None,
+    timeout_ms: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run the client mode of the java or go peer (``--call address``) once.
+
+    Returns its JSON lines: one ``{"message", "served_by"}`` per reply, or one
+    ``{"error": {"code", "message"}}`` with the gRPC status the client saw. Raises
+    PeerToolchainMissing, or PeerCallError when the client itself fails.
+    """
+    command, timeout = _client_command(peer_name)
+    command += ["--call", address, "--method", method]
+    flags = {
+        "--group": group,
+        "--version": version,
+        "--name": name,
+        "--millis": millis,
+        "--timeout-ms": timeout_ms,
+    }
+    command += [
+        part for flag, value in flags.items() if value is not None for part in (flag, str(value))
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    stderr_tail = "\n".join(result.stderr.splitlines()[-30:])
+    if result.returncode != 0:
+        raise PeerCallError(f"{peer_name} client exited with {result.returncode}:\n{stderr_tail}")
+    try:
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise PeerCallError(
+            f"{peer_name} client printed something else than JSON lines ({error}):\n"
+            f"{result.stdout}\n{stderr_tail}"
+        ) from error
+    if not lines:
+        raise PeerCallError(f"{peer_name} client printed nothing:\n{stderr_tail}")
+    return lines
+
+
+def peer_call(peer_name: str, address: str, **options: Any) -> list[dict[str, Any]]:
+    """call_with_peer_client for a test: a missing toolchain skips (fails under CI).
+
+    ``options``: group, version, method, name (HelloRequest.name), millis, timeout_ms.
+    """
+    from tests.support.toolchain import missing
+
+    try:
+        return call_with_peer_client(peer_name, address, **options)
+    except PeerToolchainMissing as error:
+        missing(f"{peer_name} peer client: {error}")
+        raise AssertionError("unreachable") from error
 
 
 def main() -> None:

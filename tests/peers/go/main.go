@@ -2,6 +2,9 @@
 // over Triple and the hessian2 UserService over the dubbo protocol, each as g1/1.0.0 and
 // g2/2.0.0. Prints READY once both ports accept connections.
 //
+// With --call HOST:PORT it is a Triple consumer instead (client.go): one Greeter call, each
+// reply printed as a JSON line.
+//
 // No registry, unless MESHGATE_REGISTRY names one (zookeeper://127.0.0.1:PORT): then the peer
 // registers there with dubbo-go's own zookeeper registry, in MESHGATE_REGISTER_MODE (interface,
 // instance or all; default all), as the application MESHGATE_APPLICATION (default
@@ -46,7 +49,12 @@ func main() {
 	tlsCert := flag.String("tls-cert", "", "serve both ports over TLS with this PEM chain")
 	tlsKey := flag.String("tls-key", "", "the PEM key of --tls-cert")
 	tlsCA := flag.String("tls-ca", "", "with --tls-cert: require client certificates from this CA")
+	call := registerCallFlags()
 	flag.Parse()
+	if call.address != "" {
+		runClient(call)
+		return
+	}
 	if *triplePort == 0 || *dubboPort == 0 {
 		log.Fatal("usage: go-peer --triple-port N --dubbo-port M")
 	}

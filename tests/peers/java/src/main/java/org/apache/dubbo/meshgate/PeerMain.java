@@ -18,6 +18,8 @@ import meshgate.interop.v1.Greeter;
  * registers there with Dubbo's own registry module, in MESHGATE_REGISTER_MODE (interface,
  * instance or all; default all), under the application name MESHGATE_APPLICATION (default
  * meshgate-java-peer), and publishes its metadata to the same ZooKeeper.
+ *
+ * <p>With --call HOST:PORT it is a Triple consumer instead (see {@link CallMain}).
  */
 public final class PeerMain {
     private static final String HOST = "127.0.0.1";
@@ -26,6 +28,10 @@ public final class PeerMain {
     }
 
     public static void main(String[] args) throws InterruptedException {
+        if (List.of(args).contains("--call")) {
+            CallMain.run(args);
+            return;
+        }
         int triplePort = intArg(args, "--triple-port");
         int dubboPort = intArg(args, "--dubbo-port");
 
