@@ -1,9 +1,9 @@
 """gRPC and Triple clients through meshgate's passthrough to the Java Dubbo and
 dubbo-go Triple servers (tests/peers): Triple's gRPC mode is gRPC on the wire,
 the client's tri-* headers go along, and a Triple cluster's group and version
-are added when the client sends none. The Triple consumer is the Apache Dubbo
-Python SDK (tests/peers/python_dubbo/client.py); the Java and Go peers have no
-client programs."""
+are added when the client sends none. The Triple consumer here is the Apache Dubbo
+Python SDK (tests/peers/python_dubbo/client.py); the Java and Go peers' own
+Triple clients go through meshgate in test_triple_clients.py."""
 
 from __future__ import annotations
 

@@ -36,11 +36,6 @@ UNKNOWN = grpc.StatusCode.UNKNOWN.value[0]
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
 DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
 
-NEEDS_H2_FRONT_DOOR = pytest.mark.skip(
-    reason="needs the HTTP/2 front door (issue 14 branches issue-h2-server + issue-grpc-front)"
-)
-
-
 # --- servers ---------------------------------------------------------------------------------
 
 
@@ -280,7 +275,6 @@ def fronted(request: pytest.FixtureRequest) -> tuple[str, str]:
     return request.param, listener_address(gateway)
 
 
-@NEEDS_H2_FRONT_DOOR
 def test_through_meshgate_say_hello_selects_the_group(
     client: str, fronted: tuple[str, str]
 ) -> None:
@@ -292,7 +286,6 @@ def test_through_meshgate_say_hello_selects_the_group(
         )
 
 
-@NEEDS_H2_FRONT_DOOR
 def test_through_meshgate_fail_gives_the_business_status(
     client: str, fronted: tuple[str, str]
 ) -> None:
@@ -301,7 +294,6 @@ def test_through_meshgate_fail_gives_the_business_status(
     assert_business_error(lines, dubbo_go_sees_http_500=False)
 
 
-@NEEDS_H2_FRONT_DOOR
 def test_through_meshgate_server_stream_gives_three_replies(
     client: str, fronted: tuple[str, str]
 ) -> None:
@@ -309,7 +301,6 @@ def test_through_meshgate_server_stream_gives_three_replies(
     assert_stream(peer_call(client, address, method="SayHelloStream", name="ada", **G1), server)
 
 
-@NEEDS_H2_FRONT_DOOR
 def test_through_meshgate_slow_past_the_deadline_is_deadline_exceeded(
     client: str, fronted: tuple[str, str]
 ) -> None:
