@@ -27,6 +27,7 @@ from tests.support.net import free_port
 from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
 from tests.support.peers import peer_or_skip
 from tests.support.processes import echo_backend
+from tests.support.protos import load_pool, message_class
 
 pytestmark = pytest.mark.integration
 
@@ -436,3 +437,42 @@ def test_a_reload_turns_tracing_on(echo_set: Path, backends: Backends, tmp_path:
             time.sleep(0.2)
         started = parse_traceparent(metadata["traceparent"])
         assert started is not None and not started.sampled
+
+
+def test_a_passthrough_call_is_traced(
+    echo_set: Path, backends: Backends, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """gRPC-Web onto the gRPC passthrough kind: the attempt sends its own span id."""
+    pool = load_pool(echo_set)
+    request = message_class(pool, "meshgate.test.v1.EchoRequest")(message="w", echo_metadata=True)
+    payload = request.SerializeToString()
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    config = gateway_config(echo_set, [backends.address("a")], None)
+    config["listeners"][0]["routes"] = [
+        {"name": "web", "match": {"prefix": "/"}, "grpc": {}, "cluster": "echo"}
+    ]
+    config["tracing"] = {
+        "otlp": {"endpoint": receiver.endpoint, "schedule_delay": FAST_EXPORT},
+        "sampling": 1.0,
+    }
+    with run_gateway(config, tmp_path) as gateway, gateway.client() as client:
+        answer = client.post(
+            ECHO,
+            content=b"\x00" + len(payload).to_bytes(4, "big") + payload,
+            headers={
+                "content-type": "application/grpc-web+proto",
+                "traceparent": f"00-{trace}-{CALLER_SPAN}-01",
+            },
+        )
+    assert answer.status_code == 200
+    length = int.from_bytes(answer.content[1:5], "big")
+    reply = message_class(pool, "meshgate.test.v1.EchoReply").FromString(
+        answer.content[5 : 5 + length]
+    )
+    sent = parse_traceparent(reply.metadata["traceparent"])
+    assert sent is not None and sent.trace_id == trace
+    spans = spans_of(receiver, trace, clients=1)
+    server, client_span = one(spans, SERVER), one(spans, CLIENT)
+    assert server.parent_span_id == CALLER_SPAN
+    assert client_span.span_id == sent.span_id and client_span.parent_span_id == server.span_id
+    assert server.attributes["meshgate.route"] == "web"
