@@ -56,6 +56,11 @@ class HttpRequest:
         return self._headers
 
     @property
+    def body_size(self) -> int:
+        """Bytes of the body read so far as a whole (0 when none was read)."""
+        return len(self._body) if self._body is not None else 0
+
+    @property
     def target_path(self) -> str:
         """The path as the client sent it, or the decoded one when that is unknown."""
         return self.raw_path.decode("latin-1") if self.raw_path else self.path

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from gateway.config.observability import AccessLogConfig, LoggingConfig, RequestIdConfig
 from mesh.regex import compile_regex
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
@@ -930,3 +931,9 @@ class GatewayConfig(Model):
     (streams included) may take to finish."""
     reload: ReloadConfig = Field(default_factory=ReloadConfig)
     """How the config file is reloaded: the file watch, its debounce, empty configs."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    """The gateway's own log: level and format (the command line's flags win)."""
+    access_log: AccessLogConfig | None = None
+    """One line per request (JSON or an Envoy-style format) to stdout or a file; absent: none."""
+    request_id: RequestIdConfig = Field(default_factory=RequestIdConfig)
+    """Request IDs: kept or made, sent upstream, returned, logged, in error bodies."""

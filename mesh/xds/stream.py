@@ -22,7 +22,7 @@ from mesh.bootstrap import XdsServer
 from mesh.errors import ResourceError
 from mesh.xds.ads import AdsClient, Key
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 OnChange = Callable[[set[Key]], None]
 
