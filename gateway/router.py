@@ -126,6 +126,10 @@ class Router:
 
     async def invoke(self, route: CompiledRoute, request: HttpRequest) -> HttpResponse:
         headers = request.headers
+        exchange = request.exchange
+        if exchange is not None:
+            # Before decoding, so a request refused there (400, 413) names its route too.
+            exchange.route = route.name
         decoded = await route.kind.decode(request)
         call = decoded.call
         timeout = deadline_from_headers(
@@ -140,9 +144,7 @@ class Router:
         plan = route.cluster.select(call, headers, attributes, upstreams.mesh)
         upstream_name = plan.upstream or route.upstream
         upstream = upstreams.clients.get(upstream_name)
-        exchange = request.exchange
         if exchange is not None:
-            exchange.route = route.name
             exchange.cluster = plan.cluster
             exchange.upstream = upstream_name
         invoker = upstreams.invoker
