@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 from gateway.access_log.format import compile_format, status_range
 from gateway.access_log.record import UtcTimes, json_line
@@ -18,6 +19,14 @@ from gateway.config.observability import AccessLogConfig
 from gateway.exchange import Exchange
 
 Line = Callable[[Exchange], bytes]
+
+
+class Sink(Protocol):
+    """Where lines go: the LineWriter, or a test's list."""
+
+    def put(self, line: bytes) -> None: ...
+    def reopen(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def line_maker(format_text: str) -> Line:
@@ -33,11 +42,11 @@ class AccessLog:
     def __init__(
         self,
         config: AccessLogConfig,
-        writer: LineWriter | None = None,
+        writer: Sink | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
-        self.writer = writer or LineWriter(config.path, config.buffer_lines)
+        self.writer: Sink = writer or LineWriter(config.path, config.buffer_lines)
         self._line = line_maker(config.format)
         self._low, self._high = status_range(config.only)
         self._sample = config.sample
