@@ -104,14 +104,17 @@ def serve(config_path: Path, workers: int, log_overrides: LogSettings | None = N
     which win over the file's ``logging:``."""
     ignore_deferred_signals()
     overrides = log_overrides or LogSettings("", "")
+    # Until the file is read, the command line's settings: a config error is
+    # logged in the format asked for.
+    configure(overrides.over(LogSettings()))
     try:
         snapshot = load_snapshot(config_path)
         listener_tls(snapshot)
     except ConfigError as exc:
-        print(f"{config_path}: invalid config\n{exc}", file=sys.stderr)
+        log.error("%s: invalid config\n%s", config_path, exc)
         return 1
     except (OSError, ssl.SSLError) as exc:
-        print(f"{config_path}: a listener's TLS files cannot be loaded: {exc}", file=sys.stderr)
+        log.error("%s: a listener's TLS files cannot be loaded: %s", config_path, exc)
         return 1
     file = snapshot.config.logging
     settings = overrides.over(LogSettings(file.level, file.format))

@@ -227,7 +227,7 @@ def test_a_server_stream_is_logged_when_it_ends(
 
 
 def echoed_metadata(
-    client: httpx.Client, headers: dict[str, str] | dict[str, bytes]
+    client: httpx.Client, headers: dict[bytes, bytes]
 ) -> tuple[httpx.Response, str]:
     response = client.post(ECHO, json={"echoMetadata": True}, headers=headers)
     assert response.status_code == 200, response.text
@@ -239,7 +239,7 @@ def test_a_sane_request_id_is_kept_sent_upstream_and_returned(
 ) -> None:
     gateway, path = logged
     with gateway.client() as client:
-        response, seen = echoed_metadata(client, {"x-request-id": "Client-ID_0042"})
+        response, seen = echoed_metadata(client, {b"x-request-id": b"Client-ID_0042"})
     assert seen == "Client-ID_0042"
     assert response.headers["x-request-id"] == "Client-ID_0042"
     assert json_line(path, "Client-ID_0042")["status"] == 200
@@ -254,7 +254,7 @@ def test_a_request_id_is_made_when_absent_or_not_sane(
     logged: tuple[RunningGateway, Path], sent: str | None
 ) -> None:
     gateway, path = logged
-    headers = {} if sent is None else {"x-request-id": sent.encode()}
+    headers = {} if sent is None else {b"x-request-id": sent.encode()}
     with gateway.client() as client:
         response, seen = echoed_metadata(client, headers)
     made = response.headers["x-request-id"]

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 
 from tests.support.gateway import RunningGateway, run_gateway
+from tests.support.processes import python_module
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +102,25 @@ def test_level_and_format_from_the_file(echo_set: Path, backend_port: int, tmp_p
     assert any(" WARNING uvicorn.error: Unsupported upgrade request" in line for line in lines)
     assert not [line for line in lines if " INFO " in line], lines
     assert not any(line.startswith("{") for line in lines)
+
+
+def test_a_config_error_is_an_error_record(
+    echo_set: Path, backend_port: int, tmp_path: Path
+) -> None:
+    cfg = config(echo_set, backend_port, access_log={"format": "%REQ(:PATH)% %NOPE%"})
+    cfg["admin"] = {"address": "127.0.0.1:1"}
+    cfg["listeners"][0]["address"] = "127.0.0.1:2"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    done = subprocess.run(
+        python_module("gateway", "run", "-c", str(path), "--log-format", "json"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    (record,) = [orjson.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert (record["level"], record["logger"]) == ("error", "meshgate.gateway.workers")
+    assert "invalid config" in record["message"]
+    assert "access_log.format" in record["message"]
+    assert "unknown operator %NOPE% at character 13" in record["message"]
