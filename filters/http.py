@@ -8,6 +8,7 @@ order in the YAML, response order the reverse, as in Envoy.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from gateway.exchange import Exchange
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+# The ID of the request being served, which error bodies name ("" outside a
+# request, or with request IDs off); the gateway sets it for the request's task.
+current_request_id: ContextVar[str] = ContextVar("meshgate_request_id", default="")
 
 
 class BodyTooLarge(Exception):

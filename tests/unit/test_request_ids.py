@@ -80,6 +80,7 @@ descriptors:
 listeners:
   - name: public
     address: 127.0.0.1:18080
+    filters: {filters}
     routes:
       - match: {{prefix: /dubbo/}}
         dubbo: {{}}
@@ -102,7 +103,7 @@ async def ok(address: str, call: Call, timeout: float | None) -> Reply:
 
 
 async def test_the_id_goes_upstream_as_metadata_and_as_a_dubbo2_attachment() -> None:
-    gateway = InProcessGateway(CONFIG.format(extra=""), ok)
+    gateway = InProcessGateway(CONFIG.format(filters="[]", extra=""), ok)
     async with gateway.client() as client:
         grpc = await client.post(SHELF, json={}, headers={"x-request-id": "from-client"})
         dubbo = await client.post(
@@ -125,7 +126,7 @@ async def test_a_backend_echo_does_not_double_the_response_header() -> None:
     async def echoing(address: str, call: Call, timeout: float | None) -> Reply:
         return Reply(b"", initial_metadata=(("x-request-id", "echoed"),))
 
-    gateway = InProcessGateway(CONFIG.format(extra=""), echoing)
+    gateway = InProcessGateway(CONFIG.format(filters="[]", extra=""), echoing)
     async with gateway.client() as client:
         response = await client.post(SHELF, json={}, headers={"x-request-id": "mine"})
     assert response.headers.get_list("x-request-id") == ["mine"]
@@ -135,7 +136,7 @@ async def test_error_bodies_name_the_id() -> None:
     async def failing(address: str, call: Call, timeout: float | None) -> Reply:
         raise UpstreamStatus("no shelf", grpc_code=5)
 
-    gateway = InProcessGateway(CONFIG.format(extra=""), failing)
+    gateway = InProcessGateway(CONFIG.format(filters="[]", extra=""), failing)
     async with gateway.client() as client:
         failed = await client.post(SHELF, json={}, headers={"x-request-id": "rid-9"})
         no_route = await client.get("/nowhere/at/all", headers={"x-request-id": "rid-10"})
@@ -151,7 +152,7 @@ async def test_error_bodies_name_the_id() -> None:
 
 async def test_another_header_and_no_response_header() -> None:
     extra = "request_id: {header: x-correlation-id, response: false, trust_client: false}"
-    gateway = InProcessGateway(CONFIG.format(extra=extra), ok)
+    gateway = InProcessGateway(CONFIG.format(filters="[]", extra=extra), ok)
     async with gateway.client() as client:
         response = await client.post(SHELF, json={}, headers={"x-correlation-id": "client"})
     assert "x-correlation-id" not in response.headers
@@ -164,10 +165,23 @@ async def test_turned_off_nothing_is_added() -> None:
     async def failing(address: str, call: Call, timeout: float | None) -> Reply:
         raise UpstreamStatus("no shelf", grpc_code=5)
 
-    gateway = InProcessGateway(CONFIG.format(extra="request_id: {enabled: false}"), failing)
+    gateway = InProcessGateway(
+        CONFIG.format(filters="[]", extra="request_id: {enabled: false}"), failing
+    )
     async with gateway.client() as client:
         response = await client.post(SHELF, json={})
     assert "x-request-id" not in response.headers
     assert response.json() == {"code": 5, "message": "no shelf", "details": []}
     (seen,) = gateway.calls
     assert "x-request-id" not in dict(seen.call.metadata)
+
+
+async def test_a_filters_refusal_names_the_id_too() -> None:
+    limit = "[{name: rate_limit, config: {requests_per_second: 0.001, burst: 1}}]"
+    gateway = InProcessGateway(CONFIG.format(filters=limit, extra=""), ok)
+    async with gateway.client() as client:
+        first = await client.post(SHELF, json={})
+        refused = await client.post(SHELF, json={}, headers={"x-request-id": "limited-1"})
+    assert (first.status_code, refused.status_code) == (200, 429)
+    assert refused.json()["request_id"] == "limited-1"
+    assert refused.headers["x-request-id"] == "limited-1"
