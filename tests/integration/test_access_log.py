@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import yaml
 
 from tests.support.errors import error_body
 from tests.support.gateway import RunningGateway, run_gateway
@@ -357,22 +359,74 @@ def test_two_workers_append_whole_lines(echo_set: Path, backend_port: int, tmp_p
         access_log={"path": str(path)},
         logging={"format": "json"},
     )
-    count = 400
+    count = 600
+
+    def send(i: int) -> int:
+        # A connection per request, so both workers take a share; user agents
+        # of many lengths make lines of many lengths.
+        with gateway.client() as client:
+            return client.post(
+                ECHO,
+                json={},
+                headers={"x-request-id": f"w-{i}", "user-agent": "u" * (i * 7 % 3000)},
+            ).status_code
+
     with run_gateway(cfg, tmp_path, workers=2) as gateway:
-        # Separate connections, so both workers take a share.
-        for i in range(count):
-            with gateway.client() as client:
-                padding = "p" * (i % 700)  # lines of many lengths
-                response = client.post(
-                    ECHO, json={"message": padding}, headers={"x-request-id": f"w-{i}"}
-                )
-                assert response.status_code == 200
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(send, range(count))) == {200}
         wait_for(lambda: len(read_lines(path)) >= count)
+        # SIGUSR1 to the supervisor reaches every worker.
+        path.rename(tmp_path / "access.log.1")
+        os.kill(gateway.process.proc.pid, signal.SIGUSR1)
+        wait_for(lambda: len(reopened_by(gateway.process.lines)) == 2)
         output = list(gateway.process.lines)
-    entries = [orjson.loads(line) for line in read_lines(path)]  # every line parses
+    entries = [orjson.loads(line) for line in read_lines(tmp_path / "access.log.1")]
     assert sorted(e["request_id"] for e in entries) == sorted(f"w-{i}" for i in range(count))
+    assert all(len(e["user_agent"]) == int(e["request_id"][2:]) * 7 % 3000 for e in entries)
     # YAML logging.format json: every line the gateway printed is a JSON record.
     records = [orjson.loads(line) for line in output if line.strip()]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
-    assert any(r["logger"].startswith("meshgate.") for r in records)
     assert len({r["pid"] for r in records}) >= 2  # both workers
+
+
+def reopened_by(lines: list[str]) -> set[int]:
+    """The pids that logged reopening the access log (JSON log lines)."""
+    return {
+        orjson.loads(line)["pid"]
+        for line in list(lines)
+        if "access log" in line and "reopened" in line
+    }
+
+
+def test_a_reload_moves_the_access_log(echo_set: Path, backend_port: int, tmp_path: Path) -> None:
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    cfg = config(
+        echo_set, f"127.0.0.1:{backend_port}", "127.0.0.1:1", access_log={"path": str(first)}
+    )
+    with run_gateway(cfg, tmp_path) as gateway, gateway.client() as client:
+        client.post(ECHO, json={}, headers={"x-request-id": "before"})
+        json_line(first, "before")
+        cfg = yaml.safe_load(gateway.config_path.read_text())
+        cfg["access_log"] = {"path": str(second), "format": "%REQUEST_ID% %RESPONSE_CODE%"}
+        gateway.config_path.write_text(yaml.safe_dump(cfg))
+        os.kill(gateway.process.proc.pid, signal.SIGHUP)
+        sent: list[str] = []
+
+        def moved() -> bool:
+            sent.append(f"after-{len(sent)}")
+            client.post(ECHO, json={}, headers={"x-request-id": sent[-1]})
+            time.sleep(0.2)
+            return bool(read_lines(second))
+
+        wait_for(moved)
+
+        def logged_ids() -> list[str]:
+            in_first = [orjson.loads(line)["request_id"] for line in read_lines(first)]
+            return in_first + [line.split()[0] for line in read_lines(second)]
+
+        # The old log's last lines are flushed as it closes.
+        wait_for(lambda: len(logged_ids()) >= len(sent) + 1)
+    # Every request is in exactly one of the two, in its file's format.
+    assert sorted(logged_ids()) == sorted(["before", *sent])
+    assert orjson.loads(read_lines(first)[0])["request_id"] == "before"
+    assert all(line.endswith(" 200") for line in read_lines(second))
