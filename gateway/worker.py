@@ -34,11 +34,15 @@ from typing import Any
 
 import uvicorn
 
-from gateway.access_log.observer import AccessLog
+from gateway.access_log.observer import (
+    AccessLogs,
+    Settings,
+    access_log_settings,
+    open_access_logs,
+)
 from gateway.admin import build_admin
 from gateway.app import DEFAULT_LIMITS, GatewayApp
 from gateway.config import ConfigError, ListenerLimitsConfig, split_address
-from gateway.config.observability import AccessLogConfig
 from gateway.config_watch import content_digest, watch_config
 from gateway.edge_protocol import edge_protocol
 from gateway.health_share import HealthShare
@@ -106,7 +110,7 @@ class Worker:
         # The command line's --log-level/--log-format, which win over the file's.
         self.log_overrides = log_overrides or LogSettings("", "")
         self._log_settings: LogSettings | None = None
-        self.access_log: AccessLog | None = None
+        self.access_log: AccessLogs | None = None
         self.readiness = readiness
         self.reuse_port = reuse_port
         self._stop = asyncio.Event()
@@ -157,7 +161,7 @@ class Worker:
             return 1
         self._apply_log_settings(snapshot)
         try:
-            self.access_log = _open_access_log(snapshot.config.access_log)
+            self.access_log = open_access_logs(_access_log_settings(snapshot))
         except OSError as exc:
             log.error("cannot open the access log: %s", exc)
             return 1
@@ -279,7 +283,7 @@ class Worker:
                 sock.close()
             return _refused(f"a listener's TLS files cannot be loaded: {exc}")
         try:
-            access_log = self._next_access_log(config.access_log)
+            access_log = self._next_access_log(snapshot)
         except OSError as exc:
             for sock in sockets.values():
                 sock.close()
@@ -307,14 +311,15 @@ class Worker:
             configure(settings)
             self._log_settings = settings
 
-    def _next_access_log(self, config: AccessLogConfig | None) -> AccessLog | None:
+    def _next_access_log(self, snapshot: Snapshot) -> AccessLogs | None:
         """The access log for a reloaded config: the running one when unchanged."""
         current = self.access_log
-        if current is not None and current.config == config:
+        settings = _access_log_settings(snapshot)
+        if current is not None and current.settings == settings:
             return current
-        return _open_access_log(config)
+        return open_access_logs(settings)
 
-    def _swap_access_log(self, app: GatewayApp, access_log: AccessLog | None) -> None:
+    def _swap_access_log(self, app: GatewayApp, access_log: AccessLogs | None) -> None:
         old = self.access_log
         if access_log is old:
             return
@@ -328,8 +333,11 @@ class Worker:
             self._spawn(asyncio.to_thread(old.close))
 
 
-def _open_access_log(config: AccessLogConfig | None) -> AccessLog | None:
-    return AccessLog(config) if config is not None else None
+def _access_log_settings(snapshot: Snapshot) -> Settings | None:
+    config = snapshot.config
+    return access_log_settings(
+        config.access_log, {listener.name: listener.access_log for listener in config.listeners}
+    )
 
 
 def _tls_context(tls: dict[int, ListenerTls], address: str) -> ssl.SSLContext | None:

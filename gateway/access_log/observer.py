@@ -65,3 +65,69 @@ class AccessLog:
     def close(self) -> None:
         """Write what is buffered (blocking: call it from a thread)."""
         self.writer.close()
+
+
+# The access log settings of a config: the top-level one, and each
+# listener's own where it has one.
+Settings = tuple[AccessLogConfig | None, dict[str, AccessLogConfig]]
+
+
+class AccessLogs:
+    """The observer for a whole config: each listener's own log, else the top-level
+    one. Built only when some access log is configured."""
+
+    def __init__(
+        self, settings: Settings, open_log: Callable[[AccessLogConfig], AccessLog]
+    ) -> None:
+        self.settings = settings
+        default, per_listener = settings
+        self._default = open_log(default) if default is not None else None
+        self._by_listener = {name: open_log(c) for name, c in per_listener.items()}
+
+    @property
+    def logs(self) -> list[AccessLog]:
+        own = list(self._by_listener.values())
+        return [self._default, *own] if self._default is not None else own
+
+    def __call__(self, exchange: Exchange) -> None:
+        log = self._by_listener.get(exchange.listener, self._default)
+        if log is not None:
+            log(exchange)
+
+    def reopen(self) -> None:
+        for log in self.logs:
+            log.reopen()
+
+    def close(self) -> None:
+        """Write what is buffered (blocking: call it from a thread)."""
+        for log in self.logs:
+            log.close()
+
+
+def access_log_settings(
+    default: AccessLogConfig | None, listeners: dict[str, AccessLogConfig | None]
+) -> Settings | None:
+    """What a config asks for; None when no access log is configured at all."""
+    own = {name: config for name, config in listeners.items() if config is not None}
+    if default is None and not own:
+        return None
+    return default, own
+
+
+def open_access_logs(settings: Settings | None) -> AccessLogs | None:
+    """The observer for ``settings`` (files opened: raises OSError)."""
+    if settings is None:
+        return None
+    opened: list[AccessLog] = []
+
+    def open_log(config: AccessLogConfig) -> AccessLog:
+        log = AccessLog(config)
+        opened.append(log)
+        return log
+
+    try:
+        return AccessLogs(settings, open_log)
+    except OSError:
+        for log in opened:
+            log.close()
+        raise

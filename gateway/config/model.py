@@ -618,6 +618,8 @@ class ListenerConfig(Model):
     """What one client may cost a worker on this listener (docs/limits.md)."""
     openapi: OpenApiConfig | None = None
     """Serve an OpenAPI 3.1 document of this listener's transcoded routes (off by default)."""
+    access_log: AccessLogConfig | None = None
+    """This listener's access log, instead of the top-level one (sample: 0 turns it off)."""
 
 
 class EndpointConfig(Model):

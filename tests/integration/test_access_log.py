@@ -430,3 +430,33 @@ def test_a_reload_moves_the_access_log(echo_set: Path, backend_port: int, tmp_pa
     assert sorted(logged_ids()) == sorted(["before", *sent])
     assert orjson.loads(read_lines(first)[0])["request_id"] == "before"
     assert all(line.endswith(" 200") for line in read_lines(second))
+
+
+def test_a_listener_may_have_its_own_access_log(
+    echo_set: Path, backend_port: int, tmp_path: Path
+) -> None:
+    shared, own = tmp_path / "shared.log", tmp_path / "own.log"
+    cfg = config(
+        echo_set, f"127.0.0.1:{backend_port}", "127.0.0.1:1", access_log={"path": str(shared)}
+    )
+    public = cfg["listeners"][0]
+    cfg["listeners"] = [
+        public,
+        {
+            **public,
+            "name": "internal",
+            "access_log": {"path": str(own), "format": "%LISTENER_NAME% %REQUEST_ID%"},
+        },
+        {**public, "name": "quiet", "access_log": {"path": str(own), "sample": 0.0}},
+    ]
+    with run_gateway(cfg, tmp_path) as gateway:
+        written = yaml.safe_load(gateway.config_path.read_text())
+        for listener in written["listeners"]:
+            url = f"http://{listener['address']}{ECHO}"
+            headers = {"x-request-id": f"via-{listener['name']}"}
+            assert httpx.post(url, json={}, headers=headers, timeout=10).status_code == 200
+        assert json_line(shared, "via-public")["listener"] == "public"
+        wait_for(lambda: read_lines(own))
+        time.sleep(0.5)  # a line from "quiet" would have been flushed with it
+    assert read_lines(own) == ["internal via-internal"]
+    assert [orjson.loads(x)["request_id"] for x in read_lines(shared)] == ["via-public"]

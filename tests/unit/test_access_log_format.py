@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.access_log.format import ENVOY_DEFAULT, FormatError, compile_format, status_range
-from gateway.access_log.observer import AccessLog
+from gateway.access_log.observer import AccessLog, access_log_settings
 from gateway.access_log.record import UtcTimes, json_line
 from gateway.config.observability import AccessLogConfig
 from gateway.exchange import Attempt, Exchange
@@ -261,3 +261,12 @@ def test_observer_samples() -> None:
     for log in (kept, dropped, none):
         log(exchange())
     assert (len(kept_sink.lines), dropped_sink.lines, none_sink.lines) == (1, [], [])
+
+
+def test_no_access_log_configured_means_no_observer() -> None:
+    own = AccessLogConfig(format="%REQUEST_ID%")
+    assert access_log_settings(None, {"public": None}) is None
+    assert access_log_settings(None, {"public": None, "internal": own}) == (
+        None,
+        {"internal": own},
+    )
