@@ -15,6 +15,8 @@ import pytest
 
 from gateway.access_log.writer import LineWriter
 from gateway.logs import JsonFormatter, LogSettings, configure, current_level, set_level
+from gateway.upstream.health_events import report_health_event
+from mesh.cluster_health import HealthEvent
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,3 +157,23 @@ def test_writer_to_stdout_on_a_pipe() -> None:
     reader.join(5)
     os.close(read_end)
     assert bytes(received) == b"".join(lines)
+
+
+def test_an_ejection_is_one_warning_with_its_context_as_json_fields(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="meshgate.health"):
+        report_health_event(HealthEvent("shop", "10.1.0.2:50051", "ejected", "consecutive_5xx", 30))
+        report_health_event(HealthEvent("shop", "10.1.0.2:50051", "restored"))
+    ejected, restored = caplog.records
+    assert (ejected.levelno, restored.levelno) == (logging.WARNING, logging.INFO)
+    entry = orjson.loads(JsonFormatter().format(ejected))
+    assert (
+        entry["message"]
+        == "cluster shop: endpoint 10.1.0.2:50051 ejected (consecutive_5xx) for 30s"
+    )
+    assert (entry["cluster"], entry["endpoint"], entry["event"]) == (
+        "shop",
+        "10.1.0.2:50051",
+        "ejected",
+    )
