@@ -39,6 +39,8 @@ from bench.contestants import (
 from bench.dubbo import PATHS as DUBBO_PATHS
 from bench.dubbo import DubboRow, run_dubbo, write_dubbo_bodies
 from bench.environment import load_average, machine_lines, version_lines
+from bench.feature_cost import run_feature_costs
+from bench.feature_cost import section as feature_section
 from bench.loadgen import Target, paced_latencies, saturation
 from bench.measure import ContestantResult, Durations, FixedRate, body_file, measure
 from bench.mesh_cost import measure_in
@@ -94,6 +96,11 @@ def parse_args() -> argparse.Namespace:
         "--soak",
         action="store_true",
         help="run only the 5-minute soak of meshgate w1 and write its own file",
+    )
+    parser.add_argument(
+        "--only-features",
+        action="store_true",
+        help="run only the optional features' cost (access log...) and print its table",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
@@ -163,6 +170,20 @@ def run_servers(
                 with meshgate(backend_port(backend), 1) as again:
                     same = same_answers([again.url, granian_url], bodies)
     return results, same
+
+
+def run_only_features(durations: Durations) -> int:
+    """The features' cost alone, in front of the Go backend when bench/run.sh built
+    it, else the Python one; printed, not written to results/."""
+    with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
+        bodies = Path(workdir)
+        write_bodies(bodies)
+        use_go = bool(os.environ.get("MESHGATE_BENCH_GOBACKEND"))
+        with go_backend(go_backend_binary()) if use_go else python_backend() as backend:
+            print(f"== optional features, {backend.name}", flush=True)
+            results = run_feature_costs(backend, bodies, RATES, durations)
+    print("\n" + "\n".join(feature_section(results)))
+    return 0
 
 
 def run_soak(args: argparse.Namespace, started: datetime.datetime, stamp: str) -> int:
@@ -287,6 +308,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.soak:
         return run_soak(args, started, stamp)
+    if args.only_features:
+        return run_only_features(durations)
     # The raw stacks are large: they stay in the cache, the summary goes to results/.
     raw_profiles = CACHE / "profiles"
     raw_profiles.mkdir(parents=True, exist_ok=True)
@@ -312,6 +335,8 @@ def main() -> int:
             extra.servers, extra.same = run_servers(backend, bodies, durations)
             print("== meshgate w1: tracing off vs on", flush=True)
             extra.tracing = run_tracing_cost(backend, bodies, RATES, durations)
+            print("== meshgate w1: optional features off and on", flush=True)
+            extra.features = run_feature_costs(backend, bodies, RATES, durations)
             if not (args.quick or args.no_profile):
                 print("== profile", flush=True)
                 profile_text = run_profile(
@@ -365,6 +390,7 @@ class Extra:
     dubbo: list[DubboRow] = dataclasses.field(default_factory=list)
     dubbo_skipped: str = ""
     tracing: TracingCost | None = None
+    features: list[ContestantResult] = dataclasses.field(default_factory=list)
 
 
 def latest_soak(directory: Path) -> str:
@@ -419,6 +445,8 @@ def extra_lines(extra: Extra, out: Path) -> list[str]:
         ]
     else:
         lines.append(f"Not run: {extra.dubbo_skipped}.")
+    if extra.features:
+        lines += ["", *feature_section(extra.features)]
     return [*lines, "", latest_soak(out), ""]
 
 

@@ -29,7 +29,7 @@ import pydantic
 
 from filters.http import Filter
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 ENTRY_POINT_GROUP = "meshgate.filters"
 

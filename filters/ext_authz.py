@@ -45,7 +45,7 @@ from filters.errors import PERMISSION_DENIED, UNAVAILABLE, error_response
 from filters.http import Filter, Handler, HttpRequest, HttpResponse
 from filters.settings import Duration
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 FAILURE_MODE_HEADER = "x-envoy-auth-failure-mode-allowed"
 MAX_DENIAL_MESSAGE = 1024

@@ -8,6 +8,7 @@ order in the YAML, response order the reverse, as in Envoy.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from gateway.exchange import Exchange
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+# The ID of the request being served, which error bodies name ("" outside a
+# request, or with request IDs off); the gateway sets it for the request's task.
+current_request_id: ContextVar[str] = ContextVar("meshgate_request_id", default="")
 
 
 class BodyTooLarge(Exception):
@@ -54,6 +59,11 @@ class HttpRequest:
                 joined[name] = f"{joined[name]},{value}" if name in joined else value
             self._headers = joined
         return self._headers
+
+    @property
+    def body_size(self) -> int:
+        """Bytes of the body read so far as a whole (0 when none was read)."""
+        return len(self._body) if self._body is not None else 0
 
     @property
     def target_path(self) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import jwt
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # The algorithms each key type can verify; "none" is in none of them.
 ALGORITHMS_BY_KEY: Mapping[tuple[str, str | None], frozenset[str]] = {

@@ -33,7 +33,7 @@ from gateway.admin_merge import (
 from gateway.admin_page import page_routes
 from gateway.admin_peers import ask_workers
 from gateway.errors import Code
-from gateway.log_levels import parse_level
+from gateway.logs import parse_level
 from gateway.metrics import exposition
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ from gateway.admin_views import (
     routes_view,
     version_view,
 )
-from gateway.log_levels import parse_level, set_level
+from gateway.logs import parse_level, set_level
 
 if TYPE_CHECKING:
     from gateway.app import GatewayApp

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.cli_routes import route_table
 from gateway.config.digest import config_hash
-from gateway.log_levels import current_levels
+from gateway.logs import current_levels
 from gateway.redact import redact
 from gateway.upstream.clusters import StaticCluster
 from gateway.upstream.registry_cluster import RegistryCluster

@@ -25,6 +25,7 @@ from typing import Any
 from filters.http import ClientDisconnected, Handler, HttpRequest, HttpResponse
 from gateway.config import ListenerLimitsConfig, MeshConfig
 from gateway.config.model import OpenApiConfig
+from gateway.config.observability import RequestIdConfig
 from gateway.errors import (
     ClientClosedRequest,
     Code,
@@ -41,6 +42,7 @@ from gateway.metrics import observe as observe_metrics
 from gateway.openapi.serve import serves, with_openapi
 from gateway.readiness import Phase, Readiness
 from gateway.registry.watchers import Registries
+from gateway.request_id import assign_request_id, current_request_id
 from gateway.router import Documents, Router, Upstreams
 from gateway.snapshot import Snapshot
 from gateway.throttled_log import ThrottledLog
@@ -53,7 +55,7 @@ from gateway.upstream.metadata import HeaderList
 from gateway.upstream.registry_cluster import RegistryCluster
 from mesh.cluster_health import ClusterHealth
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # How often a request for an unknown service may trigger a reflection fetch.
 REFLECTION_INTERVAL = 5.0
@@ -76,6 +78,8 @@ class Active:
     # Per port: removes the listener's internal headers (absent: none configured).
     strips: Mapping[int, Callable[[HeaderList], HeaderList]]
     limits: Mapping[int, ListenerLimitsConfig]
+    # The request ID settings; None when request IDs are off.
+    request_ids: RequestIdConfig | None = None
 
 
 class GatewayApp:
@@ -243,7 +247,10 @@ class GatewayApp:
             if listener.strip_internal is not None
         }
         limits = {listener.port: listener.limits for listener in snapshot.listeners}
-        return Active(snapshot, handlers, routers, names, strips, limits)
+        ids = snapshot.config.request_id
+        return Active(
+            snapshot, handlers, routers, names, strips, limits, ids if ids.enabled else None
+        )
 
     def _refresher(self, port: int) -> Callable[[], Awaitable[Router | None]]:
         async def refresh() -> Router | None:
@@ -342,11 +349,26 @@ class GatewayApp:
             header_list = strip(header_list)
         method = scope["method"]
         path = scope["path"]
+        query_string = scope["query_string"]
+        ids = active.request_ids
+        request_id = ""
+        # The ID joins the headers, so it travels upstream like one (gateway.request_id).
+        if ids is not None:
+            request_id = assign_request_id(header_list, ids.header, ids.trust_client)
         listener = active.listener_names.get(port or 0, "")
-        exchange = Exchange(listener, method, path)
+        client = scope.get("client")
+        exchange = Exchange(
+            listener,
+            method,
+            path,
+            request_id=request_id,
+            http_version=scope.get("http_version", ""),
+            client=client,
+            request_headers=header_list,
+            query_string=query_string,
+        )
         tracer = self.tracer
         if tracer is not None:
-            client = scope.get("client")
             tracer.begin(
                 exchange,
                 header_list,
@@ -359,7 +381,7 @@ class GatewayApp:
         request = HttpRequest(
             method=method,
             path=path,
-            query_string=scope["query_string"],
+            query_string=query_string,
             header_list=header_list,
             client=scope.get("client"),
             receive=receive,
@@ -368,10 +390,12 @@ class GatewayApp:
         )
         if trailers:
             request.attributes[TRAILERS] = True
+        returned = (ids.header, request_id) if ids is not None and ids.response else None
+        id_token = current_request_id.set(request_id) if request_id else None
         in_flight = self.in_flight
         in_flight[listener] = in_flight.get(listener, 0) + 1
         try:
-            status = await self._respond(handler, request, send)
+            status = await self._respond(handler, request, send, exchange, returned)
         except asyncio.CancelledError:
             # The protocol cancelled the request (gateway.interrupts): the
             # backend call is cancelled with it, and its in-flight slot freed.
@@ -379,10 +403,13 @@ class GatewayApp:
             task = asyncio.current_task()
             if reason is None or task is None or task.uncancel() > 0:
                 raise
-            status = await self._interrupted(reason, active, port, send)
+            status = await self._interrupted(reason, active, port, send, returned)
         finally:
             in_flight[listener] -= 1
+            if id_token is not None:
+                current_request_id.reset(id_token)
         exchange.status = status
+        exchange.bytes_received = request.body_size
         exchange.seconds = time.perf_counter() - exchange.started
         if exchange.attempts:
             exchange.grpc_status = exchange.attempts[-1].grpc_status
@@ -399,7 +426,12 @@ class GatewayApp:
                 self._unexpected.report(exc, "tracing a request")
 
     async def _interrupted(
-        self, reason: Reason, active: Active, port: int | None, send: Send
+        self,
+        reason: Reason,
+        active: Active,
+        port: int | None,
+        send: Send,
+        returned: tuple[str, str] | None,
     ) -> int:
         if reason == CLIENT_GONE:
             # Nobody is left to read an answer: count it, say nothing.
@@ -410,11 +442,19 @@ class GatewayApp:
             # The rest of the body may still be on its way: not reusable.
             headers=[("connection", "close")],
         )
-        await _send(send, error_response(error))
+        await _send(send, error_response(error), returned)
         return error.status
 
-    async def _respond(self, handler: Handler, request: HttpRequest, send: Send) -> int:
-        """Run the handler and send its answer; the status sent (499: none)."""
+    async def _respond(
+        self,
+        handler: Handler,
+        request: HttpRequest,
+        send: Send,
+        exchange: Exchange,
+        returned: tuple[str, str] | None,
+    ) -> int:
+        """Run the handler and send its answer (with ``returned``, the request ID
+        header, when set); the status sent (499: none)."""
         try:
             response = await handler(request)
         except GatewayError as error:
@@ -427,7 +467,8 @@ class GatewayApp:
             response = error_response(
                 GatewayError("internal gateway error", grpc_code=Code.INTERNAL)
             )
-        await _send(send, response)
+        exchange.response_headers = response.headers
+        exchange.bytes_sent = await _send(send, response, returned)
         return response.status
 
     async def startup(self) -> None:
@@ -472,20 +513,31 @@ class GatewayApp:
             await mesh.stop()
 
 
-async def _send(send: Send, response: HttpResponse) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+async def _send(send: Send, response: HttpResponse, extra: tuple[str, str] | None = None) -> int:
+    """Send the response, with the ``extra`` header (replacing any of that name);
+    the body bytes sent."""
+    if extra is None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    else:
+        name, value = extra
+        headers = [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers if k != name
+        ]
+        headers.append((name.encode("latin-1"), value.encode("latin-1")))
     if response.stream is None:
         headers.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
-        return
+        return len(response.body)
     start: Message = {"type": "http.response.start", "status": response.status, "headers": headers}
     if response.trailers is not None:
         start["trailers"] = True
     await send(start)
     stream = response.stream
+    sent = 0
     try:
         async for chunk in stream:
+            sent += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     finally:
         # Cancelled mid-stream (the client left): end the backend call now,
@@ -495,7 +547,7 @@ async def _send(send: Send, response: HttpResponse) -> None:
             await aclose()
     if response.trailers is None:
         await send({"type": "http.response.body", "body": b""})
-        return
+        return sent
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     fields = await response.trailers()
     await send(
@@ -505,6 +557,7 @@ async def _send(send: Send, response: HttpResponse) -> None:
             "more_trailers": False,
         }
     )
+    return sent
 
 
 def _openapi_documents(snapshot: Snapshot, listener: str, config: OpenApiConfig) -> Documents:

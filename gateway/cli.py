@@ -68,6 +68,19 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="least severe level logged (default: the file's logging.level, or info)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="log lines as text or one JSON object each (default: the file's, or text)",
+    )
+
+
 def _command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
@@ -116,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes sharing the listening ports (SO_REUSEPORT)",
     )
+    _add_log_options(run)
     run.add_argument(
         "--check-only",
         action="store_true",
@@ -238,9 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     if args.check_only:
         return _validate(args)
+    from gateway.logs import LogSettings
     from gateway.workers import serve
 
-    return serve(args.config, args.workers)
+    overrides = LogSettings(args.log_level or "", args.log_format or "")
+    return serve(args.config, args.workers, overrides)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -301,8 +317,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # A SIGHUP during start-up is a reload request, never a reason to exit.
+    # A SIGHUP (reload) or SIGUSR1 (reopen the access log) during start-up is
+    # never a reason to exit.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:

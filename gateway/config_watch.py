@@ -25,7 +25,7 @@ from pathlib import Path
 
 import watchfiles
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 # watchfiles logs every batch of changes at INFO; the reload logs what matters.
 logging.getLogger("watchfiles").setLevel(logging.WARNING)
 

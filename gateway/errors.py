@@ -16,7 +16,8 @@
 
 Errors are data (DESIGN.md, principle 5): each renders as a google.rpc.Status
 shaped JSON body, ``{"code": ..., "message": ..., "details": [...]}``, so a
-client parses every failure the same way. A message is cut to
+client parses every failure the same way; ``"request_id"`` follows when the
+request has one. A message is cut to
 MAX_MESSAGE_CHARS: messages quote client input, which is not bounded. gRPC and httpx exceptions are
 translated into this tree where they enter the gateway, never later.
 
@@ -36,8 +37,9 @@ from typing import Any
 import orjson
 
 from filters.http import HttpResponse
+from gateway.request_id import current_request_id
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 
 class Code(IntEnum):
@@ -136,7 +138,13 @@ class GatewayError(Exception):
 
     def body(self) -> bytes:
         message = self.public_message or self.message
-        return orjson.dumps({"code": self.grpc_code, "message": message, "details": self.details})
+        status = {"code": self.grpc_code, "message": message, "details": self.details}
+        # The request's ID (gateway.request_id), so a client's report names the
+        # log lines; absent outside a request or when request IDs are off.
+        request_id = current_request_id.get()
+        if request_id:
+            status["request_id"] = request_id
+        return orjson.dumps(status)
 
 
 class BadRequest(GatewayError):

@@ -11,7 +11,7 @@ turned off costs nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,9 +52,18 @@ class Exchange:
     started: float = field(default_factory=time.perf_counter)
     wall_time: float = field(default_factory=time.time)
     request_id: str = ""
-    trace_id: str = ""  # 32 hex digits while tracing is on
+    trace_id: str = ""  # the W3C trace (32 hex digits) while tracing is on
     # None unless tracing is on: then each attempt's call goes through it.
     trace: Trace | None = None
+    http_version: str = ""  # the client's: "1.1", "2"
+    client: tuple[str, int] | None = None  # the client's address and port
+    # The request's headers (lower-cased names) and query, as the app received
+    # them (the request ID included); the response's headers as sent.
+    request_headers: Sequence[tuple[str, str]] = ()
+    query_string: bytes = b""
+    response_headers: Sequence[tuple[str, str]] = ()
+    bytes_received: int = 0  # the request body read
+    bytes_sent: int = 0  # the response body written
     route: str = ""
     cluster: str = ""
     upstream: str = ""  # the upstream protocol client: grpc, triple, triple-json, dubbo

@@ -26,7 +26,7 @@ from gateway.transcode.protobuf_kind import Limits
 from gateway.upstream.call import DubboOptions
 from gateway.upstream.registry_cluster import RegistryCluster, RegistryClusterRef
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 ServiceKey = tuple[str, str, str, str]  # application, interface, group, version
 

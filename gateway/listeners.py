@@ -22,7 +22,7 @@ import uvicorn
 
 from gateway.config import split_address
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 
 def bind(address: str, reuse_port: bool) -> socket.socket:

@@ -19,7 +19,7 @@ from gateway.reflection import ReflectionError, fetch_descriptor_set
 from gateway.snapshot import DescriptorSources, Snapshot, compile_snapshot
 from gateway.tls.checks import tls_file_issues
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 
 def load_sources(loaded: LoadedConfig) -> DescriptorSources:

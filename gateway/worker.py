@@ -34,6 +34,12 @@ from typing import Any
 
 import uvicorn
 
+from gateway.access_log.observer import (
+    AccessLogs,
+    Settings,
+    access_log_settings,
+    open_access_logs,
+)
 from gateway.admin import build_admin
 from gateway.admin_peers import serve_views
 from gateway.app import DEFAULT_LIMITS, GatewayApp
@@ -42,6 +48,7 @@ from gateway.config_watch import content_digest, watch_config
 from gateway.health_share import HealthShare
 from gateway.http2.select import serving_protocol
 from gateway.listeners import BindError, ListenerSet
+from gateway.logs import LogSettings, configure
 from gateway.metrics import count_reload
 from gateway.metrics_state import StateCollector, install, publish_forever
 from gateway.readiness import Phase, Readiness
@@ -49,7 +56,7 @@ from gateway.snapshot import Snapshot
 from gateway.sources import load_snapshot, refresh_reflection
 from gateway.tls.server import ListenerTls
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # The admin server outlives the listeners on drain; then it gets this long.
 ADMIN_STOP_TIMEOUT = 1.0
@@ -96,8 +103,18 @@ def uvicorn_config(app: GatewayApp) -> uvicorn.Config:
 
 
 class Worker:
-    def __init__(self, config_path: Path, reuse_port: bool, readiness: Readiness) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        reuse_port: bool,
+        readiness: Readiness,
+        log_overrides: LogSettings | None = None,
+    ) -> None:
         self.config_path = config_path
+        # The command line's --log-level/--log-format, which win over the file's.
+        self.log_overrides = log_overrides or LogSettings("", "")
+        self._log_settings: LogSettings | None = None
+        self.access_log: AccessLogs | None = None
         self.readiness = readiness
         self.reuse_port = reuse_port
         self._stop = asyncio.Event()
@@ -121,6 +138,12 @@ class Worker:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload, "SIGHUP")
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1 (after logrotate moved the files): reopen the access log."""
+        if self.access_log is not None:
+            self.access_log.reopen()
 
     def request_reload(self, why: str) -> None:
         """Reload now if serving; during start-up, once ready."""
@@ -145,6 +168,12 @@ class Worker:
         except ConfigError as exc:
             log.error("%s: invalid config\n%s", self.config_path, exc)
             return 1
+        self._apply_log_settings(snapshot)
+        try:
+            self.access_log = open_access_logs(_access_log_settings(snapshot))
+        except OSError as exc:
+            log.error("cannot open the access log: %s", exc)
+            return 1
         app = self.app = GatewayApp(
             snapshot,
             admin_port=split_address(snapshot.config.admin.address)[1],
@@ -152,6 +181,7 @@ class Worker:
             refresh=refresh_reflection,
             readiness=self.readiness,
             health_share=HealthShare.from_environment(),
+            observers=[self.access_log] if self.access_log is not None else (),
         )
         self.metrics = install(app, self.readiness.index)
         self._spawn(publish_forever(self.metrics))
@@ -215,6 +245,8 @@ class Worker:
         await listeners.stop_all(timeout, keep=[admin])
         await app.aclose()
         await listeners.stop_all(ADMIN_STOP_TIMEOUT)
+        if self.access_log is not None:
+            await asyncio.to_thread(self.access_log.close)
         log.info("drained; exiting")
 
     # -- reloads ---------------------------------------------------------------
@@ -288,8 +320,16 @@ class Worker:
             for sock in sockets.values():
                 sock.close()
             return _refused(f"a listener's TLS files cannot be loaded: {exc}")
+        try:
+            access_log = self._next_access_log(snapshot)
+        except OSError as exc:
+            for sock in sockets.values():
+                sock.close()
+            return _refused(f"the access log cannot be opened: {exc}")
         removed_ports = [split_address(a)[1] for a in removed]
         app.activate(snapshot, keep_ports=removed_ports)
+        self._swap_access_log(app, access_log)
+        self._apply_log_settings(snapshot)
         app.admin_port = split_address(config.admin.address)[1]
         for address, sock in sockets.items():
             await listeners.start(address, sock, _tls_context(tls, address))
@@ -300,6 +340,43 @@ class Worker:
         summary = f"added {sorted(added)}, removed {sorted(removed)}" if added or removed else ""
         log.info("config reloaded from %s %s", self.config_path, summary)
         return f"ok {summary}".strip()
+
+    # -- logs ------------------------------------------------------------------
+
+    def _apply_log_settings(self, snapshot: Snapshot) -> None:
+        file = snapshot.config.logging
+        settings = self.log_overrides.over(LogSettings(file.level, file.format))
+        if settings != self._log_settings:
+            configure(settings)
+            self._log_settings = settings
+
+    def _next_access_log(self, snapshot: Snapshot) -> AccessLogs | None:
+        """The access log for a reloaded config: the running one when unchanged."""
+        current = self.access_log
+        settings = _access_log_settings(snapshot)
+        if current is not None and current.settings == settings:
+            return current
+        return open_access_logs(settings)
+
+    def _swap_access_log(self, app: GatewayApp, access_log: AccessLogs | None) -> None:
+        old = self.access_log
+        if access_log is old:
+            return
+        observers = [o for o in app.observers if o is not old]
+        if access_log is not None:
+            observers.append(access_log)
+        app.observers[:] = observers
+        self.access_log = access_log
+        if old is not None:
+            # Flushing may wait on the disk: not on the event loop.
+            self._spawn(asyncio.to_thread(old.close))
+
+
+def _access_log_settings(snapshot: Snapshot) -> Settings | None:
+    config = snapshot.config
+    return access_log_settings(
+        config.access_log, {listener.name: listener.access_log for listener in config.listeners}
+    )
 
 
 def _tls_context(tls: dict[int, ListenerTls], address: str) -> ssl.SSLContext | None:

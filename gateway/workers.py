@@ -32,12 +32,13 @@ from gateway.app import GatewayApp
 from gateway.config import ConfigError, split_address
 from gateway.health_share import SHARED_DIR_ENV, HealthShare
 from gateway.listeners import bind
+from gateway.logs import LogSettings, configure
 from gateway.metrics import MULTIPROC_ENV
 from gateway.readiness import DRAINING_MARK, STATE_DIR_ENV, Readiness
 from gateway.sources import load_snapshot, refresh_reflection
 from gateway.worker import Worker, listener_tls
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 __all__ = ["bind", "build_app", "listener_tls", "run_worker", "serve"]
 
@@ -60,39 +61,77 @@ def build_app(config_path: Path) -> GatewayApp:
     )
 
 
-def run_worker(config_path: Path, reuse_port: bool, index: int = 0, count: int = 1) -> int:
-    """One worker: load, bind, serve until told to stop; returns the exit code."""
+# Signals that must not kill a process before its loop handles them: SIGHUP
+# (reload) and SIGUSR1 (reopen the access log), whose default is to exit.
+DEFERRED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1)
+
+
+def ignore_deferred_signals() -> None:
+    for signum in DEFERRED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def run_worker(
+    config_path: Path,
+    reuse_port: bool,
+    index: int = 0,
+    count: int = 1,
+    log_overrides: LogSettings | None = None,
+    log_settings: LogSettings | None = None,
+) -> int:
+    """One worker: load, bind, serve until told to stop; returns the exit code.
+
+    ``log_settings``: the log as the supervisor resolved it, until the worker
+    has read the file; ``log_overrides``: the command line's, which win."""
     # Until the worker's loop takes SIGHUP over, a reload request must not kill.
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    ignore_deferred_signals()
+    configure(log_settings or LogSettings())
     state_dir = os.environ.get(STATE_DIR_ENV)
     readiness = Readiness(Path(state_dir) if state_dir else None, index, count)
-    worker = Worker(config_path, reuse_port, readiness)
+    worker = Worker(config_path, reuse_port, readiness, log_overrides)
     return uvloop.run(worker.run())
 
 
-def _worker_process(config_path: Path, index: int, count: int) -> None:
-    sys.exit(run_worker(config_path, True, index, count))
+def _worker_process(
+    config_path: Path, index: int, count: int, overrides: LogSettings, settings: LogSettings
+) -> None:
+    sys.exit(run_worker(config_path, True, index, count, overrides, settings))
 
 
-def serve(config_path: Path, workers: int) -> int:
-    """Serve until stopped; returns the process exit code."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+def serve(config_path: Path, workers: int, log_overrides: LogSettings | None = None) -> int:
+    """Serve until stopped; returns the process exit code.
+
+    ``log_overrides``: --log-level and --log-format ("" where not given),
+    which win over the file's ``logging:``."""
+    ignore_deferred_signals()
+    overrides = log_overrides or LogSettings("", "")
+    # Until the file is read, the command line's settings: a config error is
+    # logged in the format asked for.
+    configure(overrides.over(LogSettings()))
     try:
         snapshot = load_snapshot(config_path)
         listener_tls(snapshot)
     except ConfigError as exc:
-        print(f"{config_path}: invalid config\n{exc}", file=sys.stderr)
+        log.error("%s: invalid config\n%s", config_path, exc)
         return 1
     except (OSError, ssl.SSLError) as exc:
-        print(f"{config_path}: a listener's TLS files cannot be loaded: {exc}", file=sys.stderr)
+        log.error("%s: a listener's TLS files cannot be loaded: %s", config_path, exc)
         return 1
+    file = snapshot.config.logging
+    settings = overrides.over(LogSettings(file.level, file.format))
+    configure(settings)
     if workers <= 1:
-        return run_worker(config_path, reuse_port=False)
-    return _supervise(config_path, workers, snapshot.config.drain_timeout)
+        return run_worker(config_path, False, log_overrides=overrides, log_settings=settings)
+    return _supervise(config_path, workers, snapshot.config.drain_timeout, overrides, settings)
 
 
-def _supervise(config_path: Path, workers: int, drain_timeout: float) -> int:
+def _supervise(
+    config_path: Path,
+    workers: int,
+    drain_timeout: float,
+    overrides: LogSettings,
+    settings: LogSettings,
+) -> int:
     # Workers share their counters (gateway.metrics) and readiness through these.
     metrics_dir = tempfile.mkdtemp(prefix="meshgate-metrics-")
     os.environ.setdefault(MULTIPROC_ENV, metrics_dir)
@@ -109,15 +148,18 @@ def _supervise(config_path: Path, workers: int, drain_timeout: float) -> int:
     def start(index: int) -> multiprocessing.process.BaseProcess:
         (state_dir / f"worker-{index}.json").unlink(missing_ok=True)
         child = context.Process(
-            target=_worker_process, args=(config_path, index, workers), daemon=False
+            target=_worker_process,
+            args=(config_path, index, workers, overrides, settings),
+            daemon=False,
         )
-        # The child inherits an ignored SIGHUP through exec, so a reload sent
-        # while it starts up cannot kill it.
-        forward = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # The child inherits an ignored SIGHUP and SIGUSR1 through exec, so a
+        # reload or reopen sent while it starts up cannot kill it.
+        handlers = [signal.signal(s, signal.SIG_IGN) for s in DEFERRED_SIGNALS]
         try:
             child.start()
         finally:
-            signal.signal(signal.SIGHUP, forward)
+            for signum, handler in zip(DEFERRED_SIGNALS, handlers, strict=True):
+                signal.signal(signum, handler)
         return child
 
     def stop(signum: int, frame: object) -> None:
@@ -128,14 +170,16 @@ def _supervise(config_path: Path, workers: int, drain_timeout: float) -> int:
             if child.pid and child.is_alive():
                 os.kill(child.pid, signal.SIGTERM)
 
-    def forward_reload(signum: int, frame: object) -> None:
+    def forward(signum: int, frame: object) -> None:
+        # SIGHUP (reload) and SIGUSR1 (reopen the access log) are each worker's.
         for child in children:
             if child.pid and child.is_alive():
-                os.kill(child.pid, signal.SIGHUP)
+                os.kill(child.pid, signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, forward_reload)
+    for signum in DEFERRED_SIGNALS:
+        signal.signal(signum, forward)
     children.extend(start(i) for i in range(workers))
     while not stopping:
         time.sleep(0.2)

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # Infrastructure services every reflective server lists; they name no interface.
 INFRASTRUCTURE_PREFIXES = ("grpc.reflection.", "grpc.health.", "grpc.channelz.")

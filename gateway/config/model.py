@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from gateway.config.observability import AccessLogConfig, LoggingConfig, RequestIdConfig
 from mesh.regex import compile_regex
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
@@ -639,6 +640,8 @@ class ListenerConfig(Model):
     """What one client may cost a worker on this listener (docs/limits.md)."""
     openapi: OpenApiConfig | None = None
     """Serve an OpenAPI 3.1 document of this listener's transcoded routes (off by default)."""
+    access_log: AccessLogConfig | None = None
+    """This listener's access log, instead of the top-level one (sample: 0 turns it off)."""
 
     @model_validator(mode="after")
     def _route_kinds(self) -> ListenerConfig:
@@ -1028,3 +1031,9 @@ class GatewayConfig(Model):
     tracing: TracingConfig | None = None
     """W3C trace context and OpenTelemetry spans; absent: off (traceparent headers pass
     through as any other header)."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    """The gateway's own log: level and format (the command line's flags win)."""
+    access_log: AccessLogConfig | None = None
+    """One line per request (JSON or an Envoy-style format) to stdout or a file; absent: none."""
+    request_id: RequestIdConfig = Field(default_factory=RequestIdConfig)
+    """Request IDs: kept or made, sent upstream, returned, logged, in error bodies."""

@@ -18,7 +18,7 @@ from gateway.config import RegistryConfig
 from gateway.registry.providers import Provider
 from gateway.registry.zookeeper import ZookeeperRegistry
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # How long start-up waits for each registry's first connection before serving anyway.
 INITIAL_CONNECT_TIMEOUT = 10.0

@@ -27,7 +27,7 @@ from kazoo.retry import KazooRetry
 from gateway.registry import layout
 from gateway.registry.providers import Provider, parse_provider_url, with_types
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 ChildrenCallback = Callable[[list[str] | None], None]
 ProviderKey = tuple[str, str, int, str, str, str]

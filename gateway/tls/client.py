@@ -17,7 +17,7 @@ from typing import Any
 from gateway.tls.files import WatchedFiles
 from mesh.security import UpstreamTls, matching_san
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # peercert()'s names for the SAN kinds a matcher may accept.
 SAN_KINDS = ("DNS", "URI", "IP Address")

@@ -21,7 +21,7 @@ from pathlib import Path
 from gateway.config import ListenerTlsConfig
 from gateway.tls.files import WatchedFiles
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 Resolve = Callable[[Path], Path]

@@ -32,7 +32,7 @@ from gateway.config import split_address
 from gateway.tls.client import ClientTls, PeerRejected, check_peer, server_hostname
 from mesh.security import UpstreamTls
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 CONNECT_TIMEOUT_S = 10.0
 # How long a failed connect explains the failures of the calls that follow it.

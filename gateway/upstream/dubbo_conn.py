@@ -35,7 +35,7 @@ from gateway.dubbo.protocol import (
     encode_request,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 DEFAULT_HEARTBEAT: Final = 30.0
 DEFAULT_MISSED_LIMIT: Final = 3

@@ -11,6 +11,8 @@ log = logging.getLogger("meshgate.health")
 
 
 def report_health_event(event: HealthEvent) -> None:
+    # The same facts as fields of a JSON log record (gateway.logs).
+    context = {"cluster": event.cluster, "endpoint": event.address, "event": event.kind}
     if event.kind == "ejected":
         log.warning(
             "cluster %s: endpoint %s ejected (%s) for %gs",
@@ -18,6 +20,7 @@ def report_health_event(event: HealthEvent) -> None:
             event.address,
             event.reason,
             event.duration_s,
+            extra=context,
         )
     elif event.kind == "unhealthy":
         log.warning(
@@ -25,7 +28,10 @@ def report_health_event(event: HealthEvent) -> None:
             event.cluster,
             event.address,
             event.reason,
+            extra=context,
         )
     else:
-        log.info("cluster %s: endpoint %s %s", event.cluster, event.address, event.kind)
+        log.info(
+            "cluster %s: endpoint %s %s", event.cluster, event.address, event.kind, extra=context
+        )
     count_health_event(event.cluster, event.kind, event.reason)

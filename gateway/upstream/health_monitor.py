@@ -32,7 +32,7 @@ from mesh.endpoint import Health
 from mesh.health import HealthState, next_check
 from mesh.xds.cluster import HealthCheck
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 TICK_S = 0.1
 # How often channels and probe connections are matched to the endpoints.

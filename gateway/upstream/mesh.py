@@ -24,7 +24,7 @@ from mesh import MeshCore, TargetNotReady, fault_decision, load_bootstrap
 from mesh.hashing import RequestAttributes
 from mesh.retry import RetryPolicy
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # How long start-up waits for the xDS chain of each target before serving anyway
 # (the default of mesh.xds.initial_fetch_timeout).

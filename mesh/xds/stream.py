@@ -22,7 +22,7 @@ from mesh.bootstrap import XdsServer
 from mesh.errors import ResourceError
 from mesh.xds.ads import AdsClient, Key
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 OnChange = Callable[[set[Key]], None]
 
@@ -105,7 +105,13 @@ class AdsStream:
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
-                log.info("ADS stream failed: %s %s", exc.code(), exc.details())
+                # Routing goes on with the last configuration, but an operator must see it.
+                log.warning(
+                    "ADS stream to %s lost: %s %s; reconnecting",
+                    self._server.server_uri,
+                    exc.code(),
+                    exc.details(),
+                )
             except Exception:  # a bug must not kill discovery for good
                 log.exception("ADS stream crashed")
             finally:
@@ -153,6 +159,16 @@ class AdsStream:
         except ResourceError as exc:
             log.warning("ignored ADS response: %s", exc)
             return
+        ack = self._client.last_acks.get(response.type_url)
+        if ack is not None and ack.error is not None:
+            # Once per rejected response: the NACK keeps the previous version.
+            log.warning(
+                "xDS NACK: %s version %r rejected, keeping %r: %s",
+                response.type_url.rsplit(".", 1)[-1],
+                response.version_info,
+                ack.version,
+                ack.error,
+            )
         if changed:
             self._on_change(changed)
         self._wake.set()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.authz_server import AuthorizationService, authorization_server
+from tests.support.errors import error_body
 from tests.support.example_filter import ensure_example_filter
 from tests.support.gateway import run_gateway
 from tests.support.jose import AUDIENCE, ISSUER, SigningKeys
@@ -196,7 +197,7 @@ def test_jwt_required_on_one_route_and_disabled_on_another(gateway: dict[str, st
     missing_token = echo(url)
     assert missing_token.status_code == 401
     assert missing_token.headers["www-authenticate"] == 'Bearer realm="meshgate"'
-    assert missing_token.json() == {"code": 16, "message": "Jwt is missing", "details": []}
+    assert error_body(missing_token) == {"code": 16, "message": "Jwt is missing", "details": []}
 
 
 @pytest.mark.parametrize("algorithm", ["RS256", "PS256", "ES384", "EdDSA"])
@@ -297,7 +298,7 @@ def test_plugin_filter_from_an_installed_package(gateway: dict[str, str]) -> Non
 def test_unreachable_backend_does_not_reveal_its_address(gateway: dict[str, str]) -> None:
     response = echo(gateway["dead"])
     assert response.status_code == 503
-    assert response.json() == {"code": 14, "message": "upstream unavailable", "details": []}
+    assert error_body(response) == {"code": 14, "message": "upstream unavailable", "details": []}
 
 
 def test_config_dump_redacts_secrets(gateway: dict[str, str]) -> None:

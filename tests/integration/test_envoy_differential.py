@@ -166,8 +166,11 @@ def normalized_json(response: httpx.Response) -> Any:
     if not response.headers.get("content-type", "").startswith("application/json"):
         return None
     body = response.json()
-    if isinstance(body, dict) and "code" in body and body.get("details") == []:
-        body = {k: v for k, v in body.items() if k != "details"}
+    if isinstance(body, dict) and "code" in body:
+        # meshgate's errors name the request ID; Envoy's do not.
+        body.pop("request_id", None)
+        if body.get("details") == []:
+            body = {k: v for k, v in body.items() if k != "details"}
     return body
 
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from gateway.errors import GRPC_TO_HTTP
+from tests.support.errors import error_body
 from tests.support.gateway import RunningGateway, run_gateway, wait_ready
 from tests.support.net import free_port
 from tests.support.processes import echo_backend
@@ -106,7 +107,7 @@ def test_empty_body_is_the_empty_message(client: httpx.Client) -> None:
 def test_every_grpc_status_maps_to_its_http_status(client: httpx.Client, code: int) -> None:
     response = client.post(ECHO, json={"failCode": code, "failMessage": f"failure {code}"})
     assert response.status_code == GRPC_TO_HTTP[code]
-    assert response.json() == {"code": code, "message": f"failure {code}", "details": []}
+    assert error_body(response) == {"code": code, "message": f"failure {code}", "details": []}
 
 
 def test_status_ok_maps_to_200(client: httpx.Client) -> None:
@@ -119,7 +120,7 @@ def test_status_details_are_decoded(client: httpx.Client) -> None:
         ECHO, json={"failCode": 3, "failMessage": "bad", "failWithDetails": True}
     )
     assert response.status_code == 400
-    assert response.json() == {
+    assert error_body(response) == {
         "code": 3,
         "message": "bad",
         "details": [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -129,7 +130,7 @@ def test_header_match_route_selects_the_subset(xds: XdsServer, shop: b.Service) 
 
 
 def test_invalid_regex_is_nacked_and_old_config_keeps_serving(
-    xds: XdsServer, shop: b.Service
+    xds: XdsServer, shop: b.Service, caplog: pytest.LogCaptureFixture
 ) -> None:
     serve_service(xds, shop, b.route(cluster=shop.cluster("v2")))
 
@@ -154,6 +155,29 @@ def test_invalid_regex_is_nacked_and_old_config_keeps_serving(
             assert await served(core, shop.target, 3) == Counter({"v2": 3})
 
     asyncio.run(scenario())
+    # The NACK is logged once, as a warning with the reason.
+    nacks = [r for r in caplog.records if "xDS NACK" in r.getMessage()]
+    assert len(nacks) == 1, [r.getMessage() for r in nacks]
+    assert nacks[0].levelno == logging.WARNING and nacks[0].name == "meshgate.mesh.xds.stream"
+    assert "RE2" in nacks[0].getMessage()
+
+
+def test_a_lost_control_plane_is_a_warning(
+    xds: XdsServer, shop: b.Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    serve_service(xds, shop, b.route(cluster=shop.cluster("v2")))
+
+    async def scenario() -> None:
+        async with mesh_core(xds) as core:
+            core.watch(shop.target)
+            await core.wait_ready(shop.target, 10)
+            xds.drop_streams()
+            await eventually(lambda: any("ADS stream" in r.getMessage() for r in caplog.records))
+            assert await served(core, shop.target, 2) == Counter({"v2": 2})
+
+    asyncio.run(scenario())
+    [lost, *_] = [r for r in caplog.records if "ADS stream" in r.getMessage()]
+    assert lost.levelno == logging.WARNING and xds.address in lost.getMessage()
 
 
 def test_removed_resources_fail_requests(xds: XdsServer, shop: b.Service) -> None:

@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from filters.rate_limit_redis import Decision, RedisLimiter, connect
+from tests.support.errors import error_body
 from tests.support.gateway import run_gateway
 from tests.support.redis import RedisServer, running_redis
 
@@ -143,7 +144,7 @@ def test_three_replicas_of_two_workers_share_one_limit_and_survive_redis_restart
 
     refused = httpx.get(f"{replicas[0]['deny']}/x", timeout=10.0)
     assert refused.status_code == STORE_DOWN
-    assert refused.json() == {
+    assert error_body(refused) == {
         "code": 14,
         "message": "rate limit store unavailable",
         "details": [],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +54,14 @@ def wait_ready(admin_url: str, process: Process, timeout: float = 30.0) -> None:
 
 @contextmanager
 def run_gateway(
-    config: dict[str, Any], tmp_path: Path, workers: int = 1, env: dict[str, str] | None = None
+    config: dict[str, Any],
+    tmp_path: Path,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[RunningGateway]:
-    """Start meshgate on ``config``; listener and admin ports are filled in if absent."""
+    """Start meshgate on ``config``; listener and admin ports are filled in if absent;
+    ``args``: more options of ``meshgate run``."""
     config = dict(config)
     config.setdefault("admin", {"address": f"127.0.0.1:{free_port()}"})
     listeners = config.setdefault("listeners", [])
@@ -65,7 +70,8 @@ def run_gateway(
     path = tmp_path / "meshgate.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     process = Process(
-        python_module("gateway", "run", "-c", str(path), "--workers", str(workers)), env=env
+        python_module("gateway", "run", "-c", str(path), "--workers", str(workers), *args),
+        env=env,
     )
     admin_url = f"http://{config['admin']['address']}"
     try:

@@ -60,7 +60,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[tuple[GatewayApp, GatewayApp]]:
     assert server is not None
     yield first, second
     await server.close()
-    logging.getLogger("gateway").setLevel(logging.NOTSET)
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 async def admin_get(app: GatewayApp, path: str) -> httpx.Response:
@@ -130,11 +130,11 @@ async def test_a_level_set_through_logging_is_kept_for_a_worker_that_starts_late
         assert (await client.post("/logging")).status_code == 400
         reply = await client.post("/logging", params={"level": "WARN"})
     assert reply.status_code == 200
-    assert [w["levels"]["gateway"] for w in reply.json()["workers"]] == ["warning"] * 2
+    assert [w["levels"]["meshgate"] for w in reply.json()["workers"]] == ["warning"] * 2
     assert (tmp_path / LEVEL_FILE).read_text() == "warning"
-    logging.getLogger("gateway").setLevel(logging.NOTSET)
+    logging.getLogger().setLevel(logging.WARNING)
     # A replacement worker applies the saved level when it starts serving its views.
     server = await serve_views(worker_app(tmp_path, 2, 3))
     assert isinstance(server, ViewServer)
     await server.close()
-    assert logging.getLogger("gateway").level == logging.WARNING
+    assert logging.getLogger().level == logging.WARNING

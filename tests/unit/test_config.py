@@ -208,6 +208,9 @@ def test_schema_command_matches_the_committed_schema() -> None:
         "drain_timeout",
         "reload",
         "tracing",
+        "logging",
+        "access_log",
+        "request_id",
     }
     committed = json.loads((REPO / "config" / "schema.json").read_text())
     assert committed == schema, "run `meshgate schema > config/schema.json`"

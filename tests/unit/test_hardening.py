@@ -33,7 +33,7 @@ def test_unavailable_body_hides_the_address_and_the_log_keeps_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     error = UpstreamUnavailable("ipv4:10.0.3.7:50062: Failed to connect to remote host")
-    with caplog.at_level(logging.WARNING, logger="gateway.errors"):
+    with caplog.at_level(logging.WARNING, logger="meshgate.gateway.errors"):
         response = error_response(error)
     assert response.status == 503
     assert response.body == b'{"code":14,"message":"upstream unavailable","details":[]}'

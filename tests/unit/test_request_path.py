@@ -138,7 +138,14 @@ async def test_upstream_status_maps_to_http_and_json() -> None:
     async with gateway.client() as client:
         response = await client.get("/v1/shelves/9")
     assert response.status_code == 404
-    assert response.json() == {"code": 5, "message": "no such shelf", "details": []}
+    # The error names the request ID the response carries (gateway.request_id).
+    request_id = response.headers["x-request-id"]
+    assert response.json() == {
+        "code": 5,
+        "message": "no such shelf",
+        "details": [],
+        "request_id": request_id,
+    }
 
 
 RATE_LIMITED = "[{name: rate_limit, config: {requests_per_second: 0.001, burst: 1}}]"
