@@ -39,7 +39,7 @@ from gateway.metrics import exposition
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 Merge = Callable[[Sequence[WorkerView]], dict[str, Any]]
 

@@ -40,7 +40,7 @@ from gateway.logs import parse_level, set_level
 if TYPE_CHECKING:
     from gateway.app import GatewayApp
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # How long a worker waits for another's view; beyond it, that one is "not answering".
 ASK_TIMEOUT = 2.0

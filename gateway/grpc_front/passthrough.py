@@ -44,7 +44,7 @@ from gateway.transcode.route_kind import Encoding
 from gateway.upstream.call import Call, DubboOptions, DuplexReply, Metadata, Reply, ReplyStream
 from gateway.upstream.metadata import request_metadata
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 # The ASGI extension an HTTP/2 server offers for response trailers.
 TRAILERS = "http.response.trailers"

@@ -51,7 +51,7 @@ from gateway.http2.messages import Fields, error_fields, request_head
 from gateway.http2.stream import Stream
 from gateway.interrupts import BODY_TIMEOUT, SCOPE_KEY
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(f"meshgate.{__name__}")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 STREAM_WINDOW = 1 << 20
