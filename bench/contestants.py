@@ -17,7 +17,13 @@ from typing import Any
 
 import yaml
 
-from tests.support.envoy import SidecarPorts, run_envoy, sidecar_configs, transcoder_config
+from tests.support.envoy import (
+    SidecarPorts,
+    _grpc_proxy_config,
+    run_envoy,
+    sidecar_configs,
+    transcoder_config,
+)
 from tests.support.gateway import wait_ready
 from tests.support.net import free_port, wait_for_port
 from tests.support.processes import REPO, Process, echo_backend, python_module
@@ -64,18 +70,22 @@ def python_backend() -> Iterator[Running]:
 
 
 @contextmanager
-def grpc_gateway(backend: Running, binary: Path) -> Iterator[Running]:
-    """grpc-gateway v2's reverse proxy (bench/grpcgateway), one core, in front of ``backend``."""
+def grpc_gateway(backend: Running, binary: Path, cores: int = 1) -> Iterator[Running]:
+    """grpc-gateway v2's reverse proxy (bench/grpcgateway) on ``cores`` (GOMAXPROCS)."""
     port = free_port()
     process = Process(
         [str(binary), "--port", str(port), "--backend", f"127.0.0.1:{backend_port(backend)}"],
-        env={"GOMAXPROCS": "1"},
+        env={"GOMAXPROCS": str(cores)},
     )
     try:
         process.wait_for_line("READY", timeout=15)
         wait_for_port(port)
         yield Running(
-            "grpc-gateway", f"http://127.0.0.1:{port}{ECHO_PATH}", False, process.proc.pid
+            f"grpc-gateway c{cores}",
+            f"http://127.0.0.1:{port}{ECHO_PATH}",
+            False,
+            process.proc.pid,
+            cores,
         )
     finally:
         process.stop()
@@ -174,12 +184,46 @@ def meshgate(
             yield Running(
                 name or f"meshgate w{workers}",
                 f"http://{listen}{path}",
-                False,
+                config["listeners"][0].get("protocol") == "grpc",
                 process.proc.pid,
                 workers,
             )
         finally:
             process.stop()
+
+
+def passthrough_config(upstream_port: int) -> dict[str, Any]:
+    """A ``protocol: grpc`` listener passing every call to the backend untouched."""
+    return {
+        "listeners": [
+            {
+                "name": "bench",
+                "protocol": "grpc",
+                "routes": [{"name": "rpc", "match": {"prefix": "/"}, "cluster": "backend"}],
+            }
+        ],
+        "clusters": [
+            {
+                "name": "backend",
+                "protocol": "grpc",
+                "endpoints": [{"address": f"127.0.0.1:{upstream_port}"}],
+            }
+        ],
+    }
+
+
+@contextmanager
+def envoy_grpc_proxy(backend: Running, concurrency: int) -> Iterator[Running]:
+    """Envoy's HTTP/2 router in front of the backend: the passthrough reference."""
+    config = _grpc_proxy_config("grpc_proxy", free_port(), free_port(), backend_port(backend), None)
+    with run_envoy(config, concurrency=concurrency, log_level="error") as envoy:
+        yield Running(
+            f"envoy grpc proxy c{concurrency}",
+            f"{envoy.listen_url}{ECHO_PATH}",
+            True,
+            envoy.process.proc.pid,
+            concurrency,
+        )
 
 
 @contextmanager
@@ -193,6 +237,14 @@ def sidecar_pair(backend: Running, concurrency: int = 1) -> Iterator[Running]:
         yield Running(
             "envoy sidecar pair", f"{out.listen_url}{ECHO_PATH}", True, out.process.proc.pid
         )
+
+
+def grpc_gateway_binary() -> Path:
+    """grpc-gateway's reverse proxy, built by bench/run.sh (bench/grpcgateway)."""
+    path = os.environ.get("MESHGATE_BENCH_GRPCGATEWAY")
+    if not path:
+        raise SystemExit("MESHGATE_BENCH_GRPCGATEWAY is not set: run bench/run.sh")
+    return Path(path)
 
 
 def go_backend_binary() -> Path:

@@ -43,6 +43,9 @@ class Section:
 
     backend: str
     results: list[ContestantResult]
+    # Whose rows the meshgate rows are compared with ("vs Envoy"): the
+    # transcoder for REST, Envoy's HTTP/2 router for gRPC passthrough.
+    reference: str = "envoy transcoder"
 
     def row(self, contestant: str, payload: str) -> PayloadResult | None:
         for result in self.results:
@@ -53,7 +56,10 @@ class Section:
         return None
 
     def envoy_for(self, row: PayloadResult) -> PayloadResult | None:
-        return self.row(f"envoy transcoder c{row.workers}", row.payload)
+        return self.row(f"{self.reference} c{row.workers}", row.payload)
+
+    def grpc_gateway_for(self, row: PayloadResult) -> PayloadResult | None:
+        return self.row(f"grpc-gateway c{row.workers}", row.payload)
 
     def rss(self, contestant: str) -> str:
         for result in self.results:
@@ -68,6 +74,7 @@ MAIN_HEADER = (
     "contestant",
     "RPS at saturation",
     "vs Envoy",
+    "vs grpc-gateway",
     "vs direct",
     "fixed rate: p50 / p90 / p99 ms",
     "achieved / target rps",
@@ -88,7 +95,9 @@ def main_rows(sections: Sequence[Section], payloads: Sequence[str]) -> list[list
                 if row is None:
                     continue
                 direct = section.row(DIRECT, payload)
-                envoy = section.envoy_for(row) if result.name.startswith("meshgate") else None
+                ours = result.name.startswith("meshgate")
+                envoy = section.envoy_for(row) if ours else None
+                gateway = section.grpc_gateway_for(row) if ours else None
                 added = (
                     row.single.percentile(50) - direct.single.percentile(50)
                     if direct and row is not direct
@@ -101,6 +110,7 @@ def main_rows(sections: Sequence[Section], payloads: Sequence[str]) -> list[list
                         result.name,
                         fmt(row.rps, 0) + (f" ({row.errors} errors)" if row.errors else ""),
                         ratio(row.rps, envoy.rps) if envoy else "—",
+                        ratio(row.rps, gateway.rps) if gateway else "—",
                         ratio(row.rps, direct.rps) if direct and row is not direct else "—",
                         triple(row.fixed),
                         f"{fmt(row.fixed.achieved_rps, 0)} / {fmt(row.fixed_target_rps, 0)}",
@@ -206,9 +216,13 @@ STREAM_HEADER = (
 
 def stream_rows(results: Sequence[StreamResult]) -> list[list[str]]:
     direct = next((r for r in results if r.name == DIRECT), None)
-    envoy = next((r for r in results if r.name.startswith("envoy")), None)
+    # meshgate's passthrough against Envoy's HTTP/2 router, its transcoding
+    # against Envoy's transcoder.
+    proxy = next((r for r in results if r.name.startswith("envoy grpc proxy")), None)
+    transcoder = next((r for r in results if r.name.startswith("envoy transcoder")), None)
     rows = []
     for r in results:
+        envoy = proxy if "grpc" in r.name else transcoder
         first = fmt(r.first_message_ms, 3) + (" (1-message stream)" if r.first_is_proxy else "")
         rows.append(
             [

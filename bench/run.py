@@ -28,11 +28,15 @@ from bench.contestants import (
     ECHO_PATH,
     Running,
     backend_port,
+    envoy_grpc_proxy,
     envoy_transcoder,
     gateway_source,
     go_backend,
     go_backend_binary,
+    grpc_gateway,
+    grpc_gateway_binary,
     meshgate,
+    passthrough_config,
     python_backend,
     sidecar_pair,
 )
@@ -127,6 +131,12 @@ def run_streaming(backend: Running, bodies: Path, durations: Durations) -> list[
             backend_port(backend), 1, f"meshgate w1 ({stream})", stream=stream
         ) as gateway:
             results.append(measure_stream(at_stream(gateway), bodies, durations))
+    # gRPC in and out: the stream passed through, against Envoy's HTTP/2 router.
+    with envoy_grpc_proxy(backend, 1) as envoy:
+        results.append(measure_stream(at_stream(envoy), bodies, durations))
+    port = backend_port(backend)
+    with meshgate(port, 1, "meshgate grpc w1", config=passthrough_config(port)) as gateway:
+        results.append(measure_stream(at_stream(gateway), bodies, durations))
     return results
 
 
@@ -292,11 +302,23 @@ def write_bodies(directory: Path) -> None:
 
 
 def contestants_for(backend: Running, full: bool) -> Iterator[Starter]:
-    """Envoy and meshgate at equal cores, paired back to back."""
+    """Envoy, grpc-gateway and meshgate at equal cores, back to back."""
     port = backend_port(backend)
     for cores in (1, 2) if full else (2,):
         yield lambda cores=cores: envoy_transcoder(backend, cores)  # type: ignore[misc]
+        yield lambda cores=cores: grpc_gateway(  # type: ignore[misc]
+            backend, grpc_gateway_binary(), cores
+        )
         yield lambda cores=cores: meshgate(port, cores)  # type: ignore[misc]
+
+
+def passthrough_contestants(backend: Running) -> list[Starter]:
+    """gRPC in, gRPC out: Envoy's HTTP/2 router and meshgate's passthrough, one core each."""
+    port = backend_port(backend)
+    return [
+        lambda: envoy_grpc_proxy(backend, 1),
+        lambda: meshgate(port, 1, "meshgate grpc w1", config=passthrough_config(port)),
+    ]
 
 
 def main() -> int:
@@ -327,6 +349,9 @@ def main() -> int:
                 backend, list(contestants_for(backend, full=True)), bodies, durations
             )
             sections.append(report.Section("Go", results))
+            print("== gRPC passthrough (h2load)", flush=True)
+            results = run_section(backend, passthrough_contestants(backend), bodies, durations)
+            sections.append(report.Section("Go, gRPC in", results, "envoy grpc proxy"))
             print("== sidecar path vs proxyless", flush=True)
             paths = run_sidecar_paths(backend, bodies, durations)
             print(f"== server streaming, {STREAM_MESSAGES} messages per request", flush=True)
