@@ -106,6 +106,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     raise TimeoutError(f"{what} not within {timeout}s")
 
 
+def dead_or_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
 def port_closed(port: int) -> bool:
     return not port_accepts(port)
 
@@ -502,6 +510,9 @@ def test_a_dead_worker_makes_every_worker_say_not_ready_until_replaced(
         assert len(pids) == 2
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)
+        # kill() only queues the signal: on a busy machine the victim may still
+        # answer (truthfully, 200) for a moment. Ask once it is dead or a zombie.
+        wait_until(partial(dead_or_zombie, victim), 10, f"worker {victim} dead")
         # Asked on fresh connections, so either worker answers: both say no.
         answers = [gateway.ready() for _ in range(6)]
         assert {a.status_code for a in answers} == {503}
