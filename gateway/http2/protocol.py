@@ -231,7 +231,7 @@ class H2Protocol(asyncio.Protocol):
         try:
             head = request_head(fields, self.limits)
         except GatewayError as error:
-            self._answer_gateway_error(stream_id, error)
+            self.answer_error(stream_id, error)
             return
         scope: dict[str, Any] = {
             "type": "http",
@@ -321,10 +321,7 @@ class H2Protocol(asyncio.Protocol):
             return
         self.schedule_flush()
 
-    def answer_error(self, stream_id: int, status: int, body: bytes) -> None:
-        self._answer_gateway_error(stream_id, GatewayError(body.decode(), http_status=status))
-
-    def _answer_gateway_error(self, stream_id: int, error: GatewayError) -> None:
+    def answer_error(self, stream_id: int, error: GatewayError) -> None:
         """Answer a request the app never saw (or left unanswered)."""
         if self._closed:
             return

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
+from gateway.errors import Code, GatewayError, RequestTimeout
 from gateway.http2.messages import Fields, response_fields, trailer_fields
-from gateway.interrupts import CLIENT_GONE, SCOPE_KEY, Reason
+from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY, Reason
 
 if TYPE_CHECKING:
     from gateway.http2.protocol import H2Protocol
@@ -251,12 +252,18 @@ class Stream:
         self.cancel_body_timer()
         if not self.response_ended and not self.gone:
             if not self.response_started:
-                self.owner.answer_error(self.stream_id, 500, b"internal server error")
+                self.owner.answer_error(self.stream_id, self._unanswered())
             else:
                 self.pending_head = None
                 self.owner.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
             self.response_ended = True
         self._release_body()
+
+    def _unanswered(self) -> GatewayError:
+        if self.scope.get(SCOPE_KEY) == BODY_TIMEOUT:
+            # Interrupted for a late body, and the app left the answer to us.
+            return RequestTimeout("request body not received in time")
+        return GatewayError("internal server error", grpc_code=Code.INTERNAL)
 
     def _release_body(self) -> None:
         """Give back the window of request data nobody will read."""

@@ -28,7 +28,7 @@ from uvicorn.server import ServerState
 from gateway.config import ListenerLimitsConfig
 from gateway.http2.protocol import STREAM_WINDOW, H2Protocol
 from gateway.http2.select import serving_protocol
-from gateway.interrupts import CLIENT_GONE, SCOPE_KEY
+from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -483,6 +483,26 @@ async def test_header_limits_answer_like_http_1_1(
     again = pair.request(GET)
     await pair.pump()
     assert pair.body(again) == b"2 "
+
+
+async def test_a_late_body_interrupts_the_app_and_is_answered_408() -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await read_body(receive)  # never ends: the client stops sending
+
+    pair = Pair(echo, limits=LIMITS.model_copy(update={"body_read_timeout": 0.05}))
+    pair.server.app = app
+    stream = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(stream, POST)
+    pair.client.send_data(stream, b"some")
+    await pair.pump()
+    await asyncio.sleep(0.2)
+    await pair.pump()
+    assert seen[0][SCOPE_KEY] == BODY_TIMEOUT
+    assert pair.status(stream) == 408
+    assert b'"code":4' in pair.body(stream)
 
 
 # -- shutdown ------------------------------------------------------------------------------
