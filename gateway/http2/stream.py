@@ -63,6 +63,7 @@ class Stream:
         self._reader: asyncio.Future[None] | None = None
         self._writer: asyncio.Future[None] | None = None
         self.body_timer: asyncio.TimerHandle | None = None
+        self._head_only = scope["method"] == "HEAD"
 
     # -- events from the peer -------------------------------------------------
 
@@ -170,6 +171,8 @@ class Stream:
         self._body_ended = not more
         if self.gone:
             return
+        if self._head_only:
+            body = b""  # a HEAD response has a content-length and no content
         end = not more and not self._expect_trailers
         if self.pending_head is not None:
             # An empty final body: the head alone ends the stream (Trailers-Only).

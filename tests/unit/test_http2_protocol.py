@@ -283,6 +283,15 @@ async def test_scope_and_connection_specific_headers() -> None:
     assert scope["server"] == ("127.0.0.1", PORT)
 
 
+async def test_a_head_response_carries_no_content() -> None:
+    pair = Pair(echo)
+    stream = pair.request([(b":method", b"HEAD"), *GET[1:]])
+    await pair.pump()
+    assert pair.status(stream) == 200
+    assert pair.body(stream) == b""
+    assert pair.of(stream, h2.events.StreamEnded)
+
+
 async def test_streams_are_served_concurrently() -> None:
     app = Hanging()
     pair = Pair(app)
