@@ -31,7 +31,7 @@ import asyncio
 import resource
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import (
@@ -49,7 +49,11 @@ from gateway.errors import (
     RequestTimeout,
     UriTooLong,
 )
+from gateway.http2.upgrade import H2cRequest, asks_for_h2c, h2c_request
 from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY, Reason
+
+if TYPE_CHECKING:
+    H2cSwitch = Callable[["EdgeProtocol", H2cRequest, bytes], None]
 
 LimitsFor = Callable[[int], ListenerLimitsConfig]
 # File descriptors a worker keeps for itself (upstream channels, logs,
@@ -93,6 +97,8 @@ class EdgeProtocol(HttpToolsProtocol):
     limits_for: ClassVar[LimitsFor]
     open_by_port: ClassVar[Counter[int]]
     worker_cap: ClassVar[int | None]
+    # Hands an h2c upgrade to HTTP/2 (gateway.http2.select); None: no upgrade.
+    h2c_switch: ClassVar[H2cSwitch | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -110,6 +116,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_count = 0
         self._url_bytes = 0
+        self._h2c: H2cRequest | None = None
 
     # -- connection --------------------------------------------------------
 
@@ -153,12 +160,17 @@ class EdgeProtocol(HttpToolsProtocol):
             )
             return
         self._unset_keepalive_if_required()
+        if self._h2c is not None:
+            self._h2c_body(data)
+            return
         if self._reading_head:
             self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._h2c is not None:
+                self._h2c_body(data[upgrade.args[0] :])
+            elif self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
@@ -216,11 +228,20 @@ class EdgeProtocol(HttpToolsProtocol):
         self._reading_head = False
         self._head_bytes = 0
         self._cancel_head_timer()
+        upgrade = self.h2c_switch is not None and self.parser.should_upgrade()
+        if upgrade and asks_for_h2c(self.headers):
+            # The parser stops at these headers; the body comes to _h2c_body.
+            try:
+                self._h2c = h2c_request(self.parser.get_method(), self.url, self.headers)
+            except GatewayError as error:
+                raise _Refused(error) from None
+            return
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._cancel_body_timer()
-        super().on_message_complete()
+        if self._h2c is None:
+            super().on_message_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # uvicorn's, keeping the task so that the connection can cancel it.
@@ -230,6 +251,25 @@ class EdgeProtocol(HttpToolsProtocol):
         self._task, self._task_cycle = task, cycle
 
     # -- helpers -------------------------------------------------------------
+
+    def _h2c_body(self, data: bytes) -> None:
+        request = self._h2c
+        switch = type(self).h2c_switch
+        assert request is not None and switch is not None
+        rest = request.feed(data)
+        if rest is None:
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(
+                    self._limits.body_read_timeout, self.transport.close
+                )
+            return
+        self._cancel_body_timer()
+        # The connection is HTTP/2's from here, and counted there.
+        if self._counted:
+            self._counted = False
+            type(self).open_by_port[self._port] -= 1
+        self.connections.discard(self)
+        switch(self, request, rest)
 
     def _head_cap(self) -> int:
         limits = self._limits

@@ -54,6 +54,7 @@ from gateway.interrupts import BODY_TIMEOUT, SCOPE_KEY
 log = logging.getLogger(f"meshgate.{__name__}")
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 4 << 20
 DEFAULT_WINDOW = 65_535
@@ -108,6 +109,30 @@ class H2Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
         self.transport = transport = cast(asyncio.Transport, transport)
+        self._attach(transport)
+        self._start_h2(None)
+        self._refuse_past_the_cap()
+
+    def upgraded(
+        self,
+        transport: asyncio.BaseTransport,
+        settings: bytes,
+        fields: list[tuple[bytes, bytes]],
+        body: bytes,
+        rest: bytes,
+    ) -> None:
+        """Take over a connection whose HTTP/1.1 request asked for h2c
+        (gateway.http2.upgrade): 101 is sent, the request becomes stream 1."""
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.write(SWITCHING)
+        self._attach(transport)
+        self._start_h2(settings)
+        self._on_request(1, fields, body)
+        self._refuse_past_the_cap()
+        if rest:
+            self.data_received(rest)
+
+    def _attach(self, transport: asyncio.Transport) -> None:
         self.server_state.connections.add(self)  # type: ignore[arg-type]
         self.server = get_local_addr(transport)
         self.client = get_remote_addr(transport)
@@ -115,16 +140,19 @@ class H2Protocol(asyncio.Protocol):
         self._port = port = (self.server[1] or 0) if self.server else 0
         self._open_by_port[port] += 1
         self._counted = True
-        self._start_h2()
+
+    def _refuse_past_the_cap(self) -> None:
+        port = self._port
         if (
             self._open_by_port[port] > self.limits.max_connections
             or len(self.server_state.connections) > self._connection_cap
         ):
             self._go_away(ErrorCodes.NO_ERROR, b"too many connections")
             return
-        self._arm_idle_timer()
+        if not self.streams:
+            self._arm_idle_timer()
 
-    def _start_h2(self) -> None:
+    def _start_h2(self, upgrade_settings: bytes | None) -> None:
         limits = self.limits
         header_list = limits.max_request_header_bytes + FIELD_OVERHEAD * limits.max_request_headers
         advertised = {
@@ -134,7 +162,11 @@ class H2Protocol(asyncio.Protocol):
         }
         conn = self.h2
         conn.local_settings = h2.settings.Settings(client=False, initial_values=advertised)
-        conn.initiate_connection()
+        if upgrade_settings is None:
+            conn.initiate_connection()
+        else:
+            # The client's SETTINGS came in HTTP2-Settings; stream 1 is its request.
+            conn.initiate_upgrade_connection(upgrade_settings)
         conn.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_WINDOW)
         # Refusing past the limit is ours (a stream error); h2's own check
         # would end the connection.
@@ -222,7 +254,10 @@ class H2Protocol(asyncio.Protocol):
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._on_peer_goaway(event)
 
-    def _on_request(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
+    def _on_request(
+        self, stream_id: int, fields: list[tuple[bytes, bytes]], body: bytes | None = None
+    ) -> None:
+        """A new stream; ``body``: the whole body of an upgraded HTTP/1.1 request."""
         if self._goaway_sent or self._open_streams() >= self.limits.max_concurrent_streams:
             # Past the last stream our GOAWAY named, or over the limit: the
             # client may retry it (elsewhere).
@@ -231,7 +266,7 @@ class H2Protocol(asyncio.Protocol):
         try:
             head = request_head(fields, self.limits)
         except GatewayError as error:
-            self._answer_gateway_error(stream_id, error)
+            self.answer_error(stream_id, error)
             return
         scope: dict[str, Any] = {
             "type": "http",
@@ -258,7 +293,11 @@ class H2Protocol(asyncio.Protocol):
         stream.task = task
         self.server_state.tasks.add(task)
         task.add_done_callback(self.server_state.tasks.discard)
-        if not _is_grpc(head.headers):
+        if body is not None:
+            # Read over HTTP/1.1 before the switch: nothing to acknowledge.
+            stream.on_data(body, 0)
+            stream.on_end()
+        elif not _is_grpc(head.headers):
             # Armed now; the request's end (or the response's start) disarms it.
             stream.body_timer = self.loop.call_later(
                 self.limits.body_read_timeout, self._body_timeout, stream
@@ -321,10 +360,7 @@ class H2Protocol(asyncio.Protocol):
             return
         self.schedule_flush()
 
-    def answer_error(self, stream_id: int, status: int, body: bytes) -> None:
-        self._answer_gateway_error(stream_id, GatewayError(body.decode(), http_status=status))
-
-    def _answer_gateway_error(self, stream_id: int, error: GatewayError) -> None:
+    def answer_error(self, stream_id: int, error: GatewayError) -> None:
         """Answer a request the app never saw (or left unanswered)."""
         if self._closed:
             return

@@ -24,6 +24,7 @@ from uvicorn.server import ServerState
 
 from gateway.edge_protocol import EdgeProtocol, LimitsFor, edge_protocol, worker_connection_cap
 from gateway.http2.protocol import PREFACE, H2Protocol
+from gateway.http2.upgrade import H2cRequest
 
 ALPN_H2 = "h2"
 
@@ -32,6 +33,7 @@ def serving_protocol(limits_for: LimitsFor) -> type[SelectingProtocol]:
     """The per-connection protocol class of one worker; ``limits_for(port)``
     gives each listener's limits (shared by HTTP/1.1 and HTTP/2)."""
     http1 = edge_protocol(limits_for)
+    http1.h2c_switch = staticmethod(_switch_to_h2c)
     return type(
         "BoundSelectingProtocol",
         (SelectingProtocol,),
@@ -122,3 +124,19 @@ class SelectingProtocol(asyncio.Protocol):
         if self._silence is not None:
             self._silence.cancel()
             self._silence = None
+
+
+def _switch_to_h2c(edge: EdgeProtocol, request: H2cRequest, rest: bytes) -> None:
+    """An HTTP/1.1 connection whose request asked for h2c goes on as HTTP/2."""
+    port = (edge.server[1] or 0) if edge.server else 0
+    protocol = H2Protocol(
+        edge.config,
+        edge.server_state,
+        edge.app_state,
+        type(edge).limits_for(port),
+        type(edge).open_by_port,
+        worker_connection_cap(),
+        edge.loop,
+    )
+    edge.transport.set_protocol(protocol)
+    protocol.upgraded(edge.transport, request.settings, request.fields, bytes(request.body), rest)

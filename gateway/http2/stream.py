@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
+from gateway.errors import Code, GatewayError, RequestTimeout
 from gateway.http2.messages import Fields, response_fields, trailer_fields
-from gateway.interrupts import CLIENT_GONE, SCOPE_KEY, Reason
+from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY, Reason
 
 if TYPE_CHECKING:
     from gateway.http2.protocol import H2Protocol
@@ -62,6 +63,7 @@ class Stream:
         self._reader: asyncio.Future[None] | None = None
         self._writer: asyncio.Future[None] | None = None
         self.body_timer: asyncio.TimerHandle | None = None
+        self._head_only = scope["method"] == "HEAD"
 
     # -- events from the peer -------------------------------------------------
 
@@ -169,6 +171,8 @@ class Stream:
         self._body_ended = not more
         if self.gone:
             return
+        if self._head_only:
+            body = b""  # a HEAD response has a content-length and no content
         end = not more and not self._expect_trailers
         if self.pending_head is not None:
             # An empty final body: the head alone ends the stream (Trailers-Only).
@@ -251,12 +255,18 @@ class Stream:
         self.cancel_body_timer()
         if not self.response_ended and not self.gone:
             if not self.response_started:
-                self.owner.answer_error(self.stream_id, 500, b"internal server error")
+                self.owner.answer_error(self.stream_id, self._unanswered())
             else:
                 self.pending_head = None
                 self.owner.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)
             self.response_ended = True
         self._release_body()
+
+    def _unanswered(self) -> GatewayError:
+        if self.scope.get(SCOPE_KEY) == BODY_TIMEOUT:
+            # Interrupted for a late body, and the app left the answer to us.
+            return RequestTimeout("request body not received in time")
+        return GatewayError("internal server error", grpc_code=Code.INTERNAL)
 
     def _release_body(self) -> None:
         """Give back the window of request data nobody will read."""

@@ -239,6 +239,25 @@ def test_curl_http2_prior_knowledge(gateway: Gateway) -> None:
     assert json.loads(body)["request"]["message"] == "from curl"
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_http2_upgrades_cleartext_with_its_body(gateway: Gateway) -> None:
+    # curl --http2 on http:// asks for h2c by Upgrade on its first request;
+    # the body must survive the switch, and the second request rides h2.
+    url = gateway.url(gateway.public) + ECHO
+    request = ["--http2", "-H", "content-type: application/json", "-w", "\\n%{http_version}\\n"]
+    first = [*request, "-d", '{"message": "one"}', url]
+    second = [*request, "-d", '{"message": "two"}', url]
+    result = subprocess.run(
+        ["curl", "-sS", *first, "--next", *second],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    lines = result.stdout.decode().split()
+    assert [json.loads(line)["request"]["message"] for line in lines[0::2]] == ["one", "two"]
+    assert lines[1::2] == ["2", "2"]
+
+
 def test_http_1_1_still_served_on_the_same_cleartext_listener(gateway: Gateway) -> None:
     with httpx.Client(base_url=gateway.url(gateway.public), timeout=15) as client:
         reply = client.post(ECHO, json={"message": "over h1"})

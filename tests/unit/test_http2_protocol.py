@@ -28,7 +28,7 @@ from uvicorn.server import ServerState
 from gateway.config import ListenerLimitsConfig
 from gateway.http2.protocol import STREAM_WINDOW, H2Protocol
 from gateway.http2.select import serving_protocol
-from gateway.interrupts import CLIENT_GONE, SCOPE_KEY
+from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY
 
 pytestmark = pytest.mark.anyio
 
@@ -68,6 +68,12 @@ class MemoryTransport:
 
     def set_protocol(self, protocol: Any) -> None:
         self.protocol = protocol
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
 
     def take(self) -> bytes:
         data = bytes(self.written)
@@ -275,6 +281,15 @@ async def test_scope_and_connection_specific_headers() -> None:
     assert scope["headers"][0] == (b"host", b"gw")
     assert scope["extensions"] == {"http.response.trailers": {}}
     assert scope["server"] == ("127.0.0.1", PORT)
+
+
+async def test_a_head_response_carries_no_content() -> None:
+    pair = Pair(echo)
+    stream = pair.request([(b":method", b"HEAD"), *GET[1:]])
+    await pair.pump()
+    assert pair.status(stream) == 200
+    assert pair.body(stream) == b""
+    assert pair.of(stream, h2.events.StreamEnded)
 
 
 async def test_streams_are_served_concurrently() -> None:
@@ -485,6 +500,26 @@ async def test_header_limits_answer_like_http_1_1(
     assert pair.body(again) == b"2 "
 
 
+async def test_a_late_body_interrupts_the_app_and_is_answered_408() -> None:
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+        await read_body(receive)  # never ends: the client stops sending
+
+    pair = Pair(echo, limits=LIMITS.model_copy(update={"body_read_timeout": 0.05}))
+    pair.server.app = app
+    stream = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(stream, POST)
+    pair.client.send_data(stream, b"some")
+    await pair.pump()
+    await asyncio.sleep(0.2)
+    await pair.pump()
+    assert seen[0][SCOPE_KEY] == BODY_TIMEOUT
+    assert pair.status(stream) == 408
+    assert b'"code":4' in pair.body(stream)
+
+
 # -- shutdown ------------------------------------------------------------------------------
 
 
@@ -564,3 +599,75 @@ async def test_the_preface_picks_http2_and_anything_else_http_1_1() -> None:
         await asyncio.sleep(0)
     assert transport.take().startswith(b"HTTP/1.1 200")
     transport.protocol.connection_lost(None)
+
+
+def upgrade_request(settings: bytes, body: bytes = b"hello", **more: str) -> bytes:
+    head = {
+        "host": "gw",
+        "connection": "Upgrade, HTTP2-Settings",
+        "upgrade": "h2c",
+        "http2-settings": settings.decode(),
+        "content-length": str(len(body)),
+        **more,
+    }
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items() if v)
+    return f"POST /upload HTTP/1.1\r\n{lines}\r\n".encode() + body
+
+
+async def test_an_h2c_upgrade_serves_the_request_as_stream_1() -> None:
+    cls = serving_protocol(lambda port: LIMITS)
+    state = ServerState()
+    transport = MemoryTransport()
+    selector = cls(config=uvicorn_config(echo), server_state=state, app_state={})
+    selector.connection_made(transport)  # type: ignore[arg-type]
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    settings = client.initiate_upgrade_connection()
+    assert settings is not None
+    request = upgrade_request(settings)
+    # The body arrives after the head, in another read.
+    selector.data_received(request[:-3])
+    transport.protocol.data_received(request[-3:] + client.data_to_send())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    out = transport.take()
+    head, _, frames_in = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert b"upgrade: h2c" in head.lower()
+    assert isinstance(transport.protocol, H2Protocol)
+    events = client.receive_data(frames_in)
+    response = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert response[0].stream_id == 1
+    data = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert data == b"2 hello"
+    # The connection goes on in HTTP/2.
+    stream = client.get_next_available_stream_id()
+    client.send_headers(stream, GET, end_stream=True)
+    transport.protocol.data_received(client.data_to_send())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    events = client.receive_data(transport.take())
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"2 "
+    assert len(state.connections) == 1
+    transport.protocol.connection_lost(None)
+
+
+@pytest.mark.parametrize(
+    ("more", "status"),
+    [
+        ({"content-length": str(2 << 20)}, 413),
+        ({"http2-settings": "not base64!"}, 400),
+        ({"content-length": "", "transfer-encoding": "chunked"}, 400),
+    ],
+)
+async def test_an_h2c_upgrade_it_cannot_take_is_answered(more: dict[str, str], status: int) -> None:
+    cls = serving_protocol(lambda port: LIMITS)
+    transport = MemoryTransport()
+    selector = cls(config=uvicorn_config(echo), server_state=ServerState(), app_state={})
+    selector.connection_made(transport)  # type: ignore[arg-type]
+    selector.data_received(upgrade_request(b"AAMAAABkAAQCAAAAAAIAAAAA", b"", **more))
+    out = transport.take()
+    assert out.startswith(b"HTTP/1.1 %d " % status), out
+    assert b"application/json" in out
+    assert transport.closed
