@@ -61,6 +61,10 @@ class SelectingProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._first = b""
         self._silence: asyncio.TimerHandle | None = None
+        # While it waits for the first bytes the connection counts against the
+        # listener's and the worker's connection caps like any other: silent
+        # connections must not get around them.
+        self._port: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
@@ -71,6 +75,9 @@ class SelectingProtocol(asyncio.Protocol):
             return
         timeout = self._limits().header_read_timeout
         self._silence = self.loop.call_later(timeout, transport.close)
+        self._port = self._local_port()
+        type(self).http1.open_by_port[self._port] += 1
+        self.server_state.connections.add(self)  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         first = self._first + data
@@ -83,15 +90,30 @@ class SelectingProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_silence()
+        self._uncount()
 
-    def _limits(self) -> Any:
+    def shutdown(self) -> None:
+        """uvicorn's server shutdown: nothing was asked yet, so just close."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def _uncount(self) -> None:
+        if self._port is not None:
+            type(self).http1.open_by_port[self._port] -= 1
+            self.server_state.connections.discard(self)
+            self._port = None
+
+    def _local_port(self) -> int:
         assert self.transport is not None
         sockname = self.transport.get_extra_info("sockname")
-        port = sockname[1] if isinstance(sockname, tuple) else 0
-        return type(self).http1.limits_for(port)
+        return sockname[1] if isinstance(sockname, tuple) else 0
+
+    def _limits(self) -> Any:
+        return type(self).http1.limits_for(self._local_port())
 
     def _hand_over(self, http2: bool, first: bytes = b"") -> None:
         self._cancel_silence()
+        self._uncount()  # the protocol taking over counts the connection itself
         transport = self.transport
         assert transport is not None
         protocol: asyncio.Protocol
