@@ -71,7 +71,8 @@ def python_backend() -> Iterator[Running]:
 
 @contextmanager
 def grpc_gateway(backend: Running, binary: Path, cores: int = 1) -> Iterator[Running]:
-    """grpc-gateway v2's reverse proxy (bench/grpcgateway) on ``cores`` (GOMAXPROCS)."""
+    """grpc-gateway v2's reverse proxy (bench/gobackend/cmd/grpcgateway) on ``cores``
+    (GOMAXPROCS)."""
     port = free_port()
     process = Process(
         [str(binary), "--port", str(port), "--backend", f"127.0.0.1:{backend_port(backend)}"],
@@ -240,7 +241,7 @@ def sidecar_pair(backend: Running, concurrency: int = 1) -> Iterator[Running]:
 
 
 def grpc_gateway_binary() -> Path:
-    """grpc-gateway's reverse proxy, built by bench/run.sh (bench/grpcgateway)."""
+    """grpc-gateway's reverse proxy, built by bench/run.sh (bench/gobackend/cmd/grpcgateway)."""
     path = os.environ.get("MESHGATE_BENCH_GRPCGATEWAY")
     if not path:
         raise SystemExit("MESHGATE_BENCH_GRPCGATEWAY is not set: run bench/run.sh")

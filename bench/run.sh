@@ -19,21 +19,17 @@ if ((${#missing[@]})); then
 fi
 
 command -v go >/dev/null || { echo "bench: go is needed to build the backend" >&2; exit 1; }
-src_hash="$(cd "$here/gobackend" && cat go.mod go.sum ./*.go echopb/*.go | sha256sum | cut -c1-16)"
+# One Go module: the backend (main.go) and grpc-gateway's reverse proxy, the
+# second reference (cmd/grpcgateway), both cached by a hash of its sources.
+src_hash="$(cd "$here/gobackend" && cat go.mod go.sum ./*.go cmd/*/*.go echopb/*.go | sha256sum | cut -c1-16)"
 binary="$cache/gobackend-$src_hash"
-if [ ! -x "$binary" ]; then
-  echo "building the Go backend into $binary"
+grpcgateway="$cache/grpcgateway-$src_hash"
+if [ ! -x "$binary" ] || [ ! -x "$grpcgateway" ]; then
+  echo "building the Go backend and grpc-gateway into $cache"
   mkdir -p "$cache"
-  (cd "$here/gobackend" && go build -trimpath -o "$binary.tmp" . && mv "$binary.tmp" "$binary")
-fi
-
-# grpc-gateway's reverse proxy, the second reference (bench/grpcgateway), cached the same way.
-gw_hash="$(cd "$here/grpcgateway" && cat go.mod go.sum ./*.go echopb/*.go | sha256sum | cut -c1-16)"
-grpcgateway="$cache/grpcgateway-$gw_hash"
-if [ ! -x "$grpcgateway" ]; then
-  echo "building grpc-gateway into $grpcgateway"
-  mkdir -p "$cache"
-  (cd "$here/grpcgateway" && go build -trimpath -o "$grpcgateway.tmp" . && mv "$grpcgateway.tmp" "$grpcgateway")
+  (cd "$here/gobackend" && go build -trimpath -o "$binary.tmp" . && mv "$binary.tmp" "$binary" \
+    && go build -trimpath -o "$grpcgateway.tmp" ./cmd/grpcgateway \
+    && mv "$grpcgateway.tmp" "$grpcgateway")
 fi
 
 [ -x "$repo/.venv/bin/py-spy" ] || "$python" -m pip install -q py-spy

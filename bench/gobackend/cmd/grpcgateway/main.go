@@ -1,6 +1,6 @@
 // Command grpcgateway is grpc-gateway v2's reverse proxy for
 // meshgate.test.v1.EchoService: the benchmark's second reference beside
-// Envoy's transcoder. It serves the auto-mapped POST paths (http_rules.yaml)
+// Envoy's transcoder. It serves the auto-mapped POST paths (../../http_rules.yaml)
 // over HTTP/1.1 and calls the backend over one gRPC connection, as the other
 // contestants do. Run it with GOMAXPROCS=1 for one core.
 package main
@@ -21,7 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"meshgate.bench/grpcgateway/echopb"
+	"meshgate.bench/gobackend/echopb"
 )
 
 func main() {
