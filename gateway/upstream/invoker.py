@@ -36,7 +36,7 @@ from gateway.upstream.call import (
 from gateway.upstream.clusters import CallPlan
 from mesh.endpoint import Endpoint
 from mesh.outlier import Outcome
-from mesh.retry import retry_backoff, should_retry
+from mesh.retry import RetryPolicy, retry_backoff, should_retry
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -121,9 +121,7 @@ class Invoker:
                 holds_retry = True
                 count_retry(plan.cluster, sent=True)
                 assert retry is not None
-                backoff = retry_backoff(retry, attempt, self._rng)
-                remaining = self._remaining(deadline)
-                await self._sleep(backoff if remaining is None else min(backoff, remaining))
+                await self._back_off(retry, attempt, deadline)
                 attempt += 1
                 endpoint = plan.pick(tried)
         finally:
@@ -248,9 +246,7 @@ class Invoker:
                 holds_retry = True
                 count_retry(plan.cluster, sent=True)
                 assert retry is not None
-                backoff = retry_backoff(retry, attempt, self._rng)
-                remaining = self._remaining(deadline)
-                await self._sleep(backoff if remaining is None else min(backoff, remaining))
+                await self._back_off(retry, attempt, deadline)
                 attempt += 1
                 endpoint = plan.pick(tried)
         finally:
@@ -293,6 +289,12 @@ class Invoker:
             await self._sleep(plan.delay)
         if plan.abort is not None:
             raise UpstreamStatus("fault injected by the mesh", grpc_code=plan.abort)
+
+    async def _back_off(self, retry: RetryPolicy, attempt: int, deadline: float | None) -> None:
+        """Wait before the next attempt: the policy's backoff, never past the deadline."""
+        backoff = retry_backoff(retry, attempt, self._rng)
+        remaining = self._remaining(deadline)
+        await self._sleep(backoff if remaining is None else min(backoff, remaining))
 
     def _remaining(self, deadline: float | None) -> float | None:
         if deadline is None:
