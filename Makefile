@@ -57,8 +57,9 @@ peers: $(STAMP)
 unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit
 
+# --durations: every run says where the suite's time goes.
 test: lint peers
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --durations=30
 
 # Coverage-guided fuzzing (atheris): every target in tests/fuzz/targets.py for
 # FUZZ_SECONDS each (default 60, so about 6 minutes), its corpus kept in the
