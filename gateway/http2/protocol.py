@@ -392,7 +392,7 @@ class H2Protocol(asyncio.Protocol):
             for stream in heads:
                 stream.emit_head(end_stream=False)
         data = self.h2.data_to_send()
-        if data and not self._closed:
+        if data and not self._closed and not self.transport.is_closing():
             self.transport.write(data)
 
     def _go_away(self, code: ErrorCodes, debug: bytes) -> None:
