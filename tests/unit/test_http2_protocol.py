@@ -671,3 +671,27 @@ async def test_an_h2c_upgrade_it_cannot_take_is_answered(more: dict[str, str], s
     assert out.startswith(b"HTTP/1.1 %d " % status), out
     assert b"application/json" in out
     assert transport.closed
+
+
+async def test_a_silent_connection_counts_against_the_cap_until_it_is_closed() -> None:
+    cls = serving_protocol(lambda port: LIMITS.model_copy(update={"max_connections": 1}))
+    state = ServerState()
+    config = uvicorn_config(echo)
+    silent = MemoryTransport()
+    first = cls(config=config, server_state=state, app_state={})
+    first.connection_made(silent)  # type: ignore[arg-type]
+    assert cls.http1.open_by_port[PORT] == 1
+    # The next one is over the cap: HTTP/1.1 refuses it at once.
+    refused = MemoryTransport()
+    cls(config=config, server_state=state, app_state={}).connection_made(refused)  # type: ignore[arg-type]
+    assert isinstance(refused.protocol, cls.http1)
+    refused.protocol.data_received(b"GET / HTTP/1.1\r\nhost: gw\r\n\r\n")
+    assert refused.take().startswith(b"HTTP/1.1 503 ")
+    refused.protocol.connection_lost(None)
+    # A drain closes the silent one; once gone it no longer counts.
+    for connection in list(state.connections):
+        connection.shutdown()
+    assert silent.closed
+    first.connection_lost(None)
+    assert cls.http1.open_by_port[PORT] == 0
+    assert not state.connections
