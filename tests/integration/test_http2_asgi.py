@@ -69,6 +69,8 @@ class GrpcByHand:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         head = [(b"content-type", b"application/grpc")]
+        if method == "Crash":
+            raise RuntimeError("the app failed before answering")
         if method == "Fail":
             status = [(b"grpc-status", b"5"), (b"grpc-message", b"no such thing")]
             await send({"type": "http.response.start", "status": 200, "headers": head + status})
@@ -172,6 +174,13 @@ def test_grpcio_reads_a_trailers_only_error(channel: grpc.Channel) -> None:
         call(b"x", timeout=15)
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
     assert failure.value.details() == "no such thing"  # type: ignore[attr-defined]
+
+
+def test_an_app_that_fails_unanswered_is_a_grpc_internal_status(channel: grpc.Channel) -> None:
+    call = channel.unary_unary("/test.ByHand/Crash")
+    with pytest.raises(grpc.RpcError) as failure:
+        call(b"x", timeout=15)
+    assert failure.value.code() == grpc.StatusCode.INTERNAL  # type: ignore[attr-defined]
 
 
 def test_a_grpcio_deadline_interrupts_the_app_as_client_gone(
