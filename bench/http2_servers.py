@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from bench.payloads import small_request
 REPO = Path(__file__).resolve().parents[1]
 BODY = b"hello, world\n"
 ZTTP_REQUESTS = 4000
+WARM_UP = 1
 
 
 async def trivial_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -149,24 +151,53 @@ class Sample:
     rps: float
     p50_ms: float
     p99_ms: float
+    # CPU of the server's processes per request (robust on a shared machine).
+    cpu_ms: float
 
 
-def h2load(
-    url: str, streams: int, seconds: int, h1: bool, body: Path | None, requests: int | None
-) -> Sample:
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its descendants so far."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tree, grown = {pid}, True
+    while grown:
+        children = {child for child, parent in parents.items() if parent in tree} - tree
+        grown = bool(children)
+        tree |= children
+    return sum(times.get(p, 0.0) for p in tree)
+
+
+def h2load(row: Row, streams: int, seconds: int) -> Sample:
     with tempfile.NamedTemporaryFile(suffix=".log") as log:
-        if requests is None:
-            args = ["h2load", "-D", str(seconds), "--warm-up-time", "1", "-t", "1"]
+        if row.requests is None:
+            args = ["h2load", "-D", str(seconds), "--warm-up-time", str(WARM_UP), "-t", "1"]
         else:
-            args = ["h2load", "-n", str(requests), "-t", "1"]
+            args = ["h2load", "-n", str(row.requests), "-t", "1"]
         args += ["--log-file", log.name]
         # HTTP/2: N streams on one connection; HTTP/1.1: N connections.
-        args += ["--h1", "-c", str(streams), "-m", "1"] if h1 else ["-c", "1", "-m", str(streams)]
-        if body is not None:
-            args += ["-d", str(body), "-H", "content-type: application/json"]
-        out = subprocess.run(
-            [*args, url], capture_output=True, text=True, timeout=seconds + 60, check=True
-        ).stdout
+        if row.h1:
+            args += ["--h1", "-c", str(streams), "-m", "1"]
+        else:
+            args += ["-c", "1", "-m", str(streams)]
+        if row.body is not None:
+            args += ["-d", str(row.body), "-H", "content-type: application/json"]
+        run = subprocess.Popen([*args, row.url], stdout=subprocess.PIPE, text=True)
+        if row.requests is None:
+            time.sleep(WARM_UP)  # the CPU of the measured phase only
+        cpu = tree_cpu(row.pid)
+        out, _ = run.communicate(timeout=seconds + 60)
+        cpu = tree_cpu(row.pid) - cpu
+        if run.returncode:
+            raise RuntimeError(f"h2load failed against {row.url}:\n{out}")
         latencies = sorted(
             int(line.split()[2]) / 1000
             for line in Path(log.name).read_text().splitlines()
@@ -175,8 +206,9 @@ def h2load(
     rps = next(float(line.split()[3]) for line in out.splitlines() if "finished in" in line)
     failed = next(line for line in out.splitlines() if line.startswith("requests:"))
     if " 0 failed" not in failed or not latencies:
-        raise RuntimeError(f"h2load saw failures against {url}:\n{out}")
-    return Sample(rps, _pct(latencies, 50), _pct(latencies, 99))
+        raise RuntimeError(f"h2load saw failures against {row.url}:\n{out}")
+    measured = row.requests if row.requests is not None else rps * seconds
+    return Sample(rps, _pct(latencies, 50), _pct(latencies, 99), cpu * 1000 / measured)
 
 
 def _pct(values: list[float], pct: int) -> float:
@@ -184,7 +216,9 @@ def _pct(values: list[float], pct: int) -> float:
 
 
 @contextmanager
-def process(args: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    args: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``args`` until the block ends; ready once ``port`` accepts."""
     proc = subprocess.Popen(
         args,
@@ -204,7 +238,7 @@ def process(args: list[str], port: int, env: dict[str, str] | None = None) -> It
                     raise RuntimeError(f"{args} did not start") from None
                 time.sleep(0.2)
         time.sleep(2)  # start-up beyond the bind (meshgate resolves first)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -224,6 +258,7 @@ class Row:
     target: str
     contestant: str
     url: str
+    pid: int
     h1: bool = False
     body: Path | None = None
     # A fixed number of requests instead of a timed run (see uvicorn zttp).
@@ -271,10 +306,13 @@ def run(gobackend: Path, seconds: int, rounds: int) -> str:
     with ExitStack() as stack:
         for name, command in trivial_servers.items():
             port = free_port()
-            stack.enter_context(process(command(port), port))
-            rows.append(Row("trivial", name, f"http://127.0.0.1:{port}/", requests=_cap(name)))
-        ours = rows[0].url
-        rows.append(Row("trivial", "uvicorn httptools HTTP/1.1 (reference)", ours, h1=True))
+            pid = stack.enter_context(process(command(port), port)).pid
+            url = f"http://127.0.0.1:{port}/"
+            rows.append(Row("trivial", name, url, pid, requests=_cap(name)))
+        ours = rows[0]
+        rows.append(
+            Row("trivial", "uvicorn httptools HTTP/1.1 (reference)", ours.url, ours.pid, h1=True)
+        )
         backend = free_port()
         stack.enter_context(
             process([str(gobackend), "--port", str(backend)], backend, env={"GOMAXPROCS": "1"})
@@ -288,16 +326,16 @@ def run(gobackend: Path, seconds: int, rounds: int) -> str:
             else:
                 args = [python, "-m", "bench.http2_servers", "serve-gateway", "--server", runner]
                 args += ["-c", str(config)]
-            stack.enter_context(process(args, port))
+            pid = stack.enter_context(process(args, port)).pid
             url = f"http://127.0.0.1:{port}{echo}"
-            rows.append(Row("gateway", name, url, body=body, requests=_cap(name)))
-        ours = rows[len(trivial_servers) + 1].url
-        rows.append(Row("gateway", "meshgate HTTP/1.1 (reference)", ours, h1=True, body=body))
+            rows.append(Row("gateway", name, url, pid, body=body, requests=_cap(name)))
+        ours = rows[len(trivial_servers) + 1]
+        rows.append(Row("gateway", "meshgate HTTP/1.1 (reference)", ours.url, ours.pid, True, body))
         results: dict[tuple[int, int], list[Sample]] = {}
         for _ in range(rounds):
             for index, row in enumerate(rows):
                 for streams in (1, 16):
-                    sample = h2load(row.url, streams, seconds, row.h1, row.body, row.requests)
+                    sample = h2load(row, streams, seconds)
                     results.setdefault((index, streams), []).append(sample)
     return _table(rows, results, seconds, rounds)
 
@@ -338,16 +376,18 @@ def _table(
         f"h2load, {seconds:g} s per run after 1 s of warm-up, median of {rounds} interleaved "
         "rounds; c1/c16: 1 or 16 concurrent streams on one connection (HTTP/1.1: connections).",
         "",
-        "| target | server | c1 req/s | c1 p50 ms | c1 p99 ms "
-        "| c16 req/s | c16 p50 ms | c16 p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| target | server | c1 req/s | c1 p50 ms | c1 p99 ms | c1 CPU ms/req "
+        "| c16 req/s | c16 p50 ms | c16 p99 ms | c16 CPU ms/req |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for index, row in enumerate(rows):
         cells = []
         for streams in (1, 16):
             samples = results[(index, streams)]
             median = sorted(samples, key=lambda s: s.rps)[len(samples) // 2]
+            cpu = statistics.median(s.cpu_ms for s in samples)
             cells += [f"{median.rps:,.0f}", f"{median.p50_ms:.2f}", f"{median.p99_ms:.2f}"]
+            cells.append(f"{cpu:.3f}")
         lines.append(f"| {row.target} | {row.contestant} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -98,6 +98,34 @@ def trailer_fields(headers: Iterable[tuple[bytes, bytes]]) -> Fields:
     return out
 
 
+def is_grpc(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """A gRPC request (not gRPC-Web): its errors are answered as gRPC statuses."""
+    for name, value in headers:
+        if name == b"content-type":
+            return value == b"application/grpc" or value.startswith(
+                (b"application/grpc+", b"application/grpc;")
+            )
+    return False
+
+
+def grpc_error_fields(error: GatewayError) -> Fields:
+    """A Trailers-Only gRPC answer: HTTP 200 with the status in the one header block."""
+    message = (error.public_message or error.message).encode()
+    return [
+        (b":status", b"200"),
+        (b"content-type", b"application/grpc"),
+        (b"grpc-status", b"%d" % error.grpc_code),
+        (b"grpc-message", percent_encode(message)),
+    ]
+
+
+def percent_encode(message: bytes) -> bytes:
+    """grpc-message's encoding: printable ASCII but '%' as is, the rest %XX."""
+    return b"".join(
+        bytes([c]) if 0x20 <= c <= 0x7E and c != 0x25 else b"%%%02X" % c for c in message
+    )
+
+
 def error_fields(error: GatewayError) -> tuple[Fields, bytes]:
     """An error the protocol answers itself (the app never saw the request)."""
     body = error.body()

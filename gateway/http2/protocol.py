@@ -47,7 +47,7 @@ from uvicorn.server import ServerState
 
 from gateway.config import ListenerLimitsConfig
 from gateway.errors import GatewayError
-from gateway.http2.messages import Fields, error_fields, request_head
+from gateway.http2.messages import Fields, error_fields, grpc_error_fields, is_grpc, request_head
 from gateway.http2.stream import Stream
 from gateway.interrupts import BODY_TIMEOUT, SCOPE_KEY
 
@@ -266,7 +266,7 @@ class H2Protocol(asyncio.Protocol):
         try:
             head = request_head(fields, self.limits)
         except GatewayError as error:
-            self.answer_error(stream_id, error)
+            self.answer_error(stream_id, error, is_grpc(fields))
             return
         scope: dict[str, Any] = {
             "type": "http",
@@ -297,7 +297,7 @@ class H2Protocol(asyncio.Protocol):
             # Read over HTTP/1.1 before the switch: nothing to acknowledge.
             stream.on_data(body, 0)
             stream.on_end()
-        elif not _is_grpc(head.headers):
+        elif not _streams_by_design(head.headers):
             # Armed now; the request's end (or the response's start) disarms it.
             stream.body_timer = self.loop.call_later(
                 self.limits.body_read_timeout, self._body_timeout, stream
@@ -360,14 +360,18 @@ class H2Protocol(asyncio.Protocol):
             return
         self.schedule_flush()
 
-    def answer_error(self, stream_id: int, error: GatewayError) -> None:
-        """Answer a request the app never saw (or left unanswered)."""
+    def answer_error(self, stream_id: int, error: GatewayError, grpc: bool) -> None:
+        """Answer a request the app never saw (or left unanswered): the JSON
+        error body, or for a gRPC request a Trailers-Only gRPC status."""
         if self._closed:
             return
-        fields, body = error_fields(error)
         try:
-            self.h2.send_headers(stream_id, fields)
-            self.h2.send_data(stream_id, body, end_stream=True)
+            if grpc:
+                self.h2.send_headers(stream_id, grpc_error_fields(error), end_stream=True)
+            else:
+                fields, body = error_fields(error)
+                self.h2.send_headers(stream_id, fields)
+                self.h2.send_data(stream_id, body, end_stream=True)
             stream = self.h2.streams.get(stream_id)
             if stream is not None and stream.open:
                 self.h2.reset_stream(stream_id, ErrorCodes.NO_ERROR)
@@ -392,7 +396,7 @@ class H2Protocol(asyncio.Protocol):
             for stream in heads:
                 stream.emit_head(end_stream=False)
         data = self.h2.data_to_send()
-        if data and not self._closed:
+        if data and not self._closed and not self.transport.is_closing():
             self.transport.write(data)
 
     def _go_away(self, code: ErrorCodes, debug: bytes) -> None:
@@ -441,7 +445,8 @@ class H2Protocol(asyncio.Protocol):
             self._go_away(ErrorCodes.NO_ERROR, b"idle")
 
 
-def _is_grpc(headers: Fields) -> bool:
+def _streams_by_design(headers: Fields) -> bool:
+    """gRPC and gRPC-Web requests: streams bounded by their own deadlines."""
     for name, value in headers:
         if name == b"content-type":
             return value.startswith(b"application/grpc")

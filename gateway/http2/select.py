@@ -9,7 +9,8 @@ per connection and hands the transport over (``transport.set_protocol``):
 * in cleartext, by the first bytes: the HTTP/2 connection preface (h2c with
   prior knowledge, RFC 9113 3.3) → HTTP/2, anything else → HTTP/1.1, which
   sees every byte, so its limits and timers apply as before. A connection
-  that sends nothing is closed after the listener's header read timeout.
+  that sends nothing counts against the connection caps meanwhile, and is
+  closed after the listener's header read timeout.
 
 The HTTP/1.1 path costs one comparison of the first bytes per connection.
 """
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, cast
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from gateway.config import ListenerLimitsConfig
 from gateway.edge_protocol import EdgeProtocol, LimitsFor, edge_protocol, worker_connection_cap
 from gateway.http2.protocol import PREFACE, H2Protocol
 from gateway.http2.upgrade import H2cRequest
@@ -61,10 +63,8 @@ class SelectingProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._first = b""
         self._silence: asyncio.TimerHandle | None = None
-        # While it waits for the first bytes the connection counts against the
-        # listener's and the worker's connection caps like any other: silent
-        # connections must not get around them.
-        self._port: int | None = None
+        self._port = 0
+        self._counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
@@ -73,11 +73,25 @@ class SelectingProtocol(asyncio.Protocol):
         if ssl_object is not None:
             self._hand_over(ssl_object.selected_alpn_protocol() == ALPN_H2)
             return
-        timeout = self._limits().header_read_timeout
-        self._silence = self.loop.call_later(timeout, transport.close)
-        self._port = self._local_port()
-        type(self).http1.open_by_port[self._port] += 1
+        cls = type(self)
+        sockname = transport.get_extra_info("sockname")
+        self._port = sockname[1] if isinstance(sockname, tuple) else 0
+        limits = self._limits()
+        if cls.connection_cap is None:
+            cls.connection_cap = worker_connection_cap()
+        if (
+            cls.http1.open_by_port[self._port] >= limits.max_connections
+            or len(self.server_state.connections) >= cls.connection_cap
+        ):
+            # Over the cap: HTTP/1.1 answers it 503 and closes it (edge_protocol).
+            self._hand_over(False)
+            return
+        # A connection that has not spoken yet counts against the caps too,
+        # and a drain closes it (uvicorn calls shutdown()).
+        cls.http1.open_by_port[self._port] += 1
+        self._counted = True
         self.server_state.connections.add(self)  # type: ignore[arg-type]
+        self._silence = self.loop.call_later(limits.header_read_timeout, transport.close)
 
     def data_received(self, data: bytes) -> None:
         first = self._first + data
@@ -93,27 +107,25 @@ class SelectingProtocol(asyncio.Protocol):
         self._uncount()
 
     def shutdown(self) -> None:
-        """uvicorn's server shutdown: nothing was asked yet, so just close."""
         if self.transport is not None:
             self.transport.close()
 
-    def _uncount(self) -> None:
-        if self._port is not None:
-            type(self).http1.open_by_port[self._port] -= 1
-            self.server_state.connections.discard(self)
-            self._port = None
-
-    def _local_port(self) -> int:
+    def _limits(self) -> ListenerLimitsConfig:
         assert self.transport is not None
         sockname = self.transport.get_extra_info("sockname")
-        return sockname[1] if isinstance(sockname, tuple) else 0
+        port = sockname[1] if isinstance(sockname, tuple) else 0
+        return type(self).http1.limits_for(port)
 
-    def _limits(self) -> Any:
-        return type(self).http1.limits_for(self._local_port())
+    def _uncount(self) -> None:
+        # The chosen protocol counts the connection from here.
+        if self._counted:
+            self._counted = False
+            type(self).http1.open_by_port[self._port] -= 1
+            self.server_state.connections.discard(self)
 
     def _hand_over(self, http2: bool, first: bytes = b"") -> None:
         self._cancel_silence()
-        self._uncount()  # the protocol taking over counts the connection itself
+        self._uncount()
         transport = self.transport
         assert transport is not None
         protocol: asyncio.Protocol

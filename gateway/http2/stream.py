@@ -30,7 +30,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
 from gateway.errors import Code, GatewayError, RequestTimeout
-from gateway.http2.messages import Fields, response_fields, trailer_fields
+from gateway.http2.messages import Fields, is_grpc, response_fields, trailer_fields
 from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY, Reason
 
 if TYPE_CHECKING:
@@ -255,7 +255,8 @@ class Stream:
         self.cancel_body_timer()
         if not self.response_ended and not self.gone:
             if not self.response_started:
-                self.owner.answer_error(self.stream_id, self._unanswered())
+                grpc = is_grpc(self.scope["headers"])
+                self.owner.answer_error(self.stream_id, self._unanswered(), grpc)
             else:
                 self.pending_head = None
                 self.owner.reset(self.stream_id, ErrorCodes.INTERNAL_ERROR)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import queue
 import struct
 import threading
 from collections.abc import Iterator
@@ -62,6 +63,9 @@ class GrpcByHand:
         assert scope["http_version"] == "2"
         assert "http.response.trailers" in scope["extensions"]
         method = scope["path"].rsplit("/", 1)[-1]
+        if method in ("Count", "Duplex"):
+            await self._streaming(method, receive, send)
+            return
         body = b""
         more = True
         while more:
@@ -69,6 +73,8 @@ class GrpcByHand:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         head = [(b"content-type", b"application/grpc")]
+        if method == "Crash":
+            raise RuntimeError("the app failed before answering")
         if method == "Fail":
             status = [(b"grpc-status", b"5"), (b"grpc-message", b"no such thing")]
             await send({"type": "http.response.start", "status": 200, "headers": head + status})
@@ -96,6 +102,44 @@ class GrpcByHand:
             (b"x-raw-bin", base64.b64encode(BINARY).rstrip(b"=")),
         ]
         await send({"type": "http.response.trailers", "headers": trailers, "more_trailers": False})
+
+    async def _streaming(self, method: str, receive: Any, send: Any) -> None:
+        """Count: the sizes of every request message, once the client is done
+        (read slowly: a pause per message). Duplex: each message echoed as it
+        arrives, before the next is read."""
+        head = [(b"content-type", b"application/grpc")]
+        start = {"type": "http.response.start", "status": 200, "headers": head, "trailers": True}
+        if method == "Duplex":
+            await send(start)
+        buffer = b""
+        total = count = 0
+        more = True
+        while more:
+            message = await receive()
+            buffer += message.get("body", b"")
+            more = message.get("more_body", False)
+            while len(buffer) >= 5 and len(buffer) >= 5 + int.from_bytes(buffer[1:5], "big"):
+                size = int.from_bytes(buffer[1:5], "big")
+                payload, buffer = buffer[5 : 5 + size], buffer[5 + size :]
+                count += 1
+                total += size
+                if method == "Duplex":
+                    await send(
+                        {"type": "http.response.body", "body": frame(payload), "more_body": True}
+                    )
+                else:
+                    await asyncio.sleep(0.001)
+        if method == "Count":
+            await send(start)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": frame(b"%d %d" % (count, total)),
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.trailers", "headers": [(b"grpc-status", b"0")]})
 
 
 class ServedInThread:
@@ -166,12 +210,39 @@ def test_grpcio_reads_a_stream_then_trailers(channel: grpc.Channel) -> None:
     assert list(call(b"s", timeout=15)) == [b"s#0", b"s#1", b"s#2"]
 
 
+def test_grpcio_client_stream_past_every_window(channel: grpc.Channel) -> None:
+    # 8 MiB through a stream window of 1 MiB and a connection window of
+    # 4 MiB, read slowly: it arrives only if reading reopens the windows.
+    chunk = b"c" * (64 * 1024)
+    call = channel.stream_unary("/test.ByHand/Count")
+    assert call(iter([chunk] * 128), timeout=60) == b"128 %d" % (128 * len(chunk))
+
+
+def test_grpcio_full_duplex(channel: grpc.Channel) -> None:
+    # Each reply is read before the next request is sent: the app must
+    # answer a message while the request stream is still open.
+    requests: queue.Queue[bytes | None] = queue.Queue()
+    replies = channel.stream_stream("/test.ByHand/Duplex")(iter(requests.get, None), timeout=30)
+    for i in range(20):
+        requests.put(b"m%d" % i)
+        assert next(replies) == b"m%d" % i
+    requests.put(None)
+    assert list(replies) == []
+
+
 def test_grpcio_reads_a_trailers_only_error(channel: grpc.Channel) -> None:
     call = channel.unary_unary("/test.ByHand/Fail")
     with pytest.raises(grpc.RpcError) as failure:
         call(b"x", timeout=15)
     assert failure.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
     assert failure.value.details() == "no such thing"  # type: ignore[attr-defined]
+
+
+def test_an_app_that_fails_unanswered_is_a_grpc_internal_status(channel: grpc.Channel) -> None:
+    call = channel.unary_unary("/test.ByHand/Crash")
+    with pytest.raises(grpc.RpcError) as failure:
+        call(b"x", timeout=15)
+    assert failure.value.code() == grpc.StatusCode.INTERNAL  # type: ignore[attr-defined]
 
 
 def test_a_grpcio_deadline_interrupts_the_app_as_client_gone(

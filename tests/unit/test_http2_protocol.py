@@ -26,6 +26,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from gateway.config import ListenerLimitsConfig
+from gateway.http2.messages import percent_encode
 from gateway.http2.protocol import STREAM_WINDOW, H2Protocol
 from gateway.http2.select import serving_protocol
 from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY
@@ -520,6 +521,30 @@ async def test_a_late_body_interrupts_the_app_and_is_answered_408() -> None:
     assert b'"code":4' in pair.body(stream)
 
 
+async def test_grpc_requests_get_grpc_statuses_from_the_protocol() -> None:
+    async def crash(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("boom")
+
+    pair = Pair(crash)
+    grpc = [(b"content-type", b"application/grpc"), (b"te", b"trailers")]
+    too_many = [(f"x-h{i}".encode(), b"v") for i in range(11)]
+    refused = pair.request([*POST, *grpc, *too_many], b"")
+    crashed = pair.request([*POST, *grpc], b"")
+    await pair.pump()
+    for stream, code in ((refused, b"3"), (crashed, b"13")):
+        (response,) = pair.of(stream, h2.events.ResponseReceived)
+        fields = dict(response.headers)
+        # Trailers-Only: HTTP 200, the status in the one header block.
+        assert response.stream_ended is not None
+        assert (fields[b":status"], fields[b"grpc-status"]) == (b"200", code)
+    (refused_head,) = pair.of(refused, h2.events.ResponseReceived)
+    assert dict(refused_head.headers)[b"grpc-message"] == b"more than 10 headers"
+
+
+def test_grpc_message_is_percent_encoded() -> None:
+    assert percent_encode("50% of ü\n".encode()) == b"50%25 of %C3%BC%0A"
+
+
 # -- shutdown ------------------------------------------------------------------------------
 
 
@@ -671,3 +696,27 @@ async def test_an_h2c_upgrade_it_cannot_take_is_answered(more: dict[str, str], s
     assert out.startswith(b"HTTP/1.1 %d " % status), out
     assert b"application/json" in out
     assert transport.closed
+
+
+async def test_a_silent_connection_counts_against_the_cap_until_it_is_closed() -> None:
+    cls = serving_protocol(lambda port: LIMITS.model_copy(update={"max_connections": 1}))
+    state = ServerState()
+    config = uvicorn_config(echo)
+    silent = MemoryTransport()
+    first = cls(config=config, server_state=state, app_state={})
+    first.connection_made(silent)  # type: ignore[arg-type]
+    assert cls.http1.open_by_port[PORT] == 1
+    # The next one is over the cap: HTTP/1.1 refuses it at once.
+    refused = MemoryTransport()
+    cls(config=config, server_state=state, app_state={}).connection_made(refused)  # type: ignore[arg-type]
+    assert isinstance(refused.protocol, cls.http1)
+    refused.protocol.data_received(b"GET / HTTP/1.1\r\nhost: gw\r\n\r\n")
+    assert refused.take().startswith(b"HTTP/1.1 503 ")
+    refused.protocol.connection_lost(None)
+    # A drain closes the silent one; once gone it no longer counts.
+    for connection in list(state.connections):
+        connection.shutdown()
+    assert silent.closed
+    first.connection_lost(None)
+    assert cls.http1.open_by_port[PORT] == 0
+    assert not state.connections
