@@ -1,9 +1,11 @@
 """What an optional feature costs: meshgate w1 with it off, then on, back to back.
 
-Each variant is a name and the YAML keys it adds to the bench config; the
-table gives its saturation throughput and c=1 latency as a ratio of the
-plain gateway's. Another optional feature (tracing, say) adds one entry to
-VARIANTS. ``bench/run.sh --only-features --quick`` runs this section alone.
+Each variant is a name and the YAML keys it adds to the bench config (given
+a scratch directory and a local OTLP sink); the table gives its saturation
+throughput and c=1 latency as a ratio of the plain gateway's. The sink is
+the tests' OTLP receiver, counting spans in the benchmark's own process so
+its CPU is not charged to meshgate. ``bench/run.sh --only-features`` runs
+this section alone.
 """
 
 from __future__ import annotations
@@ -17,16 +19,28 @@ from typing import Any
 from bench import report
 from bench.contestants import Running, backend_port, meshgate, meshgate_config
 from bench.measure import ContestantResult, Durations, FixedRate, measure
+from tests.support.otlp_receiver import otlp_receiver
 
 PAYLOADS = ("small", "medium")
 BASELINE = "meshgate w1 (features off)"
 
-# name -> the keys it adds to the config, given a scratch directory for files.
-Variant = tuple[str, Callable[[Path], dict[str, Any]]]
+# name -> the keys it adds to the config, given a scratch directory for files
+# and the OTLP sink's address.
+Variant = tuple[str, Callable[[Path, str], dict[str, Any]]]
 VARIANTS: list[Variant] = [
     (
         "meshgate w1 + access log (JSON to a file)",
-        lambda scratch: {"access_log": {"path": str(scratch / "access.log")}},
+        lambda scratch, _: {"access_log": {"path": str(scratch / "access.log")}},
+    ),
+    (
+        "meshgate w1 + tracing (every request, spans over OTLP)",
+        lambda _, otlp: {
+            "tracing": {"otlp": {"endpoint": otlp, "schedule_delay": "1s"}, "sampling": 1.0}
+        },
+    ),
+    (
+        "meshgate w1 + tracing (propagation only)",
+        lambda _, otlp: {"tracing": {"sampling": 1.0}},
     ),
 ]
 
@@ -54,9 +68,13 @@ def run_feature_costs(
 ) -> list[ContestantResult]:
     """The plain gateway first, then each variant."""
     results = []
-    with tempfile.TemporaryDirectory(prefix="meshgate-bench-features-") as scratch:
-        for name, extra in [(BASELINE, lambda _: {}), *VARIANTS]:
-            with _gateway(backend, name, extra(Path(scratch))) as gateway:
+    with (
+        tempfile.TemporaryDirectory(prefix="meshgate-bench-features-") as scratch,
+        otlp_receiver(keep_spans=False) as sink,
+    ):
+        plain: Variant = (BASELINE, lambda _, __: {})
+        for name, extra in [plain, *VARIANTS]:
+            with _gateway(backend, name, extra(Path(scratch), sink.endpoint)) as gateway:
                 results.append(measure(gateway, bodies, list(PAYLOADS), rates, durations))
     return results
 

@@ -59,8 +59,6 @@ from bench.streaming import (
     write_stream_bodies,
 )
 from bench.targets import evaluate_targets
-from bench.tracing_cost import TracingCost, run_tracing_cost
-from bench.tracing_cost import lines as tracing_lines
 from tests.support.peers import PeerBuildError, PeerStartError, PeerToolchainMissing
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -358,8 +356,6 @@ def main() -> int:
             extra.streams = run_streaming(backend, bodies, durations)
             print("== meshgate w1: uvicorn vs granian", flush=True)
             extra.servers, extra.same = run_servers(backend, bodies, durations)
-            print("== meshgate w1: tracing off vs on", flush=True)
-            extra.tracing = run_tracing_cost(backend, bodies, RATES, durations)
             print("== meshgate w1: optional features off and on", flush=True)
             extra.features = run_feature_costs(backend, bodies, RATES, durations)
             if not (args.quick or args.no_profile):
@@ -414,7 +410,6 @@ class Extra:
     same: dict[str, bool] = dataclasses.field(default_factory=dict)
     dubbo: list[DubboRow] = dataclasses.field(default_factory=list)
     dubbo_skipped: str = ""
-    tracing: TracingCost | None = None
     features: list[ContestantResult] = dataclasses.field(default_factory=list)
 
 
@@ -453,7 +448,6 @@ def extra_lines(extra: Extra, out: Path) -> list[str]:
             report.SERVER_HEADER, report.server_rows(extra.servers, SERVER_PAYLOADS, extra.same)
         ),
         "",
-        *tracing_lines(extra.tracing),
         "## Dubbo providers (interop peers of tests/peers, group g1, version 1.0.0)",
         "",
     ]

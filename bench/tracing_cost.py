@@ -1,29 +1,21 @@
-"""What tracing costs: meshgate w1 without tracing, then with every request traced.
-
-Tracing on: ``tracing.otlp`` pointed at a local OTLP/gRPC sink (the tests'
-receiver, counting spans, in the benchmark's own process so that its CPU is
-not charged to meshgate), ``sampling: 1.0``: one server and one client span
-per request, exported by the SDK's batch processor. The ratio of the two
-rows is the cost.
+"""What tracing adds to one request, in process: off, propagation only, and spans
+exported (``python -m bench.tracing_cost``). The throughput cost of the whole
+gateway is a row of the optional-features section (bench/feature_cost.py).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from bench import report
-from bench.contestants import ECHO_PATH, SERVICE, Running, backend_port, meshgate, meshgate_config
-from bench.measure import ContestantResult, Durations, FixedRate, measure
+from bench.contestants import ECHO_PATH, SERVICE
+from bench.measure import ContestantResult
 from gateway.config.model import OtlpConfig
 from gateway.exchange import Exchange
 from gateway.tracing.otlp import OtlpExporter
 from gateway.tracing.tracer import Tracer
 from gateway.upstream.call import Call
-from tests.support.otlp_receiver import OtlpReceiver, otlp_receiver
+from tests.support.otlp_receiver import otlp_receiver
 
 PAYLOADS = ("small",)
 HEADER = (
@@ -82,78 +74,6 @@ def in_process_micros(requests: int = 20_000) -> tuple[float, float, float]:
         exported = _trace_requests(Tracer(1.0, exporter), requests)
         exporter.close()
     return off, propagation, exported
-
-
-@contextmanager
-def traced_meshgate(backend: Running, sink: OtlpReceiver) -> Iterator[Running]:
-    config = meshgate_config(backend_port(backend))
-    config["tracing"] = {
-        "otlp": {"endpoint": sink.endpoint, "schedule_delay": "1s"},
-        "sampling": 1.0,
-    }
-    with meshgate(
-        backend_port(backend), 1, "meshgate w1 tracing sampling 1.0", config=config
-    ) as running:
-        yield running
-
-
-def run_tracing_cost(
-    backend: Running, bodies: Path, rates: dict[str, FixedRate], durations: Durations
-) -> TracingCost:
-    results = []
-    with meshgate(backend_port(backend), 1, "meshgate w1 tracing off") as gateway:
-        results.append(measure(gateway, bodies, list(PAYLOADS), rates, durations))
-    with otlp_receiver(keep_spans=False) as sink, traced_meshgate(backend, sink) as gateway:
-        results.append(measure(gateway, bodies, list(PAYLOADS), rates, durations))
-    return TracingCost(results, sink.received, in_process_micros())
-
-
-def rows(cost: TracingCost) -> list[list[str]]:
-    out = []
-    base_result = cost.results[0]
-    for payload in PAYLOADS:
-        base = next(r for r in base_result.rows if r.payload == payload)
-        for result in cost.results:
-            row = next(r for r in result.rows if r.payload == payload)
-            other = result is not base_result
-            out.append(
-                [
-                    payload,
-                    result.name.removeprefix("meshgate w1 "),
-                    report.fmt(row.rps, 0) + (f" ({row.errors} errors)" if row.errors else ""),
-                    report.ratio(row.rps, base.rps) if other else "—",
-                    report.triple(row.fixed),
-                    report.fmt(row.single.percentile(50), 3),
-                    report.ratio(row.single.percentile(50), base.single.percentile(50))
-                    if other
-                    else "—",
-                    report.fmt(row.cpu_per_10k),
-                    report.ratio(row.cpu_per_10k, base.cpu_per_10k) if other else "—",
-                ]
-            )
-    return out
-
-
-def lines(cost: TracingCost | None) -> list[str]:
-    if cost is None:
-        return []
-    return [
-        "## Tracing cost (meshgate w1, Go backend)",
-        "",
-        "The same config without and with `tracing: {otlp: {endpoint: <local sink>}, "
-        "sampling: 1.0}`: every request traced, a server span and a client span each, "
-        "exported over OTLP/gRPC to a sink in the benchmark process (its CPU is not "
-        f"meshgate's). Spans the sink received: {cost.spans_exported:,}.",
-        "",
-        report.table(HEADER, rows(cost)),
-        "",
-        "On the request path alone, in process (`python -m bench.tracing_cost`): "
-        f"{report.fmt(cost.micros[1] - cost.micros[0], 1)} µs per request to continue a trace "
-        "and propagate it to one attempt, "
-        f"{report.fmt(cost.micros[2] - cost.micros[0], 1)} µs with both spans built and queued "
-        "for export.",
-        "",
-    ]
 
 
 if __name__ == "__main__":
