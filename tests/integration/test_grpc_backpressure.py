@@ -7,6 +7,8 @@ side holds the other back instead of growing the gateway's memory.
 * A client streams 80 MB to a backend that does not read for a while: the
   client cannot send it all (held back the same way), and the gateway's RSS
   stays near where it was.
+* A bidi echo of 100k messages whose client reads nothing for a while: both
+  directions back up and the gateway's RSS stays near where it was.
 """
 
 from __future__ import annotations
@@ -115,4 +117,42 @@ def test_a_backend_that_does_not_read_holds_the_client_back(setup: Setup) -> Non
     print(
         f"sink: {sent_while_held} of {MESSAGES} messages sent while held; "
         f"gateway RSS {before >> 20} MiB -> {paused >> 20} MiB"
+    )
+
+
+BIDI_MESSAGES = 100_000  # the issue's figure: 100k 1 KiB messages, about 100 MB each way
+
+
+def test_a_bidi_stream_through_a_slow_reader_does_not_grow_the_gateway(setup: Setup) -> None:
+    """The client sends 100k messages on a bidi echo and reads none of the
+    echoes for a while: the backend's replies back up, it stops reading, and
+    the client's sends are held, with the gateway's memory flat throughout."""
+    sent = 0
+    lock = threading.Lock()
+
+    def requests() -> Iterator[bytes]:
+        nonlocal sent
+        chunk = b"b" * 1024
+        for _ in range(BIDI_MESSAGES):
+            with lock:
+                sent += 1
+            yield chunk
+
+    with grpc.insecure_channel(setup.address) as channel:
+        bidi = channel.stream_stream(f"/{SERVICE}/Bidi")
+        assert list(bidi(iter([b"warm"]), timeout=WAIT_S)) == [b"echo warm"]
+        before = rss(setup.gateway) * 1024
+        replies = bidi(requests(), timeout=WAIT_S)
+        assert next(replies) == b"echo " + b"b" * 1024
+        time.sleep(PAUSE_S)  # the client reads nothing
+        paused = rss(setup.gateway) * 1024
+        with lock:
+            sent_while_held = sent
+        assert sent_while_held < BIDI_MESSAGES, "the client sent everything: nothing held it back"
+        assert paused - before < RSS_SLACK, f"RSS grew {(paused - before) >> 20} MiB"
+        assert sum(1 for _ in replies) == BIDI_MESSAGES - 1
+        after = rss(setup.gateway) * 1024
+    print(
+        f"bidi: {sent_while_held} of {BIDI_MESSAGES} messages sent while the reader paused; "
+        f"gateway RSS {before >> 20} -> {paused >> 20} MiB paused, {after >> 20} MiB after"
     )
