@@ -16,6 +16,7 @@ per listener (the port a connection arrived on):
   file-descriptor limit: past it a new connection is answered 503 and
   closed, and established ones are untouched;
 * a body read timeout from the end of the headers to the end of the body;
+* a response of known length written in one piece (gateway.edge_cycle);
 * the parser's own errors answered as the JSON error body, not plain text;
 * a client that disconnects, or whose body is late, interrupts the request:
   the reason goes into the scope and the app's task is cancelled
@@ -41,6 +42,7 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from gateway.config import ListenerLimitsConfig
+from gateway.edge_cycle import EdgeCycle
 from gateway.errors import (
     BadRequest,
     Code,
@@ -245,6 +247,9 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         # uvicorn's, keeping the task so that the connection can cancel it.
+        # uvicorn made the cycle; ours adds the one-write answer (it adds no
+        # state of its own, so the class can change before the task starts).
+        cycle.__class__ = EdgeCycle
         task = self.loop.create_task(cycle.run_asgi(app))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
