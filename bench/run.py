@@ -497,6 +497,8 @@ def render(
         mesh_micros,
         sidecar_names=(MESHGATE_PROXYLESS, MESHGATE_SIDECARS, GRPC_DIRECT),
         other_meshgates=others,
+        streams=extra.streams,
+        dubbo=extra.dubbo,
     )
     targets_table = report.table(("target", "measured", "verdict"), [t.cells() for t in targets])
     rates = ", ".join(f"{name} {rate.total_rps:g}/s" for name, rate in RATES.items())
