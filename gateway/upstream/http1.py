@@ -9,15 +9,16 @@ and never touches a socket, so the pool in ``http1_pool`` only moves bytes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import httptools
 
-# Bytes that would end a header line early (request splitting) or that llhttp
-# refuses; a value or name holding one is never written.
-_FORBIDDEN = frozenset(b"\r\n\0")
-_TOKEN_EXTRA = frozenset(b"!#$%&'*+-.^_`|~")
+# A header name is an RFC 9110 token; a value must not hold the bytes that
+# would end its line early (request splitting) or that llhttp refuses.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FORBIDDEN = re.compile(rb"[\r\n\0]")
 
 
 class ProtocolError(Exception):
@@ -38,10 +39,6 @@ class Response:
     keep_alive: bool
 
 
-def _is_token(name: bytes) -> bool:
-    return bool(name) and all(c < 0x7F and (chr(c).isalnum() or c in _TOKEN_EXTRA) for c in name)
-
-
 def _header_bytes(value: str) -> bytes:
     # Values came in as HTTP header text (latin-1 on the wire); anything beyond
     # that range is sent as UTF-8 rather than refused.
@@ -58,7 +55,7 @@ def encode_request(
     lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n".encode("ascii")]
     for name, value in headers:
         raw_name, raw_value = name.encode("ascii", "replace"), _header_bytes(value)
-        if not _is_token(raw_name) or _FORBIDDEN.intersection(raw_value):
+        if _TOKEN.fullmatch(raw_name) is None or _FORBIDDEN.search(raw_value) is not None:
             raise InvalidHeader(f"header {name!r} cannot be sent upstream")
         lines.append(b"%s: %s\r\n" % (raw_name, raw_value.strip(b" \t")))
     lines.append(b"content-length: %d\r\n\r\n" % len(body))
