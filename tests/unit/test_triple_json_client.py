@@ -23,6 +23,7 @@ from gateway.errors import (
     UpstreamUnavailable,
 )
 from gateway.upstream.generic import GenericCall
+from gateway.upstream.registry import UpstreamClients
 from gateway.upstream.triple_json import TripleJsonUpstream
 
 pytestmark = pytest.mark.anyio
@@ -202,4 +203,17 @@ async def test_retain_closes_the_connections_of_endpoints_that_left() -> None:
         await upstream.retain(["127.0.0.1:1"])
         assert (await upstream.call(address, greet())).body == b"2"
     await upstream.close()
+    assert len(connections) == 2
+
+
+async def test_the_worker_s_retain_reaches_the_triple_json_pools() -> None:
+    connections: list[int] = []
+    clients = UpstreamClients()
+    upstream = clients.get("triple-json")
+    assert isinstance(upstream, TripleJsonUpstream)
+    async with server(answering([ok(b"1"), ok(b"2")], [], connections)) as address:
+        await upstream.call(address, greet())
+        await clients.retain([])
+        await upstream.call(address, greet())
+    await clients.close()
     assert len(connections) == 2
