@@ -7,5 +7,6 @@ protocol clients (grpc, triple, triple-json, dubbo2) behind one Upstream interfa
     invoker.py     deadline, fault, in-flight cap, retries
     registry.py    the worker's protocol clients, by name
     grpc.py triple.py triple_json.py dubbo.py dubbo_conn.py   the protocol clients
+    http1.py http1_pool.py    HTTP/1.1 messages (sans-IO) and the keep-alive pool, for triple_json
     metadata.py status.py generic.py                          what they share
 """

@@ -56,9 +56,10 @@ class UpstreamClients:
     async def retain(self, addresses: Collection[str]) -> None:
         """Close connections to endpoints that left every cluster (EDS or the config)."""
         self._grpc.retain(addresses)
-        dubbo = self._clients.get("dubbo2")
-        if isinstance(dubbo, DubboUpstream):
-            await dubbo.retain(addresses)
+        for name in ("dubbo2", "triple-json"):
+            client = self._clients.get(name)
+            if isinstance(client, DubboUpstream | TripleJsonUpstream):
+                await client.retain(addresses)
 
     @property
     def grpc(self) -> GrpcUpstream:

@@ -23,17 +23,18 @@ Overloaded Java methods are told apart by a ``~signature`` path suffix; see
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-import httpx
 import orjson
 
+from gateway.config import split_address
 from gateway.dubbo.jvm_types import PRIMITIVE_CODES
 from gateway.errors import (
     CONNECT_FAILURE,
     GRPC_CODES_BY_NAME,
     RESET,
+    BadRequest,
     Code,
     GatewayError,
     UpstreamStatus,
@@ -42,6 +43,14 @@ from gateway.errors import (
 from gateway.tls.transport import TlsTransports
 from gateway.upstream.call import Call, ReplyStream
 from gateway.upstream.generic import GenericCall, GenericReply, no_streaming
+from gateway.upstream.http1 import InvalidHeader, ProtocolError, encode_request
+from gateway.upstream.http1_pool import (
+    DEFAULT_MAX_CONNECTIONS,
+    ConnectFailed,
+    Connector,
+    Http1Connection,
+    Http1Pool,
+)
 from gateway.upstream.triple import normalize_triple_error
 from mesh.security import UpstreamTls
 
@@ -192,46 +201,31 @@ def _status_error(code: int, message: str, target: str) -> GatewayError:
 
 
 class TripleJsonUpstream:
-    """One pooled HTTP/1.1 keep-alive client per worker for every Triple endpoint."""
+    """Pooled HTTP/1.1 keep-alive connections per Triple endpoint (and TLS settings), per worker."""
 
     def __init__(
-        self, *, max_connections_per_host: int = 64, tls: TlsTransports | None = None
+        self,
+        *,
+        max_connections_per_host: int = DEFAULT_MAX_CONNECTIONS,
+        tls: TlsTransports | None = None,
     ) -> None:
-        self._max_keepalive = max_connections_per_host
-        self._client = self._new_client(None)
+        self._max_connections = max_connections_per_host
         self._owns_tls = tls is None
         self._tls = tls or TlsTransports()
-        # TLS clusters: one client per (address, security), over the TLS transport's socket.
-        self._tls_clients: dict[tuple[str, UpstreamTls], httpx.AsyncClient] = {}
+        self._pools: dict[tuple[str, UpstreamTls | None], Http1Pool] = {}
 
-    def _new_client(self, socket_path: str | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            http1=True,
-            http2=False,
-            trust_env=False,  # a proxy from the environment must never sit in the data path
-            follow_redirects=False,
-            # Deadlines are enforced per call (call.timeout); only connecting has its own bound.
-            timeout=httpx.Timeout(None, connect=5.0),
-            limits=httpx.Limits(
-                max_connections=None,
-                max_keepalive_connections=self._max_keepalive,
-                keepalive_expiry=30.0,
-            ),
-            transport=(
-                httpx.AsyncHTTPTransport(uds=socket_path, http1=True, http2=False)
-                if socket_path
-                else None
-            ),
-        )
-
-    async def _client_for(self, address: str, security: UpstreamTls | None) -> httpx.AsyncClient:
-        if security is None:
-            return self._client
-        client = self._tls_clients.get((address, security))
-        if client is None:
-            path = await self._tls.socket_path(address, security, ALPN)
-            client = self._tls_clients.setdefault((address, security), self._new_client(path))
-        return client
+    async def _pool_for(self, address: str, security: UpstreamTls | None) -> Http1Pool:
+        pool = self._pools.get((address, security))
+        if pool is None:
+            connect = (
+                _unix_connector(await self._tls.socket_path(address, security, ALPN))
+                if security is not None
+                else _tcp_connector(address)
+            )
+            pool = self._pools.setdefault(
+                (address, security), Http1Pool(connect, max_connections=self._max_connections)
+            )
+        return pool
 
     async def unary(
         self, address: str, call: Call, timeout: float | None, security: UpstreamTls | None = None
@@ -248,36 +242,60 @@ class TripleJsonUpstream:
     ) -> GenericReply:
         path = request_path(call)
         target = f"triple {address}{path}"
-        client = await self._client_for(address, security)
-        request = client.build_request(
-            "POST", f"http://{address}{path}", content=call.body, headers=request_headers(call)
-        )
+        try:
+            # httpx sent ``accept: */*``; Java's REST content negotiation is used to it.
+            headers = {"accept": "*/*", **request_headers(call)}
+            request = encode_request("POST", path, address, headers.items(), call.body)
+        except InvalidHeader as exc:
+            raise BadRequest(str(exc)) from None
         try:
             async with asyncio.timeout(call.timeout):
-                response = await client.send(request)
+                pool = await self._pool_for(address, security)
+                response = await pool.request(request)
         except TimeoutError:
             raise UpstreamStatus(
                 f"{target}: no answer within {call.timeout:g}s", grpc_code=4
             ) from None
-        except httpx.TimeoutException as exc:
-            # The connect bound tripped: the endpoint is not reachable in time.
-            raise UpstreamUnavailable(
-                f"{target}: {type(exc).__name__}", cause=CONNECT_FAILURE
-            ) from None
-        except httpx.TransportError as exc:
-            cause = CONNECT_FAILURE if isinstance(exc, httpx.ConnectError) else RESET
+        except (ConnectionError, ProtocolError) as exc:
+            cause = CONNECT_FAILURE if isinstance(exc, ConnectFailed) else RESET
             failure = self._tls.failure(address, security, ALPN) if security else None
             raise UpstreamUnavailable(
                 f"{target}: {failure or exc or type(exc).__name__}", cause=cause
             ) from None
-        if 200 <= response.status_code < 300:
-            return GenericReply(response.content or b"null")
-        raise error_from_response(response.status_code, response.content, target)
+        if 200 <= response.status < 300:
+            return GenericReply(response.body or b"null")
+        raise error_from_response(response.status, response.body, target)
+
+    async def retain(self, addresses: Collection[str]) -> None:
+        """Close the connections to endpoints that left every cluster."""
+        for key in [key for key in self._pools if key[0] not in addresses]:
+            self._pools.pop(key).close()
 
     async def close(self) -> None:
-        await self._client.aclose()
-        clients, self._tls_clients = self._tls_clients, {}
-        for client in clients.values():
-            await client.aclose()
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
         if self._owns_tls:
             await self._tls.close()
+
+
+def _tcp_connector(address: str) -> Connector:
+    host, port = split_address(address)
+
+    async def connect() -> Http1Connection:
+        _, connection = await asyncio.get_running_loop().create_connection(
+            Http1Connection, host, port
+        )
+        return connection
+
+    return connect
+
+
+def _unix_connector(path: str) -> Connector:
+    async def connect() -> Http1Connection:
+        _, connection = await asyncio.get_running_loop().create_unix_connection(
+            Http1Connection, path
+        )
+        return connection
+
+    return connect
