@@ -5,7 +5,10 @@ Python 3.11's ``asyncio.get_running_loop()`` compares the loop's pid with
 dropped that check. This section measures what that and the rest of a newer
 interpreter give: the same source tree and config on the dev venv's Python
 (the baseline) and on each venv bench/python_venvs.sh made (named in
-MESHGATE_BENCH_PYTHONS), in front of the same backend. Each interpreter is
+MESHGATE_BENCH_PYTHONS), in front of the same backend. The machine is shared,
+so the interpreters run in mirrored rounds (A B C, C B A): a load that drifts
+during the section weighs on each about equally, and each one's figures are
+the mean of its rounds (latencies: the rounds' samples pooled). Each interpreter is
 also probed in process: its version, the versions of the packages on the hot
 path, and the time of one ``get_running_loop()`` call inside a running loop.
 ``bench/run.sh --only-python-versions`` runs this section alone.
@@ -24,11 +27,14 @@ from pathlib import Path
 from bench import report
 from bench.answers import Answer, answers
 from bench.contestants import Running, backend_port, meshgate
-from bench.measure import ContestantResult, Durations, FixedRate, measure
+from bench.loadgen import Latencies
+from bench.measure import ContestantResult, Durations, FixedRate, PayloadResult, measure
 
 PAYLOADS = ("small", "medium")
 # The minor versions bench/python_venvs.sh makes venvs for.
 WANTED = ("3.12", "3.13")
+# Two mirrored rounds: A B C, then C B A.
+ROUNDS = 2
 HOT_PACKAGES = ("grpcio", "protobuf", "uvicorn", "uvloop", "httptools", "orjson")
 
 # Run by each interpreter: prints its version, its hot-path packages' versions
@@ -75,7 +81,8 @@ class PythonVersions:
     """The section's results: the first interpreter and result are the baseline."""
 
     interpreters: list[Interpreter] = field(default_factory=list)
-    results: list[ContestantResult] = field(default_factory=list)
+    results: list[ContestantResult] = field(default_factory=list)  # rounds merged
+    rounds: dict[str, list[ContestantResult]] = field(default_factory=dict)  # name -> each
     same: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> payload -> same
     skipped: list[str] = field(default_factory=list)
 
@@ -115,15 +122,63 @@ def run_python_versions(
         if minor not in have
     ]
     baseline: dict[str, Answer] = {}
-    for interpreter in out.interpreters:
+    for interpreter in mirrored(out.interpreters, ROUNDS):
         name = contestant_name(interpreter)
         port = backend_port(backend)
         with meshgate(port, 1, name, python=interpreter.executable) as gateway:
-            got = answers(gateway.url, bodies, PAYLOADS)
-            baseline = baseline or got
-            out.same[name] = {payload: got[payload] == baseline[payload] for payload in PAYLOADS}
-            out.results.append(measure(gateway, bodies, list(PAYLOADS), rates, durations))
+            if name not in out.same:
+                got = answers(gateway.url, bodies, PAYLOADS)
+                baseline = baseline or got
+                out.same[name] = {p: got[p] == baseline[p] for p in PAYLOADS}
+            result = measure(gateway, bodies, list(PAYLOADS), rates, durations)
+            out.rounds.setdefault(name, []).append(result)
+    out.results = [merge(each) for each in out.rounds.values()]
     return out
+
+
+def mirrored(items: Sequence[Interpreter], rounds: int) -> list[Interpreter]:
+    """``rounds`` passes over ``items``, every other one reversed: A B C C B A A B C..."""
+    order: list[Interpreter] = []
+    for i in range(rounds):
+        order += reversed(items) if i % 2 else items
+    return order
+
+
+def _pooled(latencies: Sequence[Latencies]) -> Latencies:
+    return Latencies(
+        tuple(sorted(ms for lat in latencies for ms in lat.millis)),
+        sum(lat.errors for lat in latencies),
+        _mean([lat.achieved_rps for lat in latencies]) or 0.0,
+    )
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def merge(rounds: Sequence[ContestantResult]) -> ContestantResult:
+    """One contestant's rounds as one result: means of the rates and CPU, latency
+    samples pooled, errors summed, the highest peak RSS."""
+    first = rounds[0]
+    rows = []
+    for row in first.rows:
+        same = [r for result in rounds for r in result.rows if r.payload == row.payload]
+        rows.append(
+            PayloadResult(
+                row.contestant,
+                row.payload,
+                row.workers,
+                _mean([r.rps for r in same]) or 0.0,
+                sum(r.errors for r in same),
+                _mean([r.cpu_per_10k for r in same]),
+                _pooled([r.fixed for r in same]),
+                row.fixed_target_rps,
+                _pooled([r.single for r in same]),
+            )
+        )
+    peak = max((max(r.peak_rss_mib) for r in rounds if r.peak_rss_mib), default=None)
+    return ContestantResult(first.name, rows, [peak] if peak is not None else [])
 
 
 HEADER = (
@@ -135,6 +190,7 @@ HEADER = (
     "c=1 vs base",
     "CPU s / 10k req",
     "CPU vs base",
+    "CPU per round",
     "peak RSS MiB",
     "same responses",
 )
@@ -152,6 +208,7 @@ def rows(found: PythonVersions) -> list[list[str]]:
                 continue
             other = result is not results[0] and base is not None
             same = found.same.get(result.name, {}).get(payload)
+            rounds = each_round(found, result, payload)
             out.append(
                 [
                     payload,
@@ -164,11 +221,19 @@ def rows(found: PythonVersions) -> list[list[str]]:
                     else "—",
                     report.fmt(row.cpu_per_10k),
                     report.ratio(row.cpu_per_10k, base.cpu_per_10k) if other and base else "—",
+                    ", ".join(report.fmt(r.cpu_per_10k) for r in rounds),
                     report.fmt(max(result.peak_rss_mib), 1) if result.peak_rss_mib else "—",
                     ("yes" if same else "**no**") if other else "—",
                 ]
             )
     return out
+
+
+def each_round(
+    found: PythonVersions, result: ContestantResult, payload: str
+) -> list[PayloadResult]:
+    rounds = found.rounds.get(result.name, [])
+    return [r for one in rounds for r in one.rows if r.payload == payload]
 
 
 def interpreter_lines(interpreters: Sequence[Interpreter]) -> list[str]:
@@ -192,9 +257,11 @@ def section(found: PythonVersions) -> list[str]:
         "",
         "The same source tree and config, one interpreter after another: the dev venv's "
         "(the base), then a venv per newer CPython made by bench/python_venvs.sh "
-        "(`pip install .`, runtime dependencies). The machine's load moves throughput; CPU "
-        's / 10k req is the steadier figure. "Same responses": one request per payload, '
-        "same status, content type and JSON as the base.",
+        f"(`pip install .`, runtime dependencies). {ROUNDS} mirrored rounds (3.11 3.12 "
+        "3.13, 3.13 3.12 3.11); a row is the mean of its rounds, latencies pooled. The "
+        "machine's load moves throughput; CPU s / 10k req is the steadier figure. "
+        '"Same responses": one request per payload, same status, content type and JSON '
+        "as the base.",
         "",
         report.table(HEADER, rows(found)),
         "",
