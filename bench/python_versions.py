@@ -27,6 +27,7 @@ from pathlib import Path
 from bench import report
 from bench.answers import Answer, answers
 from bench.contestants import Running, backend_port, meshgate
+from bench.environment import load_average
 from bench.loadgen import Latencies
 from bench.measure import ContestantResult, Durations, FixedRate, PayloadResult, measure
 
@@ -85,6 +86,8 @@ class PythonVersions:
     rounds: dict[str, list[ContestantResult]] = field(default_factory=dict)  # name -> each
     same: dict[str, dict[str, bool]] = field(default_factory=dict)  # name -> payload -> same
     skipped: list[str] = field(default_factory=list)
+    # 1/5/15-min load averages at the start and the end: how shared the machine was.
+    load: tuple[str, str] = ("", "")
 
 
 def probe(executable: str) -> Interpreter:
@@ -114,6 +117,7 @@ def run_python_versions(
     backend: Running, bodies: Path, rates: dict[str, FixedRate], durations: Durations
 ) -> PythonVersions:
     """The baseline first, then each newer interpreter; each answers as the baseline?"""
+    load_before = load_average()
     out = PythonVersions(interpreters=[probe(executable) for executable in executables()])
     have = {interpreter.minor for interpreter in out.interpreters}
     out.skipped = [
@@ -133,6 +137,7 @@ def run_python_versions(
             result = measure(gateway, bodies, list(PAYLOADS), rates, durations)
             out.rounds.setdefault(name, []).append(result)
     out.results = [merge(each) for each in out.rounds.values()]
+    out.load = (load_before, load_average())
     return out
 
 
@@ -262,6 +267,8 @@ def section(found: PythonVersions) -> list[str]:
         "machine's load moves throughput; CPU s / 10k req is the steadier figure. "
         '"Same responses": one request per payload, same status, content type and JSON '
         "as the base.",
+        "",
+        f"Load average (1/5/15 min): {found.load[0]} before, {found.load[1]} after.",
         "",
         report.table(HEADER, rows(found)),
         "",
