@@ -156,11 +156,15 @@ def meshgate(
     server: str = "uvicorn",
     config: dict[str, Any] | None = None,
     path: str = ECHO_PATH,
+    python: str | None = None,
 ) -> Iterator[Running]:
     """``python -m gateway run`` started in the source tree, so that tree's code is what runs.
 
     ``server="granian"`` runs bench/granian_runner.py instead (one worker); ``config``
-    replaces the echo config (its admin and first listener addresses are filled in).
+    replaces the echo config (its admin and first listener addresses are filled in);
+    ``python`` is the interpreter to run it with (default: this one), which needs
+    meshgate's dependencies but still runs this source tree's code (the working
+    directory comes first on ``-m``'s path).
     """
     config = config if config is not None else meshgate_config(upstream_port, stream)
     admin = f"127.0.0.1:{free_port()}"
@@ -179,6 +183,8 @@ def meshgate(
                 "gateway", "run", "-c", str(config_path), "--workers", str(workers)
             )
             env = {}
+        if python is not None:
+            args[0] = python
         process = Process(args, env=env, cwd=gateway_source())
         try:
             wait_ready(f"http://{admin}", process)

@@ -15,14 +15,13 @@ import platform
 import shlex
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-
-import orjson
+from typing import TypeVar
 
 from bench import report
+from bench.answers import same_answers
 from bench.codec_probe import CodecTiming, time_codecs
 from bench.contestants import (
     ECHO_PATH,
@@ -50,6 +49,8 @@ from bench.measure import ContestantResult, Durations, FixedRate, body_file, mea
 from bench.mesh_cost import measure_in
 from bench.payloads import build_payloads
 from bench.profile import profile_worker, summarize
+from bench.python_versions import PythonVersions, run_python_versions
+from bench.python_versions import section as python_versions_section
 from bench.soak import render_soak, soak
 from bench.streaming import (
     STREAM_MESSAGES,
@@ -77,6 +78,7 @@ SIDECAR_PAYLOAD = "small"
 PROFILE_PAYLOADS = ("small", "medium")
 
 Starter = Callable[[], AbstractContextManager[Running]]
+T = TypeVar("T")
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,6 +105,11 @@ def parse_args() -> argparse.Namespace:
         "--only-features",
         action="store_true",
         help="run only the optional features' cost (access log...) and print its table",
+    )
+    parser.add_argument(
+        "--only-python-versions",
+        action="store_true",
+        help="run only meshgate w1 on Python 3.11, 3.12 and 3.13 and print its table",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
@@ -141,28 +148,6 @@ def run_streaming(backend: Running, bodies: Path, durations: Durations) -> list[
 SERVER_PAYLOADS = ("small", "medium")
 
 
-def same_answers(urls: list[str], bodies: Path) -> dict[str, bool]:
-    """Per payload: do all URLs answer with the same status, content type and JSON?"""
-    same = {}
-    for payload in SERVER_PAYLOADS:
-        answers = []
-        for url in urls:
-            body = body_file(bodies, payload, False).read_bytes()
-            request = urllib.request.Request(
-                url, data=body, headers={"content-type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=10) as response:
-                answers.append(
-                    (
-                        response.status,
-                        response.headers.get("content-type"),
-                        orjson.loads(response.read()),
-                    )
-                )
-        same[payload] = all(answer == answers[0] for answer in answers)
-    return same
-
-
 def run_servers(
     backend: Running, bodies: Path, durations: Durations
 ) -> tuple[list[ContestantResult], dict[str, bool]]:
@@ -176,21 +161,26 @@ def run_servers(
                 # The uvicorn one is stopped: compare with a fresh one right after.
                 granian_url = gateway.url
                 with meshgate(backend_port(backend), 1) as again:
-                    same = same_answers([again.url, granian_url], bodies)
+                    same = same_answers([again.url, granian_url], bodies, SERVER_PAYLOADS)
     return results, same
 
 
-def run_only_features(durations: Durations) -> int:
-    """The features' cost alone, in front of the Go backend when bench/run.sh built
-    it, else the Python one; printed, not written to results/."""
+def run_only(
+    title: str,
+    run: Callable[[Running, Path, dict[str, FixedRate], Durations], T],
+    render_section: Callable[[T], list[str]],
+    durations: Durations,
+) -> int:
+    """One section alone, in front of the Go backend when bench/run.sh built it, else
+    the Python one; printed, not written to results/."""
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as workdir:
         bodies = Path(workdir)
         write_bodies(bodies)
         use_go = bool(os.environ.get("MESHGATE_BENCH_GOBACKEND"))
         with go_backend(go_backend_binary()) if use_go else python_backend() as backend:
-            print(f"== optional features, {backend.name}", flush=True)
-            results = run_feature_costs(backend, bodies, RATES, durations)
-    print("\n" + "\n".join(feature_section(results)))
+            print(f"== {title}, {backend.name}", flush=True)
+            found = run(backend, bodies, RATES, durations)
+    print("\n" + "\n".join(render_section(found)))
     return 0
 
 
@@ -329,7 +319,9 @@ def main() -> int:
     if args.soak:
         return run_soak(args, started, stamp)
     if args.only_features:
-        return run_only_features(durations)
+        return run_only("optional features", run_feature_costs, feature_section, durations)
+    if args.only_python_versions:
+        return run_only("Python versions", run_python_versions, python_versions_section, durations)
     # The raw stacks are large: they stay in the cache, the summary goes to results/.
     raw_profiles = CACHE / "profiles"
     raw_profiles.mkdir(parents=True, exist_ok=True)
@@ -358,6 +350,8 @@ def main() -> int:
             extra.servers, extra.same = run_servers(backend, bodies, durations)
             print("== meshgate w1: optional features off and on", flush=True)
             extra.features = run_feature_costs(backend, bodies, RATES, durations)
+            print("== meshgate w1: Python 3.11, 3.12, 3.13", flush=True)
+            extra.pythons = run_python_versions(backend, bodies, RATES, durations)
             if not (args.quick or args.no_profile):
                 print("== profile", flush=True)
                 profile_text = run_profile(
@@ -403,7 +397,7 @@ def main() -> int:
 
 @dataclasses.dataclass
 class Extra:
-    """The sections beyond the main table: streaming, granian, Dubbo."""
+    """The sections beyond the main table: streaming, granian, Dubbo, features, Pythons."""
 
     streams: list[StreamResult] = dataclasses.field(default_factory=list)
     servers: list[ContestantResult] = dataclasses.field(default_factory=list)
@@ -411,6 +405,7 @@ class Extra:
     dubbo: list[DubboRow] = dataclasses.field(default_factory=list)
     dubbo_skipped: str = ""
     features: list[ContestantResult] = dataclasses.field(default_factory=list)
+    pythons: PythonVersions | None = None
 
 
 def latest_soak(directory: Path) -> str:
@@ -466,6 +461,8 @@ def extra_lines(extra: Extra, out: Path) -> list[str]:
         lines.append(f"Not run: {extra.dubbo_skipped}.")
     if extra.features:
         lines += ["", *feature_section(extra.features)]
+    if extra.pythons is not None:
+        lines += ["", *python_versions_section(extra.pythons)]
     return [*lines, "", latest_soak(out), ""]
 
 

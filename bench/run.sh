@@ -32,10 +32,18 @@ if [ ! -x "$binary" ] || [ ! -x "$grpcgateway" ]; then
     && mv "$grpcgateway.tmp" "$grpcgateway")
 fi
 
-[ -x "$repo/.venv/bin/py-spy" ] || "$python" -m pip install -q py-spy
-"$python" -c "import granian" 2>/dev/null || "$python" -m pip install -q granian
+# The profiler and granian serve the full run only; a section run alone
+# (--only-*) leaves the venv as it is.
+if [[ " $* " != *" --only-"* ]]; then
+  [ -x "$(dirname "$python")/py-spy" ] || "$python" -m pip install -q py-spy
+  "$python" -c "import granian" 2>/dev/null || "$python" -m pip install -q granian
+fi
+
+# Newer CPythons for the python-versions section, one venv each (cached).
+pythons="$("$here/python_venvs.sh")"
 
 cd "$repo"
 export MESHGATE_BENCH_GOBACKEND="$binary"
 export MESHGATE_BENCH_GRPCGATEWAY="$grpcgateway"
+export MESHGATE_BENCH_PYTHONS="$pythons"
 exec "$python" -m bench.run "$@"
