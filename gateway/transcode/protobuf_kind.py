@@ -202,7 +202,7 @@ class TranscodedCall:
                 while batch:
                     # The messages read while the last chunk was written go
                     # out together: one chunk, one write.
-                    chunks = []
+                    chunks: list[bytes] = []
                     for raw in batch:
                         chunk = render(raw)
                         sent += len(chunk)

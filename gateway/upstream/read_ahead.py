@@ -21,6 +21,7 @@ messages) only that one started read is ahead of the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Generator
 from typing import Any
 
@@ -91,10 +92,8 @@ class ReadAhead:
                 pass  # unwound, as expected
             else:
                 # The stream awaits something in its clean-up: let it finish.
-                try:
+                with contextlib.suppress(BaseException):
                     await _Continue(started, waits_on)
-                except BaseException:
-                    pass
         aclose = getattr(self._messages, "aclose", None)
         if aclose is not None:
             await aclose()
