@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.errors import UpstreamUnavailable
-from gateway.upstream.read_ahead import ReadAhead
+from gateway.upstream.read_ahead import MAX_MISSES, ReadAhead
 
 pytestmark = pytest.mark.anyio
 
@@ -131,3 +131,23 @@ async def test_a_take_cancelled_while_waiting_ends_the_source() -> None:
         await waiting
     assert cleaned == ["finally"]
     await reader.aclose()
+
+
+async def test_a_stream_never_ready_early_is_then_read_plainly() -> None:
+    async def one_per_wakeup_then_a_burst() -> AsyncIterator[bytes]:
+        for n in range(MAX_MISSES + 1):
+            await asyncio.sleep(0)
+            yield b"slow %d" % n
+        for n in range(3):
+            yield b"burst %d" % n
+
+    reader = ReadAhead(one_per_wakeup_then_a_burst())
+    batches = []
+    while batch := await reader.take():
+        batches.append(batch)
+    # The reads started early after the first MAX_MISSES messages all had to
+    # wait: the burst after them is no longer looked for, so it is taken one
+    # by one.
+    assert batches == [[b"slow %d" % n] for n in range(MAX_MISSES + 1)] + [
+        [b"burst %d" % n] for n in range(3)
+    ]
