@@ -245,6 +245,6 @@ def _renderer(
     frame = encoder.message
     if not response_body:
         # The whole message: no field walk, no HttpBody check per message.
-        to_json = output.render
-        return lambda raw: frame(to_json(parse(raw)))
+        to_json = output.wire_to_json()
+        return lambda raw: frame(to_json(raw))
     return lambda raw: frame(response_payload(output, parse(raw), response_body)[1])
