@@ -67,6 +67,7 @@ class MessagePlan:
         self._ordered: list[FieldPlan] = []
         self._no_presence: list[FieldPlan] = []
         self._has_oneofs = bool(descriptor.oneofs)
+        self._printers: dict[FieldDescriptor, tuple[str, Print | None]] | None = None
 
     def compile(self) -> None:
         for field in self.descriptor.fields:
@@ -105,18 +106,53 @@ class MessagePlan:
     # -- printing ------------------------------------------------------------
 
     def to_json(self, message: Message) -> dict[str, Any]:
-        compiler = self._compiler
-        by_name = compiler.proto_names
+        printers = self._printers
+        if printers is None:
+            printers = self._printer_table()
+        out: dict[str, Any] = {}
+        for field, value in message.ListFields():
+            entry = printers.get(field)
+            if entry is None:
+                return self._to_json_by_name(message)
+            name, show = entry
+            out[name] = value if show is None else show(value)
+        return self._with_defaults(out) if self._compiler.print_defaults else out
+
+    def _printer_table(self) -> dict[FieldDescriptor, tuple[str, Print | None]]:
+        """Per field, its JSON name and printer (None: the value as it is),
+        looked up by the descriptor ``ListFields`` gives: no per-field name,
+        option or kind lookups for each message printed. Built on first use,
+        once the compiler has set the well-known types' printers."""
+        by_name = self._compiler.proto_names
+        table: dict[FieldDescriptor, tuple[str, Print | None]] = {}
+        for plan in self._ordered:
+            field = plan.field
+            show: Print | None = plan._print
+            if plan.kind == "singular":
+                show = plan._scalar_out if plan._sub is None else plan._sub.to_json
+                if show is _as_is:
+                    show = None
+            table[field] = (field.name if by_name else field.json_name, show)
+        self._printers = table
+        return table
+
+    def _to_json_by_name(self, message: Message) -> dict[str, Any]:
+        # A field the table does not know by its descriptor (never seen so
+        # far; kept as the safe path).
+        by_name = self._compiler.proto_names
         out: dict[str, Any] = {}
         for field, value in message.ListFields():
             plan = self._fields[field.name]
             out[field.name if by_name else field.json_name] = plan.print(value)
-        if compiler.print_defaults:
-            for plan in self._no_presence:
-                field = plan.field
-                name = field.name if by_name else field.json_name
-                if name not in out:
-                    out[name] = plan.default_json()
+        return self._with_defaults(out) if self._compiler.print_defaults else out
+
+    def _with_defaults(self, out: dict[str, Any]) -> dict[str, Any]:
+        by_name = self._compiler.proto_names
+        for plan in self._no_presence:
+            field = plan.field
+            name = field.name if by_name else field.json_name
+            if name not in out:
+                out[name] = plan.default_json()
         return out
 
 
@@ -394,7 +430,7 @@ def _scalar_printer(field: FieldDescriptor, enums_as_ints: bool) -> Print:
         return lambda value: base64.b64encode(value).decode("ascii")
     if cpp == F.CPPTYPE_ENUM:
         if enums_as_ints:
-            return lambda value: value
+            return _as_is
         if field.enum_type.full_name == "google.protobuf.NullValue":
             return lambda value: None
         names = {v.number: v.name for v in field.enum_type.values}
@@ -402,7 +438,11 @@ def _scalar_printer(field: FieldDescriptor, enums_as_ints: bool) -> Print:
     if cpp == F.CPPTYPE_MESSAGE:
         # Well-known types print through json_format (set per compiler).
         return _PRINT_SPECIAL
-    return lambda value: value
+    return _as_is
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _PRINT_SPECIAL(value: Any) -> Any:

@@ -8,6 +8,7 @@ bytes as base64, well-known types in their string forms).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,18 @@ class MessageCodec:
 
     def render(self, message: Message) -> bytes:
         return orjson.dumps(self.to_dict(message))
+
+    def wire_to_json(self) -> Callable[[bytes], bytes]:
+        """``render(parse_bytes(data))`` with its lookups done once, for the
+        messages of a stream."""
+        from_string = self._cls.FromString
+        dumps = orjson.dumps
+        plan = self._plan
+        if plan is None:
+            render = self.render
+            return lambda data: render(from_string(data))
+        to_json = plan.to_json
+        return lambda data: dumps(to_json(from_string(data)))
 
 
 def _clean_parse_error(text: str) -> str:

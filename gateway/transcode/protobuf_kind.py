@@ -8,7 +8,7 @@ precedence, and renders the reply: one JSON document, or a stream of them
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
@@ -25,11 +25,13 @@ from gateway.errors import (
 )
 from gateway.transcode.client_stream import stream_messages
 from gateway.transcode.compile import RpcMethod, Transcoding
+from gateway.transcode.json_codec import MessageCodec
 from gateway.transcode.rest import bindings_into, response_payload, rest_request
 from gateway.transcode.route_kind import Encoding
 from gateway.transcode.streaming import StreamEncoder
 from gateway.upstream.call import Call, DubboOptions, Reply, ReplyStream
 from gateway.upstream.metadata import request_metadata, response_headers
+from gateway.upstream.read_ahead import ReadAhead
 
 HTTP_BODY = "google.api.HttpBody"
 
@@ -141,12 +143,6 @@ class ProtobufTranscoding:
         ]
 
 
-async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for message in rest:
-        yield message
-
-
 def _body_messages(binding: RpcMethod, body: bytes, request: HttpRequest) -> list[Message]:
     if not binding.client_streaming:
         return [binding.input.parse_json(body)]
@@ -186,47 +182,47 @@ class TranscodedCall:
 
     async def encode_stream(self, stream: ReplyStream) -> HttpResponse:
         encoder = StreamEncoder(self.transcoding.stream_format)
-        messages = stream.messages
+        reader = ReadAhead(stream.messages)
         # Wait for the first message (or the status) before answering, so a
         # call that fails at once still gets its own HTTP status.
-        first: bytes | None
         try:
-            first = await anext(messages)
-        except StopAsyncIteration:
-            first = None
+            first = await reader.take()
+        except BaseException:
+            await reader.aclose()
+            raise
         output = self.binding.output
         http_body = output.full_name == HTTP_BODY
-        response_body = self.response_body
-
-        def render(raw: bytes) -> bytes:
-            _, body = response_payload(output, output.parse_bytes(raw), response_body)
-            return body if http_body else encoder.message(body)
-
+        render = _renderer(output, self.response_body, None if http_body else encoder)
         limit = self.limits.max_response_bytes
 
         async def body() -> AsyncIterator[bytes]:
-            if first is None:
-                if not http_body:
-                    yield encoder.end()
-                return
+            batch = first
             sent = 0
             try:
-                async for raw in _chain(first, messages):
-                    chunk = render(raw)
-                    sent += len(chunk)
-                    if sent > limit:
-                        # Cut here: the status is sent already, so the error
-                        # goes as the stream's last record.
-                        raise BadUpstreamResponse(
-                            f"response stream exceeds max_response_bytes ({limit})"
-                        )
-                    yield chunk
+                while batch:
+                    # The messages read while the last chunk was written go
+                    # out together: one chunk, one write.
+                    chunks: list[bytes] = []
+                    for raw in batch:
+                        chunk = render(raw)
+                        sent += len(chunk)
+                        if sent > limit:
+                            if chunks:
+                                yield b"".join(chunks)
+                            # Cut here: the status is sent already, so the
+                            # error goes as the stream's last record.
+                            raise BadUpstreamResponse(
+                                f"response stream exceeds max_response_bytes ({limit})"
+                            )
+                        chunks.append(chunk)
+                    yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                    batch = await reader.take()
             except GatewayError as error:
                 yield encoder.error(error.body())
                 return
             finally:
                 # Ends the backend call at once (the client left, or the cut).
-                await messages.aclose()  # type: ignore[attr-defined]
+                await reader.aclose()
             if not http_body:
                 yield encoder.end()
 
@@ -236,3 +232,19 @@ class TranscodedCall:
             [("content-type", content_type), *response_headers(stream.initial_metadata)],
             stream=body(),
         )
+
+
+def _renderer(
+    output: MessageCodec, response_body: str, encoder: StreamEncoder | None
+) -> Callable[[bytes], bytes]:
+    """One stream message's bytes as sent: its JSON framed by ``encoder``, or
+    (None: an ``HttpBody`` stream) the body's raw data."""
+    parse = output.parse_bytes
+    if encoder is None:
+        return lambda raw: response_payload(output, parse(raw), response_body)[1]
+    frame = encoder.message
+    if not response_body:
+        # The whole message: no field walk, no HttpBody check per message.
+        to_json = output.wire_to_json()
+        return lambda raw: frame(to_json(raw))
+    return lambda raw: frame(response_payload(output, parse(raw), response_body)[1])

@@ -34,8 +34,8 @@ from mesh.security import UpstreamTls
 REPO = Path(__file__).resolve().parents[2]
 LISTENER_PORT = 18080
 
-# (address, call, timeout) -> a reply, an async iterator of messages (streams),
-# or raise a GatewayError.
+# (address, call, timeout) -> a reply, a list or an async iterator of messages
+# (streams), or raise a GatewayError.
 Handler = Callable[[str, Call, float | None], Awaitable[Any]]
 
 
@@ -67,7 +67,10 @@ class FakeUpstream:
     ) -> ReplyStream:
         self.seen.append(Seen(address, call, timeout))
         messages = await self.handler(address, call, timeout)
-        assert isinstance(messages, list), "a stream handler returns a list of messages"
+        if isinstance(messages, AsyncIterator):
+            # The test paces the messages itself.
+            return ReplyStream((("x-stream", "yes"),), messages)
+        assert isinstance(messages, list), "a stream handler returns a list or an async iterator"
         return ReplyStream((("x-stream", "yes"),), _iterate(messages))
 
     async def close(self) -> None:
