@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.dubbo import DUBBO2_ROW, GREETER_ROW, TRIPLE_JSON_ROW, DubboRow
-from bench.dubbo import PATHS as DUBBO_PATHS
 from bench.measure import ContestantResult
 from bench.report import DIRECT, PathResult, Section, Target
 from bench.streaming import StreamResult
@@ -18,10 +17,6 @@ ADDED_P50_MS = 0.35
 P99_VS_ENVOY = 1.5
 STREAMING_VS_ENVOY = 0.6
 TRIPLE_JSON_RPS = 5000.0
-# dubbo2 "no regression": against the run before the round
-# (bench/results/2026-12-02-vm.md, 5,742 req/s), less this run-to-run noise.
-DUBBO2_BASELINE_RPS = 5742.0
-DUBBO2_NOISE = 0.9
 SIDECAR_VS_PROXYLESS = 5.0
 RSS_PER_WORKER_MIB = 80.0
 RATE_KEPT = 0.95
@@ -120,13 +115,13 @@ def _streaming(streams: Sequence[StreamResult]) -> list[Target]:
 
 
 def _dubbo(rows: Sequence[DubboRow]) -> list[Target]:
-    rps = {
+    rps = {  # by path key (bench.dubbo.PATHS)
         row.path: row.result.rows[0].rps
         for row in rows
         if row.contestant.startswith("meshgate") and row.result.rows
     }
     targets = []
-    triple_json, triple = rps.get(DUBBO_PATHS[TRIPLE_JSON_ROW]), rps.get(DUBBO_PATHS[GREETER_ROW])
+    triple_json, triple = rps.get(TRIPLE_JSON_ROW), rps.get(GREETER_ROW)
     if triple_json is not None:
         targets.append(
             Target(
@@ -143,14 +138,15 @@ def _dubbo(rows: Sequence[DubboRow]) -> list[Target]:
                     triple_json >= triple,
                 )
             )
-    dubbo2 = rps.get(DUBBO_PATHS[DUBBO2_ROW])
+    dubbo2 = rps.get(DUBBO2_ROW)
     if dubbo2 is not None:
+        # No regression is old code against new on one machine; a run holds
+        # only one tree, so the verdict comes from an A/B (docs/benchmarks.md).
         targets.append(
             Target(
-                f"dubbo2 no regression: >= {DUBBO2_NOISE:g}x the {DUBBO2_BASELINE_RPS:,.0f} "
-                "req/s before the round",
-                f"{dubbo2:,.0f} req/s = {_ratio(dubbo2, DUBBO2_BASELINE_RPS):.2f}x",
-                dubbo2 >= DUBBO2_NOISE * DUBBO2_BASELINE_RPS,
+                "dubbo2 generic (Java peer): no regression",
+                f"{dubbo2:,.0f} req/s; judged by an A/B of the trees, not by one run",
+                None,
             )
         )
     return targets
