@@ -73,32 +73,45 @@ def _relevant_to(path: Path) -> Callable[[watchfiles.Change, str], bool]:
     return relevant
 
 
+# The watch also looks at the file this often without an event: a change
+# made before the watch was armed, or one the worker could not take yet
+# (still starting), is picked up then instead of never.
+RECHECK_MS = 1000
+
+
 async def watch_config(
     path: Path,
     debounce: float,
-    on_change: Callable[[], Awaitable[None]],
+    on_change: Callable[[], Awaitable[bool]],
     stop: asyncio.Event,
     loaded_digest: str | None = None,
 ) -> None:
-    """Call ``on_change`` whenever the bytes behind ``path`` change, until ``stop``."""
+    """Call ``on_change`` whenever the bytes behind ``path`` change, until ``stop``.
+    ``on_change`` returns False when it could not take the change yet; it is
+    offered again at the next check."""
     last = loaded_digest if loaded_digest is not None else content_digest(path)
     debounce_ms = max(int(debounce * 1000), 50)
     while not stop.is_set():
         directories = watched_directories(path)
-        async for _changes in watchfiles.awatch(
+        async for changes in watchfiles.awatch(
             *directories,
             stop_event=stop,
             debounce=debounce_ms,
             step=min(50, debounce_ms),
+            rust_timeout=RECHECK_MS,
+            yield_on_timeout=True,
             recursive=False,
             ignore_permission_denied=True,
             watch_filter=_relevant_to(path),
         ):
+            if not changes and content_digest(path) == last:
+                continue  # a quiet tick, and nothing was missed
             digest = await settled_digest(path, debounce)
             if digest is None or digest == last:
                 continue
+            if not await on_change():
+                continue
             last = digest
-            await on_change()
             # A swapped symlink may now resolve into another directory.
             if watched_directories(path) != directories:
                 break
