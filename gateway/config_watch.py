@@ -73,22 +73,19 @@ def _relevant_to(path: Path) -> Callable[[watchfiles.Change, str], bool]:
     return relevant
 
 
-# The watch also looks at the file this often without an event: a change
-# made before the watch was armed, or one the worker could not take yet
-# (still starting), is picked up then instead of never.
+# The watch also looks at the file this often without an event, so a change
+# made between the load and the watch being armed is picked up, not lost.
 RECHECK_MS = 1000
 
 
 async def watch_config(
     path: Path,
     debounce: float,
-    on_change: Callable[[], Awaitable[bool]],
+    on_change: Callable[[], Awaitable[None]],
     stop: asyncio.Event,
     loaded_digest: str | None = None,
 ) -> None:
-    """Call ``on_change`` whenever the bytes behind ``path`` change, until ``stop``.
-    ``on_change`` returns False when it could not take the change yet; it is
-    offered again at the next check."""
+    """Call ``on_change`` whenever the bytes behind ``path`` change, until ``stop``."""
     last = loaded_digest if loaded_digest is not None else content_digest(path)
     debounce_ms = max(int(debounce * 1000), 50)
     while not stop.is_set():
@@ -109,9 +106,8 @@ async def watch_config(
             digest = await settled_digest(path, debounce)
             if digest is None or digest == last:
                 continue
-            if not await on_change():
-                continue
             last = digest
+            await on_change()
             # A swapped symlink may now resolve into another directory.
             if watched_directories(path) != directories:
                 break

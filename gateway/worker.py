@@ -120,7 +120,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reload_pending: str | None = None
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.app: GatewayApp | None = None
         self.listeners: ListenerSet | None = None
         # What the file held when last loaded: the watch reports changes from it.
@@ -153,7 +153,7 @@ class Worker:
             log.info("%s during start-up: reloading once ready", why)
             self._reload_pending = why
 
-    def _spawn(self, work: Coroutine[Any, Any, object]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -278,12 +278,10 @@ class Worker:
             loaded_digest=self._loaded_digest,
         )
 
-    async def reload(self, why: str) -> bool:
-        """Reload the config file; False when the worker does not serve yet (or
-        any more) and so did not try."""
+    async def reload(self, why: str) -> None:
         async with self._reload_lock:
             if self.readiness.phase is not Phase.SERVING:
-                return False
+                return
             outcome = await self._reload()
             accepted = outcome.startswith("ok")
             count_reload(accepted)
@@ -294,7 +292,6 @@ class Worker:
             # Not from inside this call: it may be running in the watch task
             # that is about to be replaced.
             asyncio.get_running_loop().call_soon(self._follow_reload_settings)
-        return True
 
     async def _reload(self) -> str:
         assert self.app is not None and self.listeners is not None

@@ -14,41 +14,10 @@ from uvicorn.server import ServerState
 
 from gateway.config import ListenerLimitsConfig
 from gateway.edge_protocol import edge_protocol
+from tests.support.memory_transport import MemoryTransport
 
 Headers = list[tuple[bytes, bytes]]
 Messages = list[dict[str, Any]]
-
-
-class Transport:
-    """Keeps each write apart, to count them."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 4000)}.get(name, default)
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def writelines(self, data: Any) -> None:
-        self.writes.append(b"".join(data))
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def set_protocol(self, protocol: Any) -> None:
-        pass
 
 
 class Replay:
@@ -91,12 +60,12 @@ def serve(
     app: Replay,
     request: bytes,
     cls: type[HttpToolsProtocol] | None = None,
-) -> Transport:
+) -> MemoryTransport:
     cls = cls or edge_protocol(lambda port: ListenerLimitsConfig())
     config = Config(app=app, lifespan="off", http=cls)
     config.load()
     protocol = cls(config=config, server_state=ServerState(), app_state={}, _loop=loop)
-    transport = Transport()
+    transport = MemoryTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     protocol.data_received(request)
     loop.run_until_complete(asyncio.sleep(0.01))

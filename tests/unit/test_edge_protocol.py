@@ -16,8 +16,8 @@ from uvicorn.server import ServerState
 from gateway.config import ListenerLimitsConfig
 from gateway.edge_protocol import EdgeProtocol, edge_protocol
 from gateway.interrupts import BODY_TIMEOUT, CLIENT_GONE, SCOPE_KEY
+from tests.support.memory_transport import MemoryTransport
 
-PORT = 8080
 LIMITS = ListenerLimitsConfig(
     max_request_header_bytes=2048,
     max_request_headers=10,
@@ -26,33 +26,6 @@ LIMITS = ListenerLimitsConfig(
     body_read_timeout=30.0,
     max_connections=2,
 )
-
-
-class MemoryTransport:
-    def __init__(self) -> None:
-        self.written = b""
-        self.closed = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", PORT), "peername": ("127.0.0.1", 4000)}.get(name, default)
-
-    def write(self, data: bytes) -> None:
-        self.written += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def set_protocol(self, protocol: Any) -> None:
-        pass
 
 
 class App:
